@@ -1,0 +1,53 @@
+"""The `langneurons` command line: one file per command group, all registered on one typer app."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from langneurons.errors import LangneuronsError
+
+app = typer.Typer(
+    name="langneurons",
+    help="Find, explain and steer the neurons that make a language model multilingual.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+# Each module registers its commands on `app` when imported.
+from langneurons.cli import (  # noqa: E402,F401
+    analyze_cmds,
+    evaluate_cmds,
+    identify_cmds,
+    record_cmds,
+    report_cmds,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit non-zero (never a traceback)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Entry point of the console script and of `python -m langneurons`."""
+    try:
+        app()
+    except LangneuronsError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+    except KeyboardInterrupt:
+        fail("interrupted (a recording keeps its last checkpoint; rerun the same command to resume)", 130)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        fail(f"{exc.strerror or exc.__class__.__name__}: {exc.filename}")
+    except MemoryError:
+        fail("out of memory: lower --batch-size or --max-length")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

@@ -1,0 +1,79 @@
+"""CLI: `record` (corpus → stats file) and `merge` (stats files → one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from langneurons.cli import app
+from langneurons.data import load_corpus, parse_languages
+from langneurons.errors import LangneuronsError
+from langneurons.formats.stats import MANIFEST_FILE, load_stats, merge_stats, save_stats
+from langneurons.models.loading import load_model
+from langneurons.record import RecordSettings, record
+
+console = Console(stderr=True)
+
+MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
+
+
+@app.command("record")
+def record_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory to write (stats.safetensors + manifest.json)."),
+    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
+    revision: str | None = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
+    corpus: str = typer.Option("ntrex", "--corpus", help="ntrex[:identify|dev|all], a <lang>.txt folder, .jsonl, hf:NAME"),
+    languages: str | None = typer.Option(None, "--languages", help="Comma-separated codes, in order (default: all)."),
+    sentences: int | None = typer.Option(None, "--sentences", help="At most this many sentences per language."),
+    tokens: int | None = typer.Option(None, "--tokens", help="Stop each language after this many counted tokens."),
+    site: str = typer.Option("act", "--site", help="act (LAPE default) or down_in."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per sequence (longer texts are truncated)."),
+    count_bos: bool = typer.Option(False, "--count-bos", help="Also count the BOS position."),
+    chunk_batches: int = typer.Option(8, "--chunk-batches", help="Batches per unit of work (checkpoint grain)."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
+    device_map: str | None = typer.Option(None, "--device-map", help="'auto' to spread a large model over GPUs."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+) -> None:
+    """Count how often every MLP neuron fires on each language's text."""
+    settings = RecordSettings(site, batch_size, max_length, count_bos, tokens, chunk_batches, checkpoint_minutes)
+    if batch_size <= 0 or chunk_batches <= 0:
+        raise LangneuronsError("--batch-size and --chunk-batches must be positive")
+    if site not in ("act", "down_in"):
+        raise LangneuronsError(f"unknown site {site!r}; choose act or down_in")
+    if (out / MANIFEST_FILE).exists() and not overwrite:
+        raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
+    texts = load_corpus(corpus, parse_languages(languages), sentences)
+    loaded = load_model(
+        model,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        device_map=device_map,
+    )
+    stats = record(loaded, texts, out, settings, overwrite=overwrite)
+    m = stats.manifest
+    console.print(
+        f"wrote {out}: {len(m['languages'])} languages, {int(stats.n_tokens.sum()):,} tokens, "
+        f"{m['num_layers']} layers × {m['intermediate_size']} neurons, site {site}, {m['wall_seconds']:.1f} s"
+    )
+
+
+@app.command("merge")
+def merge_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run directories of the same model and site."),
+    out: Path = typer.Option(..., "--out"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Add runs: the same language sums up, new languages are appended."""
+    if (out / MANIFEST_FILE).exists() and not overwrite:
+        raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
+    merged = merge_stats([load_stats(run) for run in runs])
+    save_stats(out, merged)
+    console.print(f"wrote {out}: languages {','.join(merged.languages)}")

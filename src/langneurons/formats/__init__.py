@@ -1,0 +1,1 @@
+"""On-disk formats: statistics (safetensors + JSON manifest) and neuron sets (JSON)."""

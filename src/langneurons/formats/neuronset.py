@@ -1,0 +1,290 @@
+"""The neuron-set file: which (layer, neuron) belong to which language, and how they were found.
+
+One JSON object (UTF-8), written atomically:
+
+  format             "langneurons-neuronset/1"
+  languages          ["en", "fr", ...]        language codes, in the order of the statistics
+  num_layers         L                         number of transformer layers
+  intermediate_size  F                         MLP neurons per layer; indices are 0..F-1
+  site               "act" | "down_in" | null  capture site of the statistics (METHODS.md section 1)
+  model              model name or path, or null
+  method             "lape" | "entropy-lambda" | ...
+  params             every parameter of the method and what it derived: top_rate, filter_rate,
+                     bar_ratio, the bar values (filter_bar, bar), lambda and lambda_mode
+                     ("fixed" | "auto", with the AutoSweep steps), n_target / n_selected, tie_break;
+                     imported sets say where from and whether intermediate_size was inferred
+  neurons            {lang: [[sorted unique neuron indices of layer 0], ..., [... of layer L-1]]}
+  selected           [[sorted unique indices of layer 0], ...]: every neuron the method selected,
+                     with or without a language (a superset of every language's neurons)
+  source             the statistics it came from: run, corpus, corpus_sha256, revision, dtype,
+                     langneurons_version (of the recording), identified_with (this tool's version)
+  summary            informational only (ignored when read): pairs per language, distinct neurons,
+                     neurons per class
+
+Classes (per layer, from ``neurons`` and ``selected``): *specific* = neuron of exactly 1 language,
+*related* = of 2..K-1 languages, *agnostic* = of all K languages, *unassigned* = selected but of no
+language. With K = 1 every assigned neuron counts as specific; with K = 2 *related* is empty.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from langneurons.errors import LangneuronsError
+from langneurons.formats.atomic import write_json
+
+NEURONSET_FORMAT = "langneurons-neuronset/1"
+CLASSES = ("specific", "related", "agnostic", "unassigned")
+
+
+@dataclass
+class NeuronSet:
+    """Per-language neuron indices per layer, the selected neurons, and the provenance of the set."""
+
+    languages: list[str]
+    num_layers: int
+    intermediate_size: int
+    neurons: dict[str, list[list[int]]]
+    selected: list[list[int]]
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    site: str | None = None
+    model: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    # ---- views -------------------------------------------------------------------------------------
+    def _mask_of(self, layers: list[list[int]]) -> torch.Tensor:
+        mask = torch.zeros(self.num_layers, self.intermediate_size, dtype=torch.bool)
+        for layer, idx in enumerate(layers):
+            mask[layer, torch.tensor(idx, dtype=torch.long)] = True
+        return mask
+
+    def _lang(self, lang: str) -> list[list[int]]:
+        if lang not in self.neurons:
+            raise LangneuronsError(f"language {lang!r} is not in this neuron set (have: {','.join(self.languages)})")
+        return self.neurons[lang]
+
+    def mask(self, lang: str) -> torch.Tensor:
+        """Bool ``[L, F]``: True where the neuron belongs to ``lang``."""
+        return self._mask_of(self._lang(lang))
+
+    def selected_mask(self) -> torch.Tensor:
+        """Bool ``[L, F]``: True where the method selected the neuron (with or without a language)."""
+        return self._mask_of(self.selected)
+
+    def language_counts(self) -> torch.Tensor:
+        """Int ``[L, F]``: how many languages each neuron belongs to."""
+        total = torch.zeros(self.num_layers, self.intermediate_size, dtype=torch.int16)
+        for lang in self.languages:
+            total += self.mask(lang)
+        return total
+
+    def class_masks(self) -> dict[str, torch.Tensor]:
+        """Bool ``[L, F]`` per class: specific (1 language), related (2..K-1), agnostic (K), unassigned."""
+        n, k = self.language_counts(), len(self.languages)
+        return {
+            "specific": n == 1,
+            "related": (n >= 2) & (n < k),
+            "agnostic": (n == k) & (n >= 2),
+            "unassigned": self.selected_mask() & (n == 0),
+        }
+
+    def classes(self) -> list[dict[str, list[int]]]:
+        """Per layer: class name → sorted neuron indices (see the module docstring for the classes)."""
+        masks = self.class_masks()
+        return [
+            {name: m[layer].nonzero().squeeze(1).tolist() for name, m in masks.items()}
+            for layer in range(self.num_layers)
+        ]
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of neurons in each class over all layers."""
+        return {name: int(m.sum()) for name, m in self.class_masks().items()}
+
+    def counts_per_layer(self, lang: str) -> list[int]:
+        """Number of ``lang``'s neurons in each layer."""
+        return [len(layer) for layer in self._lang(lang)]
+
+    def count(self, lang: str) -> int:
+        """Number of ``lang``'s neurons over all layers."""
+        return sum(self.counts_per_layer(lang))
+
+    def n_pairs(self) -> int:
+        """Number of (language, neuron) pairs."""
+        return sum(self.count(lang) for lang in self.languages)
+
+    def n_distinct(self) -> int:
+        """Number of neurons that belong to at least one language."""
+        return int((self.language_counts() > 0).sum())
+
+    def overlap(self) -> torch.Tensor:
+        """Int64 ``[K, K]``: neurons shared by each pair of languages (diagonal = each language's count)."""
+        flat = torch.stack([self.mask(lang).reshape(-1) for lang in self.languages]).to(torch.float32)
+        return (flat @ flat.T).round().to(torch.int64)
+
+    # ---- checks ------------------------------------------------------------------------------------
+    def check_compatible(
+        self, num_layers: int, intermediate_size: int, site: str | None = None, model: str | None = None
+    ) -> None:
+        """Refuse to apply this set to a model of another shape (or site / model name, where both are known)."""
+        mine = f"{self.num_layers} layers × {self.intermediate_size} neurons"
+        theirs = f"{num_layers} layers × {intermediate_size} neurons"
+        if (self.num_layers, self.intermediate_size) != (num_layers, intermediate_size):
+            raise LangneuronsError(
+                f"neuron set is for {mine} ({self.model or 'unknown model'}) but the target has {theirs}"
+                f" ({model or 'unknown model'})"
+            )
+        if site is not None and self.site is not None and site != self.site:
+            raise LangneuronsError(f"neuron set was found at site {self.site!r} but the target uses {site!r}")
+        if model is not None and self.model is not None and model != self.model:
+            raise LangneuronsError(
+                f"neuron set is for model {self.model!r} ({mine}) but the target is {model!r} ({theirs})"
+            )
+
+    def validate(self) -> None:
+        """Check the set's internal consistency; one-line LangneuronsError naming the first problem."""
+        _validate(self.to_dict(summary=False), "neuron set")
+
+    # ---- files -------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Counts for a human reader of the file (ignored when the file is read)."""
+        return {
+            "pairs_per_language": {lang: self.count(lang) for lang in self.languages},
+            "pairs": self.n_pairs(),
+            "distinct_neurons": self.n_distinct(),
+            "selected": sum(len(layer) for layer in self.selected),
+            "classes": self.class_counts(),
+        }
+
+    def to_dict(self, summary: bool = True) -> dict[str, Any]:
+        """The JSON object of the file."""
+        data: dict[str, Any] = {
+            "format": NEURONSET_FORMAT,
+            "languages": list(self.languages),
+            "num_layers": self.num_layers,
+            "intermediate_size": self.intermediate_size,
+            "site": self.site,
+            "model": self.model,
+            "method": self.method,
+            "params": self.params,
+            "neurons": {lang: self.neurons[lang] for lang in self.languages},
+            "selected": self.selected,
+            "source": self.source,
+        }
+        if summary:
+            data["summary"] = self.summary()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "neuron set") -> NeuronSet:
+        """Build and validate a set from its JSON object."""
+        _validate(data, where)
+        return cls(
+            languages=list(data["languages"]),
+            num_layers=int(data["num_layers"]),
+            intermediate_size=int(data["intermediate_size"]),
+            neurons={lang: [list(layer) for layer in data["neurons"][lang]] for lang in data["languages"]},
+            selected=[list(layer) for layer in data["selected"]],
+            method=str(data["method"]),
+            params=dict(data.get("params") or {}),
+            site=data.get("site"),
+            model=data.get("model"),
+            source=dict(data.get("source") or {}),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Validate, then write the JSON file atomically."""
+        self.validate()
+        write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuronSet:
+        """Read and validate a neuron-set file; one-line errors for anything wrong."""
+        path = Path(path)
+        if not path.is_file():
+            raise LangneuronsError(f"no neuron-set file at {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LangneuronsError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+        return cls.from_dict(data, str(path))
+
+
+def load_neuronset(path: str | Path) -> NeuronSet:
+    """Read and validate a neuron-set file (same as `NeuronSet.load`)."""
+    return NeuronSet.load(path)
+
+
+def _index_tensor(values: Any, size: int, what: str) -> torch.Tensor:
+    """A per-layer index list as a tensor; raises ValueError with a short reason when it is not valid."""
+    if not isinstance(values, list):
+        raise ValueError(f"{what} is not a list")
+    if not values:
+        return torch.zeros(0, dtype=torch.long)
+    try:
+        t = torch.tensor(values)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{what} holds something other than integers") from None
+    if t.dtype != torch.int64 or t.dim() != 1:
+        raise ValueError(f"{what} holds something other than integers")
+    if int(t.min()) < 0 or int(t.max()) >= size:
+        raise ValueError(f"{what} has an index outside 0..{size - 1}")
+    if t.numel() > 1 and not bool((t[1:] > t[:-1]).all()):
+        raise ValueError(f"{what} is not sorted and unique")
+    return t
+
+
+def _validate(data: Any, where: str) -> None:
+    """Validate a neuron-set JSON object; one-line LangneuronsError naming ``where`` and the problem."""
+
+    def bad(reason: str) -> LangneuronsError:
+        return LangneuronsError(f"{where}: {reason}")
+
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    if data.get("format") != NEURONSET_FORMAT:
+        raise bad(f"format is {data.get('format')!r}, expected {NEURONSET_FORMAT!r}")
+    missing = [k for k in ("languages", "num_layers", "intermediate_size", "method", "neurons", "selected")
+               if k not in data]  # fmt: skip
+    if missing:
+        raise bad(f"missing field(s) {', '.join(missing)}")
+    languages, n_layers, size = data["languages"], data["num_layers"], data["intermediate_size"]
+    if not isinstance(languages, list) or not all(isinstance(x, str) and x for x in languages):
+        raise bad("languages must be a list of language codes")
+    if len(set(languages)) != len(languages):
+        raise bad("languages has duplicates")
+    for name, value in (("num_layers", n_layers), ("intermediate_size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise bad(f"{name} must be a positive integer, got {value!r}")
+    neurons = data["neurons"]
+    if not isinstance(neurons, dict) or set(neurons) != set(languages):
+        raise bad("neurons must have exactly one entry per language in languages")
+    for key in ("site", "model"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise bad(f"{key} must be a string or null")
+    for key in ("params", "source"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise bad(f"{key} must be an object")
+    selected_layers = data["selected"]
+    if not isinstance(selected_layers, list) or len(selected_layers) != n_layers:
+        raise bad(f"selected must have num_layers = {n_layers} layers")
+    try:
+        selected = [_index_tensor(x, size, f"selected layer {i}") for i, x in enumerate(selected_layers)]
+        for lang in languages:
+            layers = neurons[lang]
+            if not isinstance(layers, list) or len(layers) != n_layers:
+                raise ValueError(f"neurons[{lang}] must have num_layers = {n_layers} layers")
+            for i, x in enumerate(layers):
+                t = _index_tensor(x, size, f"neurons[{lang}] layer {i}")
+                if t.numel() and not bool(torch.isin(t, selected[i]).all()):
+                    raise ValueError(f"neurons[{lang}] layer {i} has neurons missing from selected")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+
+
+__all__ = ["CLASSES", "NEURONSET_FORMAT", "NeuronSet", "load_neuronset"]

@@ -1,0 +1,60 @@
+"""Models: loading (hub id, local dir, GGUF, the embedded Gemma) and one adapter per family.
+
+Only this package knows where a family keeps its MLP neurons; everything else goes
+through :func:`get_adapter` and :meth:`Adapter.hook`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from langneurons.errors import LangneuronsError
+from langneurons.models.base import SITES, Adapter, SiteFn
+from langneurons.models.bloom import BloomAdapter
+from langneurons.models.falcon import FalconAdapter
+from langneurons.models.gemma import GemmaAdapter
+from langneurons.models.gpt2 import GPT2Adapter
+from langneurons.models.gpt_neox import GPTNeoXAdapter
+from langneurons.models.llama import LlamaAdapter
+from langneurons.models.opt import OPTAdapter
+from langneurons.models.phi import PhiAdapter
+from langneurons.models.phi3 import Phi3Adapter
+
+ADAPTERS: tuple[type[Adapter], ...] = (
+    LlamaAdapter,
+    GemmaAdapter,
+    Phi3Adapter,
+    BloomAdapter,
+    GPT2Adapter,
+    GPTNeoXAdapter,
+    OPTAdapter,
+    PhiAdapter,
+    FalconAdapter,
+)
+# Mixture-of-experts MLPs route each token to a few experts inside one fused module; per-expert
+# neurons are not yet exposed (see README, "Supported models").
+MOE_TYPES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe", "dbrx", "jamba")
+
+
+def supported_model_types() -> list[str]:
+    return sorted(t for adapter in ADAPTERS for t in adapter.model_types)
+
+
+def get_adapter(model: nn.Module) -> Adapter:
+    """The adapter for a loaded transformers model, chosen by ``config.model_type``."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter(model)
+    if model_type in MOE_TYPES:
+        raise LangneuronsError(
+            f"mixture-of-experts model {model_type!r} is not yet supported (per-expert neurons); "
+            "dense families only for now"
+        )
+    raise LangneuronsError(
+        f"unsupported architecture {model_type!r}: looked for config.model_type in "
+        f"{', '.join(supported_model_types())}"
+    )
+
+
+__all__ = ["ADAPTERS", "SITES", "Adapter", "SiteFn", "get_adapter", "supported_model_types"]

@@ -1,0 +1,110 @@
+"""What a "neuron" is: the adapter interface every model family implements.
+
+A neuron is one coordinate of a layer's MLP intermediate vector. Two capture sites
+(METHODS.md §1): ``act`` = output of the activation function (``act_fn(gate_proj(x))`` for
+gated MLPs) and ``down_in`` = the input of the down projection (``act * up`` for gated MLPs;
+the same tensor as ``act`` for non-gated ones). Every other module reads and edits neurons
+only through :meth:`Adapter.hook`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from langneurons.errors import LangneuronsError
+
+SITES = ("act", "down_in")
+# fn(layer_index, activation [..., F]) -> replacement tensor, or None to leave it unchanged.
+SiteFn = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
+class Adapter:
+    """Knows where one family's MLP neurons live; subclasses set the class attributes and paths."""
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    gated: ClassVar[bool] = True
+    layers_path: ClassVar[str] = "model.layers"
+    act_path: ClassVar[str] = "mlp.act_fn"  # relative to a layer
+    down_path: ClassVar[str] = "mlp.down_proj"  # relative to a layer
+    intermediate_attr: ClassVar[tuple[str, ...]] = ("intermediate_size",)
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.config = model.config
+        self.layers: list[nn.Module] = list(_get(model, self.layers_path, self))
+
+    @property
+    def family(self) -> str:
+        return self.model_types[0]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def intermediate_size(self) -> int:
+        for attr in self.intermediate_attr:
+            value = getattr(self.config, attr, None)
+            if value:
+                return int(value)
+        return 4 * int(self.config.hidden_size)
+
+    def act_module(self, layer: int) -> nn.Module:
+        """The module whose output is the ``act`` site of a layer."""
+        return _get(self.layers[layer], self.act_path, self)
+
+    def down_module(self, layer: int) -> nn.Module:
+        """The down projection of a layer (its input is ``down_in``)."""
+        return _get(self.layers[layer], self.down_path, self)
+
+    def down_weight(self, layer: int) -> torch.Tensor:
+        """The down projection's weight as [hidden, F] (column j = neuron j's output direction)."""
+        return self.down_module(layer).weight
+
+    def body(self) -> nn.Module:
+        """The model without its LM head: recording needs no logits (METHODS.md §8)."""
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model
+
+    def hook(self, site: str, fn: SiteFn, layers: list[int] | None = None) -> list[RemovableHandle]:
+        """Call ``fn(layer, activation)`` at ``site`` of each layer; a returned tensor replaces it."""
+        if site not in SITES:
+            raise LangneuronsError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
+        handles = []
+        for i in range(self.num_layers) if layers is None else layers:
+            if site == "down_in" and self.gated:
+                handles.append(self.down_module(i).register_forward_pre_hook(_pre_hook(i, fn)))
+            else:
+                handles.append(self.act_module(i).register_forward_hook(_post_hook(i, fn)))
+        return handles
+
+
+def _post_hook(layer: int, fn: SiteFn):
+    def hook(_module, _args, output):
+        return fn(layer, output)
+
+    return hook
+
+
+def _pre_hook(layer: int, fn: SiteFn):
+    def hook(_module, args):
+        new = fn(layer, args[0])
+        return None if new is None else (new, *args[1:])
+
+    return hook
+
+
+def _get(root: nn.Module, path: str, adapter: Adapter) -> nn.Module:
+    obj = root
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            raise LangneuronsError(
+                f"{type(adapter).__name__}: expected submodule {path!r} in {type(root).__name__}, "
+                f"missing {part!r} (an unsupported variant of this architecture?)"
+            )
+        obj = getattr(obj, part)
+    return obj

@@ -1,0 +1,15 @@
+"""GPT-2: non-gated MLP; the down projection is a Conv1D whose weight is stored [F, hidden]."""
+
+from langneurons.models.base import Adapter
+
+
+class GPT2Adapter(Adapter):
+    model_types = ("gpt2",)
+    gated = False
+    layers_path = "transformer.h"
+    act_path = "mlp.act"
+    down_path = "mlp.c_proj"
+    intermediate_attr = ("n_inner",)
+
+    def down_weight(self, layer: int):
+        return self.down_module(layer).weight.T  # Conv1D keeps [in, out]

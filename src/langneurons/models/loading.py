@@ -1,0 +1,129 @@
+"""Load a causal LM from a hub id (with revision), a local directory, a GGUF file or ``embedded``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from langneurons.errors import LangneuronsError
+from langneurons.models import Adapter, get_adapter
+
+EMBEDDED = "embedded"
+EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for recording and interventions, and the facts a manifest needs about it."""
+
+    model: nn.Module
+    tokenizer: object
+    adapter: Adapter
+    name: str
+    revision: str | None
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def max_length(self) -> int:
+        cfg = self.adapter.config
+        for attr in ("max_position_embeddings", "n_positions", "seq_length"):
+            if getattr(cfg, attr, None):
+                return int(getattr(cfg, attr))
+        return 2048
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LangneuronsError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LangneuronsError(f"device {device!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise LangneuronsError(f"unknown dtype {dtype!r} (use auto, {', '.join(DTYPES)})")
+    return DTYPES[dtype]
+
+
+def load_model(
+    spec: str,
+    *,
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    device_map: str | None = None,
+) -> LoadedModel:
+    """Load ``spec`` (``embedded``, ``*.gguf``, a local directory or a hub id) in eval mode."""
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    if spec == EMBEDDED or spec.endswith(".gguf"):
+        from langneurons.models.gguf import embedded_gguf_path, load_gguf
+
+        path = embedded_gguf_path() if spec == EMBEDDED else Path(spec)
+        if not path.is_file():
+            raise LangneuronsError(f"GGUF file {spec} does not exist")
+        model, tokenizer = load_gguf(path, dtype=torch_dtype)
+        name = EMBEDDED_NAME if spec == EMBEDDED else str(path)
+    else:
+        model, tokenizer = _load_transformers(spec, revision, torch_dtype, trust_remote_code, device_map)
+        name = spec
+    if device_map is None:
+        model.to(dev)
+    model.eval().requires_grad_(False)
+    adapter = get_adapter(model)
+    _prepare_tokenizer(tokenizer)
+    return LoadedModel(model, tokenizer, adapter, name, revision, dev, torch_dtype)
+
+
+def _load_transformers(spec, revision, torch_dtype, trust_remote_code, device_map):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(spec)
+    if local.exists() and not (local / "config.json").is_file():
+        raise LangneuronsError(f"{spec} is not a model directory (no config.json)")
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(spec, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise LangneuronsError(f"cannot load model {spec!r}: {_first_line(exc)}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            spec, config=config, dtype=torch_dtype, device_map=device_map, **kwargs
+        )
+        tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise LangneuronsError(f"cannot load model {spec!r}: {_first_line(exc)}") from None
+    return model, tokenizer
+
+
+def _prepare_tokenizer(tokenizer) -> None:
+    """Right padding (positions stay aligned) and a pad token even where the model has none."""
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def wrap_model(model: nn.Module, tokenizer, name: str, revision: str | None = None) -> LoadedModel:
+    """Use an already-built model (e.g. made from a config, or edited in memory) with langneurons."""
+    model.eval().requires_grad_(False)
+    _prepare_tokenizer(tokenizer)
+    param = next(model.parameters())
+    return LoadedModel(model, tokenizer, get_adapter(model), name, revision, param.device, param.dtype)

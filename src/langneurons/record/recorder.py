@@ -1,0 +1,211 @@
+"""The recording loop: units → counted batches → partials → totals, with checkpoints and ranks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import langneurons
+from langneurons.data import Corpus
+from langneurons.errors import LangneuronsError
+from langneurons.formats.atomic import write_safetensors
+from langneurons.formats.stats import MANIFEST_FILE, Stats, save_stats
+from langneurons.models.loading import LoadedModel
+from langneurons.record.counter import Counter, Partial
+from langneurons.record.distributed import World, barrier, broadcast_flag, gather_partials, init_world
+from langneurons.record.plan import Unit, plan_units, unit_batches
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """Everything besides model and corpus that decides the recorded numbers (all go in the manifest)."""
+
+    site: str = "act"
+    batch_size: int = 8
+    max_length: int = 512
+    count_bos: bool = False
+    tokens: int | None = None  # per-language budget of counted tokens (whole sentences)
+    chunk_batches: int = 8  # batches per unit of work (checkpoint / rank grain)
+    checkpoint_minutes: float = 5.0
+
+
+def record(
+    loaded: LoadedModel,
+    corpus: Corpus,
+    out: str | Path,
+    settings: RecordSettings = RecordSettings(),
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    world: World | None = None,
+) -> Stats:
+    """Record ``corpus`` through ``loaded`` at ``settings.site`` into ``out`` (stats + manifest)."""
+    out = Path(out)
+    world = world or init_world()
+    _check(loaded, settings, out, overwrite, world)
+    units = plan_units(
+        corpus,
+        loaded.tokenizer,
+        batch_size=settings.batch_size,
+        chunk_batches=settings.chunk_batches,
+        max_length=settings.max_length,
+        count_bos=settings.count_bos,
+        tokens=settings.tokens,
+    )
+    manifest = _manifest(loaded, corpus, settings, units, world)
+    fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
+    totals, next_unit = _resume(out, fingerprint, shape, overwrite and world.is_main)
+    barrier(world)
+    started, last_save = time.time(), time.time()
+    counter = Counter(loaded.adapter, settings.site, loaded.device)
+    body = loaded.adapter.body()
+    bar = _progress(progress and world.is_main)
+    counted_before = int(totals[3].sum())
+    with bar, counter, torch.inference_mode():
+        task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
+        for first in range(next_unit, len(units), world.size):
+            mine = first + world.rank
+            counter.reset()
+            if mine < len(units):
+                _run_unit(units[mine], corpus, loaded, body, counter, settings)
+            for offset, partial in enumerate(gather_partials(counter.partial, world)):
+                if first + offset < len(units):
+                    _add(totals, units[first + offset].lang, partial.to("cpu"))
+            next_unit = min(first + world.size, len(units))
+            rate = (int(totals[3].sum()) - counted_before) / max(time.time() - started, 1e-9)
+            bar.update(task, completed=next_unit, description=_describe(corpus, units, next_unit), rate=f"{rate:,.0f} tok/s")
+            if world.is_main and time.time() - last_save > 60 * settings.checkpoint_minutes:
+                _save_checkpoint(out, totals, next_unit, fingerprint)
+                last_save = time.time()
+    manifest["wall_seconds"] = round(time.time() - started, 3)
+    manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    stats = Stats(*totals, manifest=manifest)
+    if world.is_main:
+        save_stats(out, stats)
+        (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    barrier(world)
+    return stats
+
+
+def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings):
+    texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
+    for batch in unit_batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
+        counter.set_batch(batch.counted)
+        body(
+            input_ids=batch.input_ids.to(loaded.device),
+            attention_mask=batch.attention_mask.to(loaded.device),
+            use_cache=False,
+        )
+
+
+def _add(totals: list[torch.Tensor], lang: int, partial: Partial) -> None:
+    count, total, total_sq, n_tokens = totals
+    count[lang] += partial.count
+    total[lang] += partial.sum
+    total_sq[lang] += partial.sum_sq
+    n_tokens[lang] += partial.n_tokens[0]
+
+
+def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
+    if s.max_length <= 0 or s.max_length > loaded.max_length:
+        raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
+    if s.checkpoint_minutes <= 0:
+        raise LangneuronsError("--checkpoint-minutes must be positive")
+    finished = broadcast_flag((out / MANIFEST_FILE).exists(), world)
+    if finished and not overwrite:
+        raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+
+
+def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], fresh: bool):
+    """Totals and next unit from a checkpoint of the same configuration, else zeros."""
+    k, n_layers, width = shape
+    totals = [
+        torch.zeros(shape, dtype=torch.int64),
+        torch.zeros(shape, dtype=torch.float64),
+        torch.zeros(shape, dtype=torch.float64),
+        torch.zeros(k, dtype=torch.int64),
+    ]
+    path = out / CHECKPOINT_FILE
+    if fresh:
+        path.unlink(missing_ok=True)
+    if not path.exists():
+        return totals, 0
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as fh:
+            state = json.loads(fh.metadata()["state"])
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError):
+        raise LangneuronsError(f"{path} is corrupt; delete it to start over") from None
+    if state["fingerprint"] != fingerprint:
+        raise LangneuronsError(
+            f"{path} comes from a different model, corpus or settings; delete it or pass --overwrite"
+        )
+    return [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")], int(state["next_unit"])
+
+
+def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
+    """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
+    state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
+    names = ("count", "sum", "sum_sq", "n_tokens")
+    write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
+
+
+def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: list[Unit], world: World) -> dict:
+    import transformers
+
+    sentences = {lang: 0 for lang in corpus.languages}
+    for unit in units:
+        sentences[corpus.languages[unit.lang]] += unit.stop - unit.start
+    return {
+        "languages": corpus.languages,
+        "model": loaded.name,
+        "revision": loaded.revision,
+        "family": loaded.adapter.family,
+        "site": s.site,
+        "num_layers": loaded.adapter.num_layers,
+        "intermediate_size": loaded.adapter.intermediate_size,
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "device": loaded.device.type,
+        "corpus": corpus.name,
+        "corpus_sha256": corpus.sha256(),
+        "sentences": sentences,
+        "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
+        "settings": asdict(s) | {"checkpoint_minutes": None},
+        "langneurons_version": langneurons.__version__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _describe(corpus: Corpus, units: list[Unit], next_unit: int) -> str:
+    lang = corpus.languages[units[min(next_unit, len(units) - 1)].lang] if units else "-"
+    return f"recording [bold]{lang}[/]"
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("units {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )

@@ -1,0 +1,100 @@
+"""Tiny models of every supported family, a word-level tokenizer, and a planted-neuron model.
+
+Everything is built from configs in memory: no network, a few KB of weights each.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from langneurons.models.loading import LoadedModel, wrap_model
+
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+# Two "languages" with their own words, and words both use.
+WORDS = {"aa": [f"a{i}" for i in range(8)], "bb": [f"b{i}" for i in range(8)], "shared": [f"s{i}" for i in range(8)]}
+VOCAB = SPECIALS + [w for group in WORDS.values() for w in group]
+
+
+def word_tokenizer(add_bos: bool = True) -> PreTrainedTokenizerFast:
+    """Whitespace word tokenizer over VOCAB; prepends <bos> like LLaMA/Gemma tokenizers do."""
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if add_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 1)]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+V, H, F, LAYERS = len(VOCAB), 32, 48, 3
+COMMON = dict(vocab_size=V, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+CONFIGS: dict[str, dict] = {
+    "llama": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128),
+    "mistral": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=128),
+    "qwen2": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128),
+    "qwen3": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, max_position_embeddings=128),
+    "gemma": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                  num_key_value_heads=1, head_dim=8, max_position_embeddings=128),
+    "gemma2": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=8, max_position_embeddings=128, sliding_window=16),
+    "gemma3_text": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                        num_key_value_heads=1, head_dim=8, max_position_embeddings=128, sliding_window=16),
+    "phi3": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                 num_key_value_heads=4, max_position_embeddings=128, original_max_position_embeddings=128),
+    "bloom": dict(hidden_size=H, n_layer=LAYERS, n_head=4),
+    "bloom_slow": dict(hidden_size=H, n_layer=LAYERS, n_head=4, pretraining_tp=2, slow_but_exact=True),
+    "gpt2": dict(n_embd=H, n_layer=LAYERS, n_head=4, n_positions=128, n_inner=F),
+    "gpt_neox": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                     max_position_embeddings=128),
+    "opt": dict(hidden_size=H, ffn_dim=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                word_embed_proj_dim=H, max_position_embeddings=128),
+    "phi": dict(hidden_size=H, intermediate_size=F, num_hidden_layers=LAYERS, num_attention_heads=4,
+                max_position_embeddings=128),
+    "falcon": dict(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=4, new_decoder_architecture=False,
+                   multi_query=True, ffn_hidden_size=F, max_position_embeddings=128),
+}
+FAMILIES = list(CONFIGS)
+
+
+def tiny_model(family: str, seed: int = 0) -> LoadedModel:
+    """A randomly initialised tiny model of ``family`` (fp32, CPU) with the word tokenizer."""
+    model_type = family.removesuffix("_slow")
+    config = AutoConfig.for_model(model_type, **COMMON, **CONFIGS[family])
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():  # norms start at identity; make them non-trivial so every path is exercised
+        for name, param in model.named_parameters():
+            if "norm" in name or "ln" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    return wrap_model(model, word_tokenizer(add_bos=family not in ("gpt2", "opt_nobos")), f"tiny-{family}")
+
+
+def planted_model(groups: dict[int, set[str]], num_layers: int = 2) -> LoadedModel:
+    """A LLaMA whose neuron j fires (act > 0) exactly on the words in ``groups[j]``, in every layer.
+
+    Embeddings are one-hot, attention and MLP outputs are zero, so every layer's MLP sees the
+    normalised one-hot of the current token; gate row j is +1 on its words and −1 elsewhere.
+    """
+    config = AutoConfig.for_model(
+        "llama", **COMMON, hidden_size=V, intermediate_size=F, num_hidden_layers=num_layers,
+        num_attention_heads=1, num_key_value_heads=1, head_dim=V, max_position_embeddings=128, rms_norm_eps=1e-12,
+    )
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(V))
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+            gate = -torch.ones(F, V)
+            for j, words in groups.items():
+                gate[j, [VOCAB.index(w) for w in words]] = 1.0
+            layer.mlp.gate_proj.weight.copy_(gate)
+    return wrap_model(model, word_tokenizer(), "planted-llama")
