@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 from tiny import FAMILIES, VOCAB, WORDS, planted_model, tiny_model
 
 from langneurons.data import Corpus
@@ -79,7 +79,7 @@ def test_act_counts_equal_preactivation_sign(family, tmp_path):
             for i, layer in enumerate(adapter.layers):
                 module, pick = PRE.get(family, lambda lay: (lay.mlp.gate_proj, None))(layer)
 
-                def grab(_m, _a, out, i=i, pick=pick):
+                def grab(_m, _a, out, i=i, pick=pick, real=real, expected=expected):
                     y = (pick(out) if pick else out).reshape(-1, adapter.intermediate_size)[real]
                     expected[i] += (y > 0).sum(0)
 

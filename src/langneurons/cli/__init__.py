@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from langneurons.errors import LangneuronsError
 
@@ -17,6 +21,28 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_line_errors(fn: F) -> F:
+    """Turn LangneuronsError / OSError into a one-line message and exit code 2 (never a traceback).
+
+    Also in effect under typer's CliRunner, which bypasses :func:`main`.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LangneuronsError as exc:
+            message = (str(exc).splitlines() or [exc.__class__.__name__])[0]
+        except OSError as exc:
+            message = f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
 
 # Each module registers its commands on `app` when imported.
 from langneurons.cli import (  # noqa: E402,F401
@@ -30,7 +56,7 @@ from langneurons.cli import (  # noqa: E402,F401
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit non-zero (never a traceback)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 

@@ -1,5 +1,283 @@
-"""CLI commands of the `identify` stage."""
+"""CLI commands of the `identify` stage: identify, show, import tang, export, convert zhang2025."""
 
 from __future__ import annotations
 
-from langneurons.cli import app  # noqa: F401
+import math
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from langneurons.cli import app, one_line_errors
+from langneurons.errors import LangneuronsError
+from langneurons.formats.neuronset import CLASSES, NeuronSet
+from langneurons.formats.stats import MANIFEST_FILE, load_stats, save_stats
+from langneurons.formats.tang import export_tang, import_tang
+from langneurons.formats.zhang import ZHANG_LANGUAGES, convert_zhang2025
+from langneurons.identify import METHODS, get_method, identify, method_parameters
+from langneurons.identify.common import check_rate
+from langneurons.identify.entropy_lambda import parse_lambda
+
+import_app = typer.Typer(help="Import neuron sets written by other tools.", no_args_is_help=True)
+convert_app = typer.Typer(
+    help="Convert statistics released by other tools into a run directory.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+app.add_typer(convert_app, name="convert")
+
+EXPORT_FORMATS = ("tang",)
+def split_languages(value: str | None) -> list[str] | None:
+    """``"en, fr,,de"`` → ``["en", "fr", "de"]``; None/empty → None."""
+    if not value:
+        return None
+    return [lang.strip() for lang in value.split(",") if lang.strip()] or None
+
+
+# ---- tables ----------------------------------------------------------------------------------------
+def language_table(ns: NeuronSet, title: str) -> Table:
+    """Per language: neurons, and how many of them are specific / related / agnostic."""
+    masks = ns.class_masks()
+    table = Table(title=escape(title))
+    table.add_column("language")
+    table.add_column("neurons", justify="right")
+    for name in ("specific", "related", "agnostic"):
+        table.add_column(name, justify="right")
+    for lang in ns.languages:
+        mask = ns.mask(lang)
+        row = [str(int((mask & masks[name]).sum())) for name in ("specific", "related", "agnostic")]
+        table.add_row(escape(lang), str(ns.count(lang)), *row)
+    counts = ns.class_counts()
+    table.add_section()
+    table.add_row(
+        "distinct", str(ns.n_distinct()), *(str(counts[n]) for n in ("specific", "related", "agnostic"))
+    )
+    return table
+
+
+def layer_bands(num_layers: int, per_row: int) -> list[tuple[int, int]]:
+    """Consecutive layer ranges ``[start, end]`` of ``per_row`` layers each."""
+    return [(s, min(s + per_row, num_layers) - 1) for s in range(0, num_layers, per_row)]
+
+
+def layer_table(ns: NeuronSet, per_row: int | None = None) -> tuple[Table, Table]:
+    """Per layer (or band of layers): neurons per language, and per class; runs of empty rows merged."""
+    per_row = per_row or max(1, math.ceil(ns.num_layers / 32))
+    by_language = [ns.counts_per_layer(lang) for lang in ns.languages]
+    by_class = [m.sum(1).tolist() for m in ns.class_masks().values()]
+    suffix = f" ({per_row} layers per row)" if per_row > 1 else ""
+    return (
+        _band_table(f"neurons per layer and language{suffix}", ns.languages, by_language, per_row),
+        _band_table(f"neurons per layer and class{suffix}", list(CLASSES), by_class, per_row),
+    )
+
+
+def _band_table(title: str, names: list[str], columns: list[list[int]], per_row: int) -> Table:
+    """Rows of layer bands (a run of all-empty bands becomes one row), one column per name."""
+    num_layers = len(columns[0]) if columns else 0
+    rows: list[tuple[str, list[int]]] = []
+    for start, end in layer_bands(num_layers, per_row):
+        values = [sum(col[start : end + 1]) for col in columns]
+        if rows and not any(values) and not any(rows[-1][1]):
+            rows[-1] = (f"{rows[-1][0].split('–')[0]}–{end}", values)
+        else:
+            rows.append((str(start) if start == end else f"{start}–{end}", values))
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("layers")
+    for name in names:
+        table.add_column(name, justify="right")
+    for label, values in rows:
+        table.add_row(label, *(str(v) if v else "·" for v in values))
+    return table
+
+
+def overlap_tables(ns: NeuronSet) -> tuple[Table, Table]:
+    """Shared neurons for each language pair, as counts and as Jaccard index."""
+    shared = ns.overlap()
+    own = shared.diagonal()
+    counts = Table(title="overlap (shared neurons)", box=box.SIMPLE_HEAD, pad_edge=False)
+    jaccard = Table(title="overlap (Jaccard)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for table in (counts, jaccard):
+        table.add_column("")
+        for lang in ns.languages:
+            table.add_column(lang, justify="right")
+    for i, lang in enumerate(ns.languages):
+        union = own[i] + own - shared[i]
+        ratios = [f"{int(s) / int(u):.2f}" if int(u) else "·" for s, u in zip(shared[i], union, strict=True)]
+        counts.add_row(lang, *(str(int(v)) for v in shared[i]))
+        jaccard.add_row(lang, *ratios)
+    return counts, jaccard
+
+
+def describe(ns: NeuronSet) -> str:
+    """One line: model, site, shape, method and its main parameters."""
+    keys = ("lambda", "lambda_mode", "top_rate", "filter_rate", "bar_ratio", "bar")
+    params = ", ".join(
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in ns.params.items() if k in keys
+    )
+    return (
+        f"model {ns.model or '?'}, site {ns.site or '?'}, {ns.num_layers} layers × {ns.intermediate_size} "
+        f"neurons; method {ns.method}" + (f" ({params})" if params else "")
+    )
+
+
+# ---- commands --------------------------------------------------------------------------------------
+@app.command("identify")
+@one_line_errors
+def identify_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory (stats.safetensors + manifest.json)."),
+    method: str = typer.Option(..., "--method", "-m", help=f"One of: {', '.join(METHODS)}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set JSON file to write."),
+    top_rate: float | None = typer.Option(
+        None, "--top-rate", help="Share of all neurons to select, in (0, 1]; default 0.01."
+    ),
+    filter_rate: float | None = typer.Option(
+        None, "--filter-rate", help="lape: filter quantile; default 0.95."
+    ),
+    bar_ratio: float | None = typer.Option(
+        None, "--bar-ratio", help="Quantile of p that assigns a language; default 0.95."
+    ),
+    lam: str | None = typer.Option(
+        None, "--lambda", help="entropy-lambda: a number ≥ 0, or 'auto' for AutoSweep (the default)."
+    ),
+    languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
+) -> None:
+    """Find language neurons in recorded statistics and write a neuron-set file."""
+    spec = get_method(method)
+    if spec.input != "stats":
+        raise LangneuronsError(
+            f"method {spec.name} works on pooled sentence vectors: run `langneurons identify-sentences "
+            f"RUN_DIR --method {spec.name}` on a `langneurons similarity` run"
+        )
+    given = {"top_rate": top_rate, "filter_rate": filter_rate, "bar_ratio": bar_ratio, "lam": lam}
+    given = {name: value for name, value in given.items() if value is not None}
+    for name, value in given.items():
+        if name not in method_parameters(spec):
+            flag = "--lambda" if name == "lam" else "--" + name.replace("_", "-")
+            raise LangneuronsError(f"{flag} does not apply to method {spec.name}")
+        if name == "lam":
+            parse_lambda(value)
+        else:
+            check_rate(name, value)
+    stats = load_stats(run_dir)
+    ns = identify(stats, spec.name, languages=split_languages(languages), **given)
+    ns.source["run"] = str(run_dir)
+    ns.save(out)
+    console = Console()
+    console.print(language_table(ns, f"{spec.name} on {run_dir}"))
+    console.print(escape(describe(ns)), highlight=False)
+    unassigned = ns.class_counts()["unassigned"]
+    selected = sum(len(layer) for layer in ns.selected)
+    console.print(
+        f"selected {selected} neurons ({unassigned} with no language); wrote {escape(str(out))}",
+        highlight=False,
+    )
+
+
+@app.command("show")
+@one_line_errors
+def show_cmd(
+    neuron_set: Path = typer.Argument(..., help="Neuron-set JSON file."),
+    layers_per_row: int | None = typer.Option(
+        None, "--layers-per-row", min=1, help="Layers per table row; default fits 32 rows."
+    ),
+) -> None:
+    """Show a neuron set: per-language and per-layer counts, classes, and pairwise overlap."""
+    ns = NeuronSet.load(neuron_set)
+    console = Console()
+    console.print(escape(f"{neuron_set}: {describe(ns)}"), highlight=False)
+    if ns.source:
+        src = ", ".join(f"{k}={v}" for k, v in ns.source.items() if v is not None)
+        console.print(escape(f"source: {src}"), highlight=False)
+    console.print(language_table(ns, "neurons per language"))
+    counts = ns.class_counts()
+    console.print("classes: " + ", ".join(f"{name} {counts[name]}" for name in CLASSES), highlight=False)
+    for table in (*layer_table(ns, layers_per_row), *overlap_tables(ns)):
+        console.print(table)
+
+
+@import_app.command("tang")
+@one_line_errors
+def import_tang_cmd(
+    file: Path = typer.Argument(
+        ..., help="Tang et al. mask file: per language, per layer, a tensor of neuron indices."
+    ),
+    languages: str = typer.Option(..., "--languages", help="Comma-separated, in the file's order."),
+    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set JSON file to write."),
+    model: str | None = typer.Option(None, "--model", help="Model name; default from the file name."),
+    intermediate_size: int | None = typer.Option(
+        None,
+        "--intermediate-size",
+        min=1,
+        help="MLP size; default inferred as largest index + 1 (a lower bound).",
+    ),
+    method: str = typer.Option("lape", "--method", help="Method that made the file."),
+) -> None:
+    """Import a Tang et al. (LAPE) mask file as a neuron set."""
+    ns = import_tang(
+        file,
+        split_languages(languages) or [],
+        model=model,
+        intermediate_size=intermediate_size,
+        method=method,
+    )
+    ns.save(out)
+    console = Console()
+    console.print(language_table(ns, f"imported {file.name}"))
+    console.print(escape(describe(ns)), highlight=False)
+    if ns.params.get("intermediate_size_inferred"):
+        console.print(
+            f"intermediate size {ns.intermediate_size} was inferred (a lower bound); "
+            "give --intermediate-size to set it",
+            highlight=False,
+        )
+    console.print(f"wrote {escape(str(out))}", highlight=False)
+
+
+@app.command("export")
+@one_line_errors
+def export_cmd(
+    neuron_set: Path = typer.Argument(..., help="Neuron-set JSON file."),
+    out: Path = typer.Option(..., "--out", "-o", help="File to write."),
+    format: str = typer.Option("tang", "--format", help=f"One of: {', '.join(EXPORT_FORMATS)}."),
+) -> None:
+    """Export a neuron set in another tool's format (tang: per language, per layer, an index tensor)."""
+    if format.lower() not in EXPORT_FORMATS:
+        raise LangneuronsError(f"unknown export format {format!r} (choose from: {', '.join(EXPORT_FORMATS)})")
+    ns = NeuronSet.load(neuron_set)
+    export_tang(ns, out)
+    Console().print(
+        f"wrote {escape(str(out))} ({len(ns.languages)} languages: {','.join(ns.languages)})", highlight=False
+    )
+
+
+@convert_app.command("zhang2025")
+@one_line_errors
+def convert_zhang_cmd(
+    directory: Path = typer.Argument(..., help="Folder with activation.<lang>.*.pt and prefix.activation.*."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
+    languages: str = typer.Option(",".join(ZHANG_LANGUAGES), "--languages", help="Comma-separated."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished statistics in --out."),
+) -> None:
+    """Convert Zhang et al. 2025 activation counts into response-token statistics (a run directory)."""
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+    if (out / MANIFEST_FILE).exists() and not overwrite:
+        raise LangneuronsError(f"{out} already holds finished statistics; pass --overwrite to replace them")
+    stats = convert_zhang2025(directory, split_languages(languages) or [])
+    save_stats(out, stats)
+    table = Table(title="response tokens per language")
+    table.add_column("language")
+    table.add_column("tokens", justify="right")
+    for lang, n in zip(stats.languages, stats.n_tokens.tolist(), strict=True):
+        table.add_row(lang, str(n))
+    console = Console()
+    console.print(table)
+    m = stats.manifest
+    console.print(
+        f"model {escape(str(m['model']))}, {stats.num_layers} layers × {stats.intermediate_size} neurons; "
+        f"{m['negative_differences_clamped']} negative differences clamped to 0; wrote {escape(str(out))}",
+        highlight=False,
+    )

@@ -9,15 +9,19 @@ One JSON object (UTF-8), written atomically:
   site               "act" | "down_in" | null  capture site of the statistics (METHODS.md section 1)
   model              model name or path, or null
   method             "lape" | "entropy-lambda" | ...
-  params             every parameter of the method and what it derived: top_rate, filter_rate,
-                     bar_ratio, the bar values (filter_bar, bar), lambda and lambda_mode
-                     ("fixed" | "auto", with the AutoSweep steps), n_target / n_selected, tie_break;
-                     imported sets say where from and whether intermediate_size was inferred
+  params             every parameter of the method and what it derived. lape: top_rate, filter_rate,
+                     bar_ratio, filter_bar, bar, n_target, n_selected, n_passed_filter;
+                     entropy-lambda: top_rate, bar_ratio, lambda, lambda_mode ("fixed" | "auto"),
+                     bar, norm_max, n_target, n_selected and, for "auto", autosweep {lo, hi, eps,
+                     max_steps, steps: [[lambda, neurons assigned to all K languages], ...]};
+                     both: probability (formula), tie_break. Imported sets: imported_from, file,
+                     file_sha256, intermediate_size_inferred (true: F is only largest index + 1)
   neurons            {lang: [[sorted unique neuron indices of layer 0], ..., [... of layer L-1]]}
   selected           [[sorted unique indices of layer 0], ...]: every neuron the method selected,
                      with or without a language (a superset of every language's neurons)
   source             the statistics it came from: run, corpus, corpus_sha256, revision, dtype,
-                     langneurons_version (of the recording), identified_with (this tool's version)
+                     langneurons_version (of the recording), identified_with (this tool's version);
+                     for imported sets: file, identified_with
   summary            informational only (ignored when read): pairs per language, distinct neurons,
                      neurons per class
 
@@ -66,7 +70,9 @@ class NeuronSet:
 
     def _lang(self, lang: str) -> list[list[int]]:
         if lang not in self.neurons:
-            raise LangneuronsError(f"language {lang!r} is not in this neuron set (have: {','.join(self.languages)})")
+            raise LangneuronsError(
+                f"language {lang!r} is not in this neuron set (have: {','.join(self.languages)})"
+            )
         return self.neurons[lang]
 
     def mask(self, lang: str) -> torch.Tensor:
@@ -131,7 +137,7 @@ class NeuronSet:
     def check_compatible(
         self, num_layers: int, intermediate_size: int, site: str | None = None, model: str | None = None
     ) -> None:
-        """Refuse to apply this set to a model of another shape (or site / model name, where both are known)."""
+        """Refuse a target of another shape (or site / model name, where both sides know it)."""
         mine = f"{self.num_layers} layers × {self.intermediate_size} neurons"
         theirs = f"{num_layers} layers × {intermediate_size} neurons"
         if (self.num_layers, self.intermediate_size) != (num_layers, intermediate_size):
@@ -249,8 +255,11 @@ def _validate(data: Any, where: str) -> None:
         raise bad("not a JSON object")
     if data.get("format") != NEURONSET_FORMAT:
         raise bad(f"format is {data.get('format')!r}, expected {NEURONSET_FORMAT!r}")
-    missing = [k for k in ("languages", "num_layers", "intermediate_size", "method", "neurons", "selected")
-               if k not in data]  # fmt: skip
+    missing = [
+        k
+        for k in ("languages", "num_layers", "intermediate_size", "method", "neurons", "selected")
+        if k not in data
+    ]
     if missing:
         raise bad(f"missing field(s) {', '.join(missing)}")
     languages, n_layers, size = data["languages"], data["num_layers"], data["intermediate_size"]

@@ -84,7 +84,8 @@ def import_tang(
     if largest >= size:
         raise LangneuronsError(f"{path.name} has neuron index {largest} ≥ intermediate size {size}")
     neurons = {
-        lang: [torch.unique(t.to(torch.long)).tolist() for t in layers] for lang, layers in zip(languages, data)
+        lang: [torch.unique(t.to(torch.long)).tolist() for t in layers]
+        for lang, layers in zip(languages, data, strict=True)
     }
     selected = [
         torch.unique(torch.cat([data[k][layer].to(torch.long) for k in range(len(data))])).tolist()

@@ -13,10 +13,11 @@ from typing import Any
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
-from langneurons.identify import entropy_lambda, lape
+from langneurons.identify import ap, entropy_lambda, key_neurons, lape
 from langneurons.identify.common import Method, subset_languages
 
-_BUILTIN = (lape.METHOD, entropy_lambda.METHOD)
+# lape and entropy-lambda take recorded statistics; key-neurons and ap take pooled sentence vectors.
+_BUILTIN = (lape.METHOD, entropy_lambda.METHOD, key_neurons.METHOD, ap.METHOD)
 METHODS: dict[str, Method] = {m.name: m for m in _BUILTIN}
 # Parameter spellings accepted besides the function's own names.
 _ALIASES = {"lambda": "lam", "activation_bar_ratio": "bar_ratio"}
@@ -43,9 +44,12 @@ def method_parameters(method: Method) -> list[str]:
 
 
 def identify(
-    stats: Stats, method: str, *, languages: Sequence[str] | None = None, **params: Any
+    data: Stats | Any, method: str, *, languages: Sequence[str] | None = None, **params: Any
 ) -> NeuronSet:
-    """Run ``method`` on ``stats`` (restricted to ``languages`` when given) and return its neuron set."""
+    """Run ``method`` on ``data`` (statistics, restricted to ``languages`` when given) → its neuron set.
+
+    Parameters left None take the method's defaults.
+    """
     spec = get_method(method)
     accepted = method_parameters(spec)
     params = {_ALIASES.get(k, k): v for k, v in params.items() if v is not None}
@@ -54,7 +58,13 @@ def identify(
         raise LangneuronsError(
             f"method {spec.name} does not take {', '.join(unknown)} (it takes: {', '.join(accepted)})"
         )
-    return spec.run(subset_languages(stats, languages), **params)
+    if spec.input == "stats":
+        if not isinstance(data, Stats):
+            raise LangneuronsError(f"method {spec.name} works on recorded statistics (a run directory)")
+        data = subset_languages(data, languages)
+    elif languages:
+        raise LangneuronsError(f"method {spec.name} takes no language subset here")
+    return spec.run(data, **params)
 
 
 __all__ = ["METHODS", "Method", "NeuronSet", "get_method", "identify", "method_parameters", "register"]

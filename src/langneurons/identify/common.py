@@ -19,8 +19,9 @@ from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
 
-# Neurons per block in the blocked entropy loops: big enough for intra-op threads, small enough for cache.
-BLOCK = 1 << 15
+# Neurons per block in the entropy loops: few, large blocks (fewer thread-pool rounds, which cost
+# most on a busy machine) while keeping each temporary near 20 MB for K = 10.
+BLOCK = 1 << 18
 # Above this many values the exact quantile is found through a sampled bracket (see `quantile_bar`).
 BRACKET_MIN = 1 << 20
 TIE_BREAK = "lowest flat index (layer, then neuron) among equal scores"
@@ -28,12 +29,16 @@ TIE_BREAK = "lowest flat index (layer, then neuron) among equal scores"
 
 @dataclass(frozen=True)
 class Method:
-    """One identification method: its registry name, its function and a one-line summary."""
+    """One identification method: registry name, function ``run(data, **params)``, one-line summary.
+
+    ``input`` names what ``run`` takes first: ``"stats"`` (a `Stats`) or e.g. ``"pooled"`` (sentence vectors).
+    """
 
     name: str
     run: Callable[..., NeuronSet]
     summary: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    input: str = "stats"
 
 
 def check_rate(name: str, value: float) -> float:
@@ -47,12 +52,12 @@ def check_rate(name: str, value: float) -> float:
 def probabilities(stats: Stats) -> torch.Tensor:
     """Activation probability ``p[k, l·F + j] = max(count, 0) / max(n_tokens, 1)`` as float64 ``[K, M]``."""
     k = stats.count.shape[0]
-    p = stats.count.reshape(k, -1).clamp_min(0).to(torch.float64)
+    p = stats.count.reshape(k, -1).to(torch.float64).clamp_min_(0.0)
     return p.div_(stats.n_tokens.clamp_min(1).to(torch.float64).view(k, 1))
 
 
 def kth_rank(n: int, ratio: float) -> int:
-    """1-based rank ``round(ratio · n)`` of torch.kthvalue (Python's round, as the references), kept in [1, n]."""
+    """1-based rank ``round(ratio · n)`` for torch.kthvalue (Python round, as the references), in [1, n]."""
     return min(max(round(ratio * n), 1), n)
 
 
@@ -67,16 +72,16 @@ def quantile_bar(p: torch.Tensor, ratio: float) -> float:
     k = kth_rank(n, ratio)
     if n < BRACKET_MIN:
         return float(flat.kthvalue(k).values)
-    stride = max(n // (1 << 18), 1)
-    sample = flat[::stride].sort().values
+    sample = flat[:: n // (1 << 16)].sort().values
     m = sample.numel()
     pos = (k - 1) * m / n
     margin = 8.0 * math.sqrt(m * ratio * (1.0 - ratio)) + 16.0
     lo_i, hi_i = int(pos - margin), int(pos + margin) + 1
     lo = float(sample[lo_i]) if lo_i >= 0 else -math.inf
     hi = float(sample[hi_i]) if hi_i < m else math.inf
-    below = int((flat < lo).sum())
-    window = flat[(flat >= lo) & (flat <= hi)]
+    inside = flat >= lo
+    below = n - int(torch.count_nonzero(inside))
+    window = flat[inside.logical_and_(flat <= hi)]
     if below < k <= below + window.numel():
         return float(window.kthvalue(k - below).values)
     return float(flat.kthvalue(k).values)  # pragma: no cover - the bracket missed (adversarial data)
@@ -90,11 +95,19 @@ def select_lowest(score: torch.Tensor, k: int) -> torch.Tensor:
     k = min(int(k), int(torch.isfinite(score).sum()))
     if k <= 0:
         return torch.zeros(0, dtype=torch.long)
-    values, _ = torch.topk(score, k, largest=False, sorted=False)
-    edge = values.max()
+    if k < score.numel():
+        values, index = torch.topk(score, k + 1, largest=False, sorted=True)
+        if values[k] > values[k - 1]:  # no tie across the boundary: topk's set is the set
+            return index[:k].sort().values
+    edge = torch.topk(score, k, largest=False, sorted=True).values[k - 1]
     below = (score < edge).nonzero().squeeze(1)
     ties = (score == edge).nonzero().squeeze(1)[: k - below.numel()]
     return torch.cat([below, ties]).sort().values
+
+
+def assign_languages(p: torch.Tensor, selected: torch.Tensor, bar: float) -> torch.Tensor:
+    """Bool ``[K, len(selected)]``: selected neuron j belongs to language k iff ``p[k, j] > bar``."""
+    return p[:, selected] > bar
 
 
 def lape_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -103,7 +116,9 @@ def lape_entropy(p: torch.Tensor) -> torch.Tensor:
     for start in range(0, p.shape[1], BLOCK):
         block = p[:, start : start + BLOCK]
         total = block.sum(0)
-        q = (block / total).masked_fill_(total == 0, 0.0)
+        q = block / total
+        if bool((total == 0).any()):
+            q.masked_fill_(total == 0, 0.0)
         out[start : start + BLOCK] = torch.xlogy(q, q).sum(0).neg_()
     return out
 
@@ -117,7 +132,10 @@ def zhang_normalised_entropy(p: torch.Tensor) -> torch.Tensor:
     for start in range(0, p.shape[1], BLOCK):
         block = p[:, start : start + BLOCK]
         total = block.sum(0)
-        q = (block / total).masked_fill_(total == 0, 1.0 / k).clamp_min_(1e-12)
+        q = block / total
+        if bool((total == 0).any()):
+            q.masked_fill_(total == 0, 1.0 / k)
+        q.clamp_min_(1e-12)
         q.div_(q.sum(0))
         h = (q + 1e-30).log_().mul_(q).sum(0).neg_()
         out[start : start + BLOCK] = h.div_(log_k)

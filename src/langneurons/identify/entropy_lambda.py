@@ -14,6 +14,7 @@ from langneurons.formats.stats import Stats
 from langneurons.identify.common import (
     TIE_BREAK,
     Method,
+    assign_languages,
     build_set,
     check_rate,
     probabilities,
@@ -42,12 +43,18 @@ def norm_max(k: int) -> float:
 
 
 def autosweep(
-    all_language: Callable[[float], int], lo: float = 0.0, hi: float = 0.2, eps: float = 1e-3, max_steps: int = 64
+    all_language: Callable[[float], int],
+    lo: float = 0.0,
+    hi: float = 0.2,
+    eps: float = 1e-3,
+    max_steps: int = 64,
+    on_interval: Callable[[float, float], None] | None = None,
 ) -> tuple[float | None, list[list[float]]]:
     """Largest λ in [lo, hi] with ``all_language(λ) == 0``, by bisection to width ``eps`` (≤ max_steps).
 
     Returns the λ (None when none qualifies) and the history ``[[λ, all-language neurons], ...]``.
     Unlike the reference code, an acceptable ``hi`` is returned as it is (the reference bisects on).
+    ``on_interval(lo, hi)`` is told each bracket before it is searched (λ = lo has been evaluated).
     """
     history: list[list[float]] = []
 
@@ -62,12 +69,49 @@ def autosweep(
     steps = 0
     while hi - lo > eps and steps < max_steps:
         steps += 1
+        if on_interval is not None:
+            on_interval(lo, hi)
         mid = (lo + hi) / 2.0
         if ok(mid):
             best, lo = mid, mid
         else:
             hi = mid
     return best, history
+
+
+class LambdaSelector:
+    """The ``target`` lowest scores ``hn − λ·peak / norm_max`` for one λ after another, cached by λ.
+
+    After `narrow(lo, hi)`, only neurons that can still be selected for some λ in [lo, hi] are scored:
+    every score, and so the k-th lowest, falls as λ grows, so a neuron whose score at ``hi`` is above
+    the k-th lowest at ``lo`` is never selected. Scores are computed identically either way.
+    """
+
+    def __init__(self, hn: torch.Tensor, peak: torch.Tensor, nmax: float, target: int) -> None:
+        self.hn, self.peak, self.nmax, self.target = hn, peak, nmax, target
+        self.pool: torch.Tensor | None = None  # sorted flat indices still in play; None = all
+        self.cache: dict[float, torch.Tensor] = {}
+
+    def score(self, lam: float) -> torch.Tensor:
+        if self.pool is None:
+            return self.hn - self.peak.mul(lam).div_(self.nmax)
+        return self.hn[self.pool] - self.peak[self.pool].mul(lam).div_(self.nmax)
+
+    def __call__(self, lam: float) -> torch.Tensor:
+        """Sorted flat indices of the selected neurons at ``lam``."""
+        if lam not in self.cache:
+            chosen = select_lowest(self.score(lam), self.target)
+            self.cache[lam] = chosen if self.pool is None else self.pool[chosen]
+        return self.cache[lam]
+
+    def narrow(self, lo: float, hi: float) -> None:
+        """Restrict later calls (for λ in [lo, hi] only) to the neurons that can still be selected."""
+        first = self(lo)
+        if first.numel() == 0:
+            return
+        edge = (self.hn[first] - self.peak[first].mul(lo).div_(self.nmax)).max()
+        keep = (self.score(hi) <= edge).nonzero().squeeze(1)
+        self.pool = keep if self.pool is None else self.pool[keep]
 
 
 def entropy_lambda(
@@ -89,28 +133,29 @@ def entropy_lambda(
     bar_ratio = check_rate("bar_ratio", bar_ratio)
     fixed = parse_lambda(lam)
     k = len(stats.languages)
-    p = probabilities(stats)
-    hn = zhang_normalised_entropy(p)
-    peak = p.amax(0)
-    bar = quantile_bar(p, bar_ratio)
-    everywhere = p.amin(0) > bar  # a selected neuron here would be assigned to all K languages
-    target = round(top_rate * hn.numel())
-    nmax = norm_max(k)
-    cache: dict[float, torch.Tensor] = {}
-
-    def select(lam_: float) -> torch.Tensor:
-        if lam_ not in cache:
-            cache[lam_] = select_lowest(hn - peak.mul(lam_).div_(nmax), target)
-        return cache[lam_]
-
-    sweep: dict[str, Any] | None = None
     if fixed is None:
         if k < 2:
             raise LangneuronsError("lambda 'auto' needs at least 2 languages; give a number")
         if not (0.0 <= sweep_lo < sweep_hi) or sweep_eps <= 0:
             raise LangneuronsError(f"bad AutoSweep range [{sweep_lo}, {sweep_hi}] / eps {sweep_eps}")
+    p = probabilities(stats)
+    hn = zhang_normalised_entropy(p)
+    low, peak = p.amin(0), p.amax(0)
+    bar = quantile_bar(p, bar_ratio)
+    everywhere = low > bar  # a selected neuron here would be assigned to all K languages
+    target = round(top_rate * hn.numel())
+    nmax = norm_max(k)
+    select = LambdaSelector(hn, peak, nmax, target)
+
+    sweep: dict[str, Any] | None = None
+    if fixed is None:
         chosen, history = autosweep(
-            lambda x: int(everywhere[select(x)].sum()), sweep_lo, sweep_hi, sweep_eps, sweep_max_steps
+            lambda x: int(everywhere[select(x)].sum()),
+            sweep_lo,
+            sweep_hi,
+            sweep_eps,
+            sweep_max_steps,
+            on_interval=select.narrow,
         )
         if chosen is None:
             raise LangneuronsError(
@@ -122,7 +167,7 @@ def entropy_lambda(
     else:
         chosen = fixed
     selected = select(chosen)
-    assigned = p[:, selected] > bar
+    assigned = assign_languages(p, selected, bar)
     params: dict[str, Any] = {
         "top_rate": top_rate,
         "bar_ratio": bar_ratio,

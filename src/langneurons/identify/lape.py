@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
 from langneurons.identify.common import (
     TIE_BREAK,
     Method,
+    assign_languages,
     build_set,
     check_rate,
     lape_entropy,
@@ -32,12 +35,13 @@ def lape(
     p = probabilities(stats)
     filter_bar = quantile_bar(p, filter_rate)
     bar = filter_bar if bar_ratio == filter_rate else quantile_bar(p, bar_ratio)
-    entropy = lape_entropy(p)
     passed = p.amax(0) > filter_bar
-    entropy.masked_fill_(~passed, math.inf)
+    candidates = passed.nonzero().squeeze(1)
+    entropy = torch.full((p.shape[1],), math.inf, dtype=p.dtype)  # +inf: failed the filter
+    entropy[candidates] = lape_entropy(p.index_select(1, candidates))
     target = round(top_rate * entropy.numel())
     selected = select_lowest(entropy, target)
-    assigned = p[:, selected] > bar
+    assigned = assign_languages(p, selected, bar)
     params = {
         "top_rate": top_rate,
         "filter_rate": filter_rate,
@@ -46,8 +50,8 @@ def lape(
         "bar": bar,
         "n_target": target,
         "n_selected": int(selected.numel()),
-        "n_passed_filter": int(passed.sum()),
-        "probability": "count / max(n_tokens, 1), float64",
+        "n_passed_filter": int(candidates.numel()),
+        "probability": "max(count, 0) / max(n_tokens, 1), float64",
         "tie_break": TIE_BREAK,
     }
     return build_set(stats, "lape", selected, assigned, params)

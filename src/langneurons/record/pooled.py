@@ -1,0 +1,277 @@
+"""Sentence-level recording: one mean-pooled activation vector per sentence and layer (METHODS.md §5).
+
+File pair in a run directory (the JSON is written last; its presence marks a finished file):
+  pooled.safetensors  ``pooled`` float32/float16 [N, L, F]: mean over the sentence's counted tokens
+                      (real text; no padding, no BOS/EOS unless asked) at the capture site; ``n_tokens``
+                      int64 [N]: counted tokens per sentence (0 → a zero vector)
+  pooled.json         row order (``ids``, ``row_languages``), languages, model, revision, site, corpus and
+                      its sha256, settings, versions: row i of ``pooled`` is sentence ``ids[i]`` of
+                      language ``row_languages[i]``, so parallel data keeps its alignment.
+
+One pooling rule (mean) for every family; the reference code sums for LLaMA and averages for BLOOM.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+import langneurons
+from langneurons.data import Corpus
+from langneurons.errors import LangneuronsError
+from langneurons.formats.atomic import write_json, write_safetensors
+from langneurons.models.loading import LoadedModel
+from langneurons.record.plan import encode
+
+POOLED_FILE = "pooled.safetensors"
+POOLED_MANIFEST = "pooled.json"
+POOLED_FORMAT = "langneurons-pooled/1"
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+@dataclass
+class Pooled:
+    """Per-sentence pooled activations ``[N, L, F]`` with the id and language of every row."""
+
+    pooled: torch.Tensor
+    ids: list[str]
+    row_languages: list[str]
+    n_tokens: torch.Tensor
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def languages(self) -> list[str]:
+        """Languages in corpus order."""
+        return list(self.manifest.get("languages") or dict.fromkeys(self.row_languages))
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.pooled.shape[1])
+
+    @property
+    def intermediate_size(self) -> int:
+        return int(self.pooled.shape[2])
+
+    def rows(self, lang: str) -> torch.Tensor:
+        """Row indices of ``lang``'s sentences (long tensor)."""
+        if lang not in self.languages:
+            raise LangneuronsError(
+                f"language {lang!r} is not in the pooled file (have: {','.join(self.languages)})"
+            )
+        return torch.tensor([i for i, x in enumerate(self.row_languages) if x == lang], dtype=torch.long)
+
+    def language_labels(self) -> torch.Tensor:
+        """Int64 ``[N]``: index (in ``languages``) of every row's language."""
+        index = {lang: k for k, lang in enumerate(self.languages)}
+        return torch.tensor([index[x] for x in self.row_languages], dtype=torch.long)
+
+    def validate(self) -> None:
+        """Shapes, row bookkeeping and manifest agree."""
+        n = self.pooled.shape[0]
+        if self.pooled.dim() != 3:
+            raise LangneuronsError(f"pooled must be [N, L, F], got shape {tuple(self.pooled.shape)}")
+        if len(self.ids) != n or len(self.row_languages) != n or tuple(self.n_tokens.shape) != (n,):
+            raise LangneuronsError(
+                f"pooled file: {n} rows but {len(self.ids)} ids / {len(self.row_languages)} languages"
+            )
+        if set(self.row_languages) - set(self.languages):
+            raise LangneuronsError("pooled file: a row's language is missing from the manifest's languages")
+        pairs = list(zip(self.row_languages, self.ids, strict=True))
+        if len(set(pairs)) != len(pairs):
+            raise LangneuronsError("pooled file: a (language, sentence id) pair appears twice")
+
+
+def record_pooled(
+    loaded: LoadedModel,
+    corpus: Corpus,
+    out: str | Path | None = None,
+    *,
+    site: str = "act",
+    batch_size: int = 8,
+    max_length: int = 512,
+    count_bos: bool = False,
+    store_dtype: str = "float32",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Pooled:
+    """Mean-pool every sentence of ``corpus`` at ``site`` per layer; write ``out``/pooled.* when given."""
+    if batch_size <= 0:
+        raise LangneuronsError("--batch-size must be positive")
+    if max_length <= 0 or max_length > loaded.max_length:
+        raise LangneuronsError(
+            f"--max-length must be in 1..{loaded.max_length} for this model, got {max_length}"
+        )
+    if store_dtype not in STORE_DTYPES:
+        raise LangneuronsError(f"unknown storage dtype {store_dtype!r} (use float32 or float16)")
+    if out is not None:
+        out = Path(out)
+        if (out / POOLED_MANIFEST).exists() and not overwrite:
+            raise LangneuronsError(
+                f"{out} already holds pooled activations; pass --overwrite to replace them"
+            )
+        if out.exists() and not out.is_dir():
+            raise LangneuronsError(f"{out} exists and is not a directory")
+    adapter = loaded.adapter
+    rows = [(lang, sid, text) for lang in corpus.languages for sid, text in corpus.items[lang]]
+    n, n_layers, width = len(rows), adapter.num_layers, adapter.intermediate_size
+    pooled = torch.zeros(n, n_layers, width, dtype=STORE_DTYPES[store_dtype])
+    n_tokens = torch.zeros(n, dtype=torch.int64)
+    token_lengths = [
+        len(ids)
+        for ids in loaded.tokenizer([r[2] for r in rows], truncation=True, max_length=max_length)["input_ids"]
+    ]
+    order = sorted(range(n), key=lambda i: (-token_lengths[i], i))  # longest first, by tokens: least padding
+    state: dict[str, Any] = {}
+
+    def observe(layer: int, act: torch.Tensor) -> None:
+        weights = state["weights"]  # [B, T] float32: 1/n on counted tokens, else 0
+        weights = weights if weights.device == act.device else weights.to(act.device)
+        x = act.reshape(*weights.shape, act.shape[-1]).to(torch.float32)
+        state["out"][:, layer] = torch.einsum("bt,btf->bf", weights, x).to("cpu", pooled.dtype)
+        return None
+
+    started = time.time()
+    body = adapter.body()
+    handles = adapter.hook(site, observe)
+    bar = _progress(progress)
+    try:
+        with bar, torch.inference_mode():
+            task = bar.add_task("pooling sentences", total=n)
+            for start in range(0, n, batch_size):
+                chunk = order[start : start + batch_size]
+                batch = encode(loaded.tokenizer, [rows[i][2] for i in chunk], max_length, count_bos)
+                counted = batch.counted.to(torch.float32)
+                lengths = counted.sum(1)
+                state["weights"] = (counted / lengths.clamp_min(1).unsqueeze(1)).to(loaded.device)
+                state["out"] = torch.zeros(len(chunk), n_layers, width, dtype=pooled.dtype)
+                body(
+                    input_ids=batch.input_ids.to(loaded.device),
+                    attention_mask=batch.attention_mask.to(loaded.device),
+                    use_cache=False,
+                )
+                index = torch.tensor(chunk, dtype=torch.long)
+                pooled[index] = state["out"]
+                n_tokens[index] = lengths.to(torch.int64)
+                bar.update(task, advance=len(chunk))
+    finally:
+        for handle in handles:
+            handle.remove()
+    manifest = _manifest(loaded, corpus, site, batch_size, max_length, count_bos, store_dtype)
+    manifest["wall_seconds"] = round(time.time() - started, 3)
+    manifest["empty_sentences"] = int((n_tokens == 0).sum())
+    result = Pooled(pooled, [r[1] for r in rows], [r[0] for r in rows], n_tokens, manifest)
+    if out is not None:
+        save_pooled(out, result)
+    return result
+
+
+def save_pooled(run_dir: str | Path, pooled: Pooled) -> None:
+    """Write the tensors, then the JSON (row order and provenance)."""
+    pooled.validate()
+    run_dir = Path(run_dir)
+    write_safetensors(
+        run_dir / POOLED_FILE,
+        {"pooled": pooled.pooled, "n_tokens": pooled.n_tokens},
+        metadata={"format": POOLED_FORMAT},
+    )
+    data = {
+        "format": POOLED_FORMAT,
+        **pooled.manifest,
+        "ids": pooled.ids,
+        "row_languages": pooled.row_languages,
+    }
+    write_json(run_dir / POOLED_MANIFEST, data)
+
+
+def load_pooled(run_dir: str | Path) -> Pooled:
+    """Read a run directory's (or a pooled.safetensors path's) pooled activations; one-line errors."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file() and run_dir.name in (POOLED_FILE, POOLED_MANIFEST):
+        run_dir = run_dir.parent
+    tensor_path, json_path = run_dir / POOLED_FILE, run_dir / POOLED_MANIFEST
+    if not tensor_path.exists() or not json_path.exists():
+        raise LangneuronsError(
+            f"{run_dir} holds no pooled activations ({POOLED_FILE} + {POOLED_MANIFEST}); "
+            "run `langneurons similarity` first"
+        )
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LangneuronsError(f"{json_path} is not valid JSON ({exc.__class__.__name__})") from None
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise LangneuronsError(f"{tensor_path} is truncated or corrupt: {str(exc).splitlines()[0]}") from None
+    if (
+        "pooled" not in tensors
+        or not isinstance(data, dict)
+        or "ids" not in data
+        or "row_languages" not in data
+    ):
+        raise LangneuronsError(f"{run_dir}: pooled file lacks the 'pooled' tensor or its row order")
+    ids, langs = [str(x) for x in data.pop("ids")], [str(x) for x in data.pop("row_languages")]
+    n_tokens = tensors.get("n_tokens", torch.ones(len(ids), dtype=torch.int64))
+    pooled = Pooled(tensors["pooled"], ids, langs, n_tokens, data)
+    pooled.validate()
+    return pooled
+
+
+def _manifest(loaded, corpus, site, batch_size, max_length, count_bos, store_dtype) -> dict[str, Any]:
+    import transformers
+
+    return {
+        "languages": corpus.languages,
+        "model": loaded.name,
+        "revision": loaded.revision,
+        "family": loaded.adapter.family,
+        "site": site,
+        "num_layers": loaded.adapter.num_layers,
+        "intermediate_size": loaded.adapter.intermediate_size,
+        "pooling": "mean over counted tokens (every family)",
+        "counted": "every real text token" + (" and BOS" if count_bos else "; BOS, EOS and padding excluded"),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "store_dtype": store_dtype,
+        "device": loaded.device.type,
+        "corpus": corpus.name,
+        "corpus_sha256": corpus.sha256(),
+        "sentences": {lang: len(corpus.items[lang]) for lang in corpus.languages},
+        "settings": {"batch_size": batch_size, "max_length": max_length, "count_bos": count_bos},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "langneurons_version": langneurons.__version__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sentences"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+__all__ = ["POOLED_FILE", "POOLED_MANIFEST", "Pooled", "load_pooled", "record_pooled", "save_pooled"]

@@ -1,0 +1,49 @@
+"""End to end on the real embedded Gemma-3-270M, through the CLI as a user runs it (slow: minutes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.stats import load_stats
+
+LANGS = ["en", "fr", "de", "ru", "zh", "ja"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "langneurons", *args], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_record_and_identify_on_embedded_gemma(tmp_path):
+    run = tmp_path / "gemma"
+    done = cli("record", "--model", "embedded", "--languages", ",".join(LANGS), "--sentences", "12",
+               "--batch-size", "4", "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    stats = load_stats(run)
+    m = stats.manifest
+    assert m["languages"] == LANGS and m["num_layers"] == 18 and m["intermediate_size"] == 2048
+    assert m["family"] == "gemma3_text" and m["site"] == "act" and m["sentences"]["zh"] == 12
+    assert (stats.n_tokens > 100).all()
+    # a GELU neuron fires on some tokens and not others: probabilities are neither all 0 nor all 1
+    p = stats.probability()
+    assert 0.05 < p.mean() < 0.95 and stats.count.max() <= stats.n_tokens.max()
+
+    lape = run / "lape.json"
+    done = cli("identify", str(run), "--method", "lape", "--out", str(lape))
+    assert done.returncode == 0, done.stderr
+    neurons = NeuronSet.load(lape)
+    assert neurons.num_layers == 18 and neurons.intermediate_size == 2048
+    assert int(neurons.selected_mask().sum()) == round(0.01 * 18 * 2048)  # top_rate 1 %
+    assert 0 < neurons.n_distinct() <= round(0.01 * 18 * 2048)
+    assert all(neurons.count(lang) > 0 for lang in LANGS)
+    # scripts of their own (zh, ja, ru) get language-specific neurons
+    specific = neurons.class_counts()["specific"]
+    assert specific > 0
+
+    again = cli("record", "--model", "embedded", "--languages", "en", "--out", str(run))
+    assert again.returncode != 0 and "already holds a finished run" in again.stderr
+    assert "Traceback" not in again.stderr
