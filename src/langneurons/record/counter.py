@@ -1,12 +1,21 @@
-"""Hooks that add one batch's counted activations into per-layer accumulators (on the model's device)."""
+"""Hooks that add one batch's counted activations into per-layer accumulators (on each layer's device).
+
+The update is sync-free: no ``nonzero()``/``.item()``, only masked reductions, so on CUDA the
+host never waits for the device between batches. Counts stay exact integers (bool sums in int64).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from langneurons.models import Adapter
+
+# (x [N, F] any float dtype, rows) -> (count int64 [F], sum float64 [F], sum_sq float64 [F]); ``rows`` is
+# the [N] bool mask of counted rows (``masked_statistics``) or their [N'] indices (``batch_statistics``).
+UpdateFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -35,13 +44,44 @@ class Partial:
         return Partial(*(t.to(device) for t in self.tensors()))
 
 
-class Counter:
-    """Installs hooks at a site; while active, each forward adds its counted tokens to ``partial``."""
+def batch_statistics(x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-neuron count of ``x > 0``, sum and sum of squares over rows ``index`` (None: all rows).
 
-    def __init__(self, adapter: Adapter, site: str, device: torch.device):
-        self.adapter, self.site, self.device = adapter, site, device
-        self.partial = Partial.zeros(adapter.num_layers, adapter.intermediate_size, device)
-        self.index: torch.Tensor | None = None  # flat positions of counted tokens in the batch
+    Gathering the counted rows first skips padding; the index comes from the host, so no sync.
+    """
+    xs = x if index is None else x.index_select(0, index)
+    count = torch.count_nonzero(xs > 0, dim=0)
+    x64 = xs.to(torch.float64)
+    return count, x64.sum(0), (x64 * x64).sum(0)
+
+
+def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same statistics from a row mask: one fusable expression for torch.compile."""
+    keep = mask.unsqueeze(1)
+    count = (keep & (x > 0)).sum(0, dtype=torch.int64)
+    x64 = torch.where(keep, x, 0).to(torch.float64)  # where, not multiply: NaN in padding cannot leak
+    return count, x64.sum(0), (x64 * x64).sum(0)
+
+
+def compiled_statistics() -> UpdateFn:
+    """``masked_statistics`` through torch.compile: one fused pass over the activations per layer."""
+    compiled = torch.compile(masked_statistics, dynamic=True, fullgraph=True)
+    compiled.uses_mask = True
+    return compiled
+
+
+class Counter:
+    """Installs hooks at a site; while active, each forward adds its counted tokens to ``partial``.
+
+    The per-layer accumulators live on the device of that layer's activations (several devices
+    under ``device_map="auto"``); :meth:`collect` brings them to one device.
+    """
+
+    def __init__(self, adapter: Adapter, site: str, device: torch.device, update: UpdateFn = batch_statistics):
+        self.adapter, self.site, self.device, self.update = adapter, site, torch.device(device), update
+        self.layers: dict[int, list[torch.Tensor]] = {}  # layer -> [count, sum, sum_sq] on its device
+        self.n_tokens = torch.zeros(1, dtype=torch.int64, device=self.device)
+        self.masks: dict = {"rows": None}
         self.handles = []
 
     def __enter__(self) -> Counter:
@@ -54,20 +94,55 @@ class Counter:
         self.handles = []
 
     def reset(self) -> None:
-        self.partial = Partial.zeros(self.adapter.num_layers, self.adapter.intermediate_size, self.device)
+        self.layers = {}
+        self.n_tokens = torch.zeros(1, dtype=torch.int64, device=self.device)
+
+    @property
+    def partial(self) -> Partial:
+        """This unit's statistics so far, on ``self.device``."""
+        out = Partial.zeros(self.adapter.num_layers, self.adapter.intermediate_size, self.device)
+        for layer, (count, total, total_sq) in self.layers.items():
+            out.count[layer] = count.to(self.device)
+            out.sum[layer] = total.to(self.device)
+            out.sum_sq[layer] = total_sq.to(self.device)
+        out.n_tokens += self.n_tokens
+        return out
 
     def set_batch(self, counted: torch.Tensor) -> None:
-        """Say which tokens of the next forward count ([B, T] bool); no host sync needed later."""
-        flat = counted.reshape(-1).to(self.device, non_blocking=True)
-        self.index = flat.nonzero().squeeze(1)
-        self.partial.n_tokens += flat.sum()
+        """Say which tokens of the next forward count ([B, T] bool, on the host); no device sync."""
+        flat = counted.reshape(-1)
+        if getattr(self.update, "uses_mask", False):
+            rows = _to_device(flat.cpu(), self.device)
+        else:  # `counted` comes from the tokenizer on the host: nonzero() there never waits for a GPU
+            host = flat.cpu()
+            rows = None if bool(host.all()) else _to_device(host.nonzero().squeeze(1), self.device)
+        self.masks = {"rows": rows}
+        self.n_tokens += int(flat.sum())
+
+    def _mask(self, device: torch.device) -> torch.Tensor | None:
+        """The counted rows of this batch on ``device`` (copied once per device; None: every row)."""
+        rows = self.masks["rows"]
+        if rows is None or rows.device == device:
+            return rows
+        if device not in self.masks:
+            self.masks[device] = rows.to(device, non_blocking=True)
+        return self.masks[device]
 
     def _observe(self, layer: int, act: torch.Tensor) -> None:
-        index = self.index if act.device == self.index.device else self.index.to(act.device)
-        x = act.reshape(-1, act.shape[-1]).index_select(0, index)
-        p = self.partial
-        x64 = x.to(torch.float64)
-        p.count[layer] += (x > 0).sum(0).to(p.count.device)
-        p.sum[layer] += x64.sum(0).to(p.sum.device)
-        p.sum_sq[layer] += (x64 * x64).sum(0).to(p.sum.device)
+        x = act.reshape(-1, act.shape[-1])
+        count, total, total_sq = self.update(x, self._mask(x.device))
+        acc = self.layers.get(layer)
+        if acc is None:
+            self.layers[layer] = [count, total, total_sq]
+        else:
+            acc[0] += count
+            acc[1] += total
+            acc[2] += total_sq
         return None
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host → device without making the host wait (pinned memory makes the copy truly async)."""
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)

@@ -1,9 +1,14 @@
-"""torch.distributed glue: rank/world from torchrun or accelerate, and the per-round gather of partials."""
+"""torch.distributed glue: rank/world from torchrun or accelerate, and the per-round gather of partials.
+
+``torchrun`` and ``accelerate launch`` both set WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and
+MASTER_PORT; that is all this module reads. Backend: nccl when CUDA is available, else gloo.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -22,22 +27,42 @@ class World:
         return self.rank == 0
 
 
+def launched_world_size() -> int:
+    """How many processes the launcher started (1 when run directly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_device() -> str:
+    """The device this process should use under a launcher: cuda:LOCAL_RANK when CUDA is there."""
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
 def init_world() -> World:
     """Join the process group that torchrun / accelerate launch set up (gloo on CPU, nccl on CUDA)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = launched_world_size()
     if size <= 1:
         return World()
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)  # before nccl init: each rank talks from its own GPU
+            dist.init_process_group(backend="nccl")
+        else:
+            dist.init_process_group(backend="gloo")
     return World(dist.get_rank(), dist.get_world_size(), local)
+
+
+def _comm_device(world: World) -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def gather_partials(partial: Partial, world: World) -> list[Partial]:
     """Every rank's partial of this round, in rank order (a single-process run returns its own)."""
     if world.size == 1:
         return [partial]
+    partial = partial.to(_comm_device(world))
     out = [Partial.zeros(*partial.count.shape, device=partial.count.device) for _ in range(world.size)]
     for i, tensor in enumerate(partial.tensors()):
         dist.all_gather([p.tensors()[i] for p in out], tensor.contiguous())
@@ -53,8 +78,21 @@ def broadcast_flag(flag: bool, world: World) -> bool:
     """Rank 0's decision, for all ranks (e.g. 'a finished run exists')."""
     if world.size == 1:
         return flag
-    t = torch.tensor([int(flag)], dtype=torch.int64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=_comm_device(world))
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def broadcast_object(obj: Any, world: World) -> Any:
+    """Rank 0's picklable object (e.g. the resumed checkpoint, or the error reading it), for all ranks."""
+    if world.size == 1:
+        return obj
+    box = [obj if world.is_main else None]
+    dist.broadcast_object_list(box, 0, device=_comm_device(world))
+    return box[0]
+
+
+def shutdown(world: World) -> None:
+    """Leave the process group (avoids the 'destroy_process_group was not called' warning)."""
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -89,3 +89,40 @@ def unit_batches(texts: list[str], tokenizer, batch_size: int, max_length: int, 
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     for i in range(0, len(order), batch_size):
         yield encode(tokenizer, [texts[j] for j in order[i : i + batch_size]], max_length, count_bos)
+
+
+def packed_batches(texts: list[str], tokenizer, batch_size: int, max_length: int, count_bos: bool):
+    """A unit's texts as one token stream cut into full rows of ``max_length`` (``--packing``).
+
+    Texts are joined with EOS (never counted); each row starts with BOS when the tokenizer has one.
+    No text is truncated and only the unit's last row is padded, but a token's context now includes
+    earlier texts of the same language: the statistics differ from unpacked recording.
+    """
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    stream: list[int] = []
+    real: list[bool] = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        if stream and eos is not None:
+            stream.append(eos)
+            real.append(False)
+        stream += ids
+        real += [True] * len(ids)
+    width = max_length - (bos is not None)
+    if width <= 0:
+        raise LangneuronsError("--max-length is too small for packing")
+    starts = list(range(0, len(stream), width))
+    for i in range(0, len(starts), batch_size):
+        rows = starts[i : i + batch_size]
+        length = max(min(width, len(stream) - s) for s in rows) + (bos is not None)
+        input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), length), dtype=torch.long)
+        counted = torch.zeros((len(rows), length), dtype=torch.bool)
+        for r, s in enumerate(rows):
+            chunk, mask = stream[s : s + width], real[s : s + width]
+            offset = 0
+            if bos is not None:
+                input_ids[r, 0], attention[r, 0], counted[r, 0], offset = bos, 1, count_bos, 1
+            input_ids[r, offset : offset + len(chunk)] = torch.tensor(chunk, dtype=torch.long)
+            attention[r, offset : offset + len(chunk)] = 1
+            counted[r, offset : offset + len(chunk)] = torch.tensor(mask, dtype=torch.bool)
+        yield Batch(input_ids, attention, counted)

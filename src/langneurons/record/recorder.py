@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -11,21 +12,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import langneurons
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_safetensors
-from langneurons.formats.stats import MANIFEST_FILE, Stats, save_stats
+from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, save_stats
 from langneurons.models.loading import LoadedModel
-from langneurons.record.counter import Counter, Partial
-from langneurons.record.distributed import World, barrier, broadcast_flag, gather_partials, init_world
-from langneurons.record.plan import Unit, plan_units, unit_batches
+from langneurons.record.counter import Counter, Partial, batch_statistics, compiled_statistics
+from langneurons.record.distributed import (
+    World,
+    barrier,
+    broadcast_flag,
+    broadcast_object,
+    gather_partials,
+    init_world,
+)
+from langneurons.record.plan import Unit, packed_batches, plan_units, unit_batches
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+# Seconds to sleep after each unit: lets tests interrupt a real run at a known point. Not for users.
+UNIT_DELAY_ENV = "LANGNEURONS_TEST_UNIT_DELAY"
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,14 @@ class RecordSettings:
     tokens: int | None = None  # per-language budget of counted tokens (whole sentences)
     chunk_batches: int = 8  # batches per unit of work (checkpoint / rank grain)
     checkpoint_minutes: float = 5.0
+    checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
+    compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
+    packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
+
+
+# Settings that change when/how fast work is saved, never the recorded numbers (kept out of the
+# fingerprint, so a resumed run may use other values).
+_SCHEDULE_ONLY = ("checkpoint_minutes", "checkpoint_every_units")
 
 
 def record(
@@ -67,29 +92,46 @@ def record(
     manifest = _manifest(loaded, corpus, settings, units, world)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
-    totals, next_unit = _resume(out, fingerprint, shape, overwrite and world.is_main)
-    barrier(world)
-    started, last_save = time.time(), time.time()
-    counter = Counter(loaded.adapter, settings.site, loaded.device)
+    totals, next_unit = _resume(out, fingerprint, shape, overwrite, world)
+    rows = _per_language(totals)
+    started, last_save, saved_unit = time.time(), time.time(), next_unit
+    update = compiled_statistics() if settings.compile else batch_statistics
+    counter = Counter(loaded.adapter, settings.site, loaded.device, update)
     body = loaded.adapter.body()
     bar = _progress(progress and world.is_main)
     counted_before = int(totals[3].sum())
-    with bar, counter, torch.inference_mode():
-        task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
-        for first in range(next_unit, len(units), world.size):
-            mine = first + world.rank
-            counter.reset()
-            if mine < len(units):
-                _run_unit(units[mine], corpus, loaded, body, counter, settings)
-            for offset, partial in enumerate(gather_partials(counter.partial, world)):
-                if first + offset < len(units):
-                    _add(totals, units[first + offset].lang, partial.to("cpu"))
-            next_unit = min(first + world.size, len(units))
-            rate = (int(totals[3].sum()) - counted_before) / max(time.time() - started, 1e-9)
-            bar.update(task, completed=next_unit, description=_describe(corpus, units, next_unit), rate=f"{rate:,.0f} tok/s")
-            if world.is_main and time.time() - last_save > 60 * settings.checkpoint_minutes:
-                _save_checkpoint(out, totals, next_unit, fingerprint)
-                last_save = time.time()
+    delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
+    try:
+        with bar, counter, torch.inference_mode():
+            task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
+            for first in range(next_unit, len(units), world.size):
+                mine = first + world.rank
+                counter.reset()
+                if mine < len(units):
+                    _run_unit(units[mine], corpus, loaded, body, counter, settings)
+                new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
+                for offset, partial in enumerate(gather_partials(counter.partial, world)):
+                    if first + offset < len(units):
+                        lang = units[first + offset].lang
+                        new_rows[lang] = _add(new_rows[lang], partial.to("cpu"))
+                rows, next_unit = new_rows, min(first + world.size, len(units))
+                counted = sum(int(r.n_tokens) for r in rows)
+                rate = (counted - counted_before) / max(time.time() - started, 1e-9)
+                desc = _describe(corpus, units, next_unit)
+                bar.update(task, completed=next_unit, description=desc, rate=f"{rate:,.0f} tok/s")
+                due = time.time() - last_save > 60 * settings.checkpoint_minutes
+                every = settings.checkpoint_every_units
+                due = due or (every is not None and next_unit - saved_unit >= every)
+                if world.is_main and due and next_unit < len(units):
+                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+                    last_save, saved_unit = time.time(), next_unit
+                if delay:
+                    time.sleep(delay)
+    except KeyboardInterrupt:
+        if world.is_main and next_unit > saved_unit:
+            _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+        raise
+    totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     stats = Stats(*totals, manifest=manifest)
@@ -102,7 +144,8 @@ def record(
 
 def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings):
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
-    for batch in unit_batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
+    batches = packed_batches if s.packing else unit_batches
+    for batch in batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
         counter.set_batch(batch.counted)
         body(
             input_ids=batch.input_ids.to(loaded.device),
@@ -111,12 +154,21 @@ def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Co
         )
 
 
-def _add(totals: list[torch.Tensor], lang: int, partial: Partial) -> None:
+def _add(row: Partial, partial: Partial) -> Partial:
+    """A new row (no in-place change, so the previous totals stay valid until swapped)."""
+    return Partial(*(a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)))
+
+
+def _per_language(totals: list[torch.Tensor]) -> list[Partial]:
     count, total, total_sq, n_tokens = totals
-    count[lang] += partial.count
-    total[lang] += partial.sum
-    total_sq[lang] += partial.sum_sq
-    n_tokens[lang] += partial.n_tokens[0]
+    return [Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1]) for k in range(len(n_tokens))]
+
+
+def _stack(rows: list[Partial]) -> list[torch.Tensor]:
+    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file."""
+    return [torch.stack([getattr(r, name) for r in rows]) for name in ("count", "sum", "sum_sq")] + [
+        torch.cat([r.n_tokens for r in rows])
+    ]
 
 
 def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
@@ -124,6 +176,10 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
     if s.checkpoint_minutes <= 0:
         raise LangneuronsError("--checkpoint-minutes must be positive")
+    if s.checkpoint_every_units is not None and s.checkpoint_every_units <= 0:
+        raise LangneuronsError("--checkpoint-every-units must be positive")
+    if s.batch_size <= 0 or s.chunk_batches <= 0:
+        raise LangneuronsError("--batch-size and --chunk-batches must be positive")
     finished = broadcast_flag((out / MANIFEST_FILE).exists(), world)
     if finished and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
@@ -131,8 +187,16 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"{out} exists and is not a directory")
 
 
-def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], fresh: bool):
-    """Totals and next unit from a checkpoint of the same configuration, else zeros."""
+def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World):
+    """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
+    result = _read_checkpoint(out, fingerprint, shape, overwrite) if world.is_main else None
+    result = broadcast_object(result, world)
+    if isinstance(result, str):
+        raise LangneuronsError(result)
+    return result
+
+
+def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool):
     k, n_layers, width = shape
     totals = [
         torch.zeros(shape, dtype=torch.int64),
@@ -141,21 +205,23 @@ def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], fresh: boo
         torch.zeros(k, dtype=torch.int64),
     ]
     path = out / CHECKPOINT_FILE
-    if fresh:
-        path.unlink(missing_ok=True)
+    if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
+        for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE):
+            (out / name).unlink(missing_ok=True)
     if not path.exists():
         return totals, 0
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as fh:
             state = json.loads(fh.metadata()["state"])
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError):
-        raise LangneuronsError(f"{path} is corrupt; delete it to start over") from None
-    if state["fingerprint"] != fingerprint:
-        raise LangneuronsError(
-            f"{path} comes from a different model, corpus or settings; delete it or pass --overwrite"
-        )
-    return [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")], int(state["next_unit"])
+        resumed = [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")]
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError):
+        return f"{path} is corrupt; delete it to start over"
+    if state.get("fingerprint") != fingerprint:
+        return f"{path} comes from a different model, corpus or settings; delete it or pass --overwrite"
+    if [tuple(t.shape) for t in resumed] != [tuple(t.shape) for t in totals]:
+        return f"{path} has the wrong shape for this run; delete it to start over"
+    return resumed, int(state["next_unit"])
 
 
 def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
@@ -185,7 +251,7 @@ def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: lis
         "corpus_sha256": corpus.sha256(),
         "sentences": sentences,
         "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
-        "settings": asdict(s) | {"checkpoint_minutes": None},
+        "settings": asdict(s) | dict.fromkeys(_SCHEDULE_ONLY),
         "langneurons_version": langneurons.__version__,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
