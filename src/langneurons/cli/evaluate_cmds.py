@@ -1,5 +1,165 @@
-"""CLI commands of the `evaluate` stage."""
+"""CLI: `ppl` (perplexity matrix under neuron deactivation) and `steer` (language steering)."""
 
 from __future__ import annotations
 
-from langneurons.cli import app  # noqa: F401
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from langneurons.cli import app
+from langneurons.data import load_corpus, parse_languages
+from langneurons.data.prompts import load_prompts
+from langneurons.errors import LangneuronsError
+from langneurons.formats.atomic import write_json
+from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, load_stats
+from langneurons.models.loading import load_model
+
+console = Console(stderr=True)
+MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise LangneuronsError(f"{out} exists; pass --overwrite to replace it")
+
+
+@app.command("ppl")
+def ppl_cmd(
+    neurons: Path = typer.Option(..., "--neurons", help="Neuron-set JSON (from `identify`)."),
+    out: Path = typer.Option(..., "--out", help="Result JSON to write."),
+    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
+    revision: str | None = typer.Option(None, "--revision"),
+    texts: str = typer.Option(
+        "ntrex:dev", "--texts", help="Evaluation corpus (default: NTREX lines held out from identification)."
+    ),
+    languages: str | None = typer.Option(
+        None, "--languages", help="Evaluation languages (default: the set's)."
+    ),
+    sentences: int | None = typer.Option(50, "--sentences", help="Sentences per language (0 = all)."),
+    site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
+    any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
+    strength: float = typer.Option(0.0, "--strength", help="Deactivation multiplies by this (0 = zero)."),
+    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random controls."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    max_length: int = typer.Option(256, "--max-length"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Perplexity of each language with each language's neurons (and a random control) deactivated."""
+    from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
+
+    _check_out(out, overwrite)
+    if batch_size <= 0 or max_length <= 1:
+        raise LangneuronsError("--batch-size must be positive and --max-length > 1")
+    ns = NeuronSet.load(neurons)
+    langs = parse_languages(languages) or [lang for lang in ns.languages]
+    corpus = load_corpus(texts, langs, sentences or None)
+    loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+    settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
+                           max_length=max_length, any_site=any_site)  # fmt: skip
+    result = ppl_matrix(loaded, ns, corpus, settings, neurons_path=str(neurons))
+    write_json(out, result)
+    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    for lang, row in result["summary"].items():
+        rnd = row["random_self"]
+        console.print(
+            f"  {lang}: ΔPPL self {row['self']:+.1%}, others {row['others_mean']:+.1%}"
+            + ("" if rnd is None else f", random control self {rnd:+.1%}")
+        )
+
+
+def _stats_for(stats: Path | None, neurons: Path):
+    """--stats, else the run folder the neuron set sits in (runs/x/lape.json next to runs/x/stats...)."""
+    if stats is not None:
+        return load_stats(stats), str(stats)
+    folder = neurons.parent
+    if (folder / STATS_FILE).exists() and (folder / MANIFEST_FILE).exists():
+        return load_stats(folder), str(folder)
+    return None, None
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LangneuronsError(f"--strength must be numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise LangneuronsError("--strength is empty")
+    return values
+
+
+@app.command("steer")
+def steer_cmd(
+    neurons: Path = typer.Option(..., "--neurons", help="Neuron-set JSON (from `identify`)."),
+    to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
+    out: Path = typer.Option(..., "--out", help="Result JSON to write."),
+    source: str | None = typer.Option(
+        "en", "--from", help="Language of the prompts (its neurons are deactivated)."
+    ),
+    prompts: str = typer.Option("default", "--prompts", help="Text file, one prompt per line, or 'default'."),
+    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
+    revision: str | None = typer.Option(None, "--revision"),
+    stats: Path | None = typer.Option(
+        None, "--stats", help="Run folder with mean activations (default: the set's folder)."
+    ),
+    mode: str = typer.Option(
+        "replace", "--mode", help="replace | add | diffmean | force | none (deactivate only)."
+    ),
+    strength: str = typer.Option("1", "--strength", help="Activation strength; a comma list sweeps."),
+    deactivate_source: bool = typer.Option(True, "--deactivate-source/--keep-source"),
+    positions: str = typer.Option("all", "--positions", help="all | prompt | generated."),
+    site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
+    any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens"),
+    sample: bool = typer.Option(
+        False, "--sample/--greedy", help="Sample (seeded) instead of greedy decoding."
+    ),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: int = typer.Option(0, "--seed"),
+    controls: bool = typer.Option(True, "--controls/--no-controls"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Generate with source neurons off and target neurons on; report how often the language switches."""
+    from langneurons.evaluate.steer import SteerSettings, steer
+
+    _check_out(out, overwrite)
+    targets = parse_languages(to) or []
+    if not targets:
+        raise LangneuronsError("--to needs at least one language")
+    if max_new_tokens <= 0 or batch_size <= 0:
+        raise LangneuronsError("--max-new-tokens and --batch-size must be positive")
+    ns = NeuronSet.load(neurons)
+    for lang in targets:
+        ns.mask(lang)
+    run_stats, stats_path = _stats_for(stats, neurons)
+    if mode in ("replace", "add", "diffmean") and run_stats is None:
+        raise LangneuronsError(
+            f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run)"
+        )
+    prompt_list = load_prompts(prompts, source or "en")
+    loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+    settings = SteerSettings(mode=mode, strengths=_floats(strength), deactivate_source=deactivate_source,
+                             positions=positions, site=site, max_new_tokens=max_new_tokens, do_sample=sample,
+                             temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                             controls=controls, any_site=any_site)  # fmt: skip
+    result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
+                   stats_path=stats_path, prompts_spec=prompts)  # fmt: skip
+    write_json(out, result)
+    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    for target, entry in result["results"].items():
+        for st, row in entry["strengths"].items():
+            rnd = row.get("random", {}).get("success")
+            console.print(
+                f"  → {target} s={st}: success {row['steered']['success']:.0%} (baseline "
+                f"{entry['baseline']['success']:.0%}"
+                + ("" if rnd is None else f", random {rnd:.0%}")
+                + f"), distinct-2 {row['steered']['distinct_2'] or 0:.2f}"
+            )

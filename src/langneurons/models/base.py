@@ -40,7 +40,8 @@ class Adapter:
 
     @property
     def family(self) -> str:
-        return self.model_types[0]
+        """The model type this adapter serves here (e.g. ``gemma3_text``)."""
+        return str(getattr(self.config, "model_type", self.model_types[0]))
 
     @property
     def num_layers(self) -> int:

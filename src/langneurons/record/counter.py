@@ -15,6 +15,7 @@ from langneurons.models import Adapter
 
 # (x [N, F] any float dtype, rows) -> (count int64 [F], sum float64 [F], sum_sq float64 [F]); ``rows`` is
 # the [N] bool mask of counted rows (``masked_statistics``) or their [N'] indices (``batch_statistics``).
+EXACT_ROWS = 2**24
 UpdateFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
@@ -50,9 +51,14 @@ def batch_statistics(x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch
     Gathering the counted rows first skips padding; the index comes from the host, so no sync.
     """
     xs = x if index is None else x.index_select(0, index)
-    count = torch.count_nonzero(xs > 0, dim=0)
+    n = xs.shape[0]
+    if n >= EXACT_ROWS:  # float32 holds integers exactly only up to 2**24
+        count = torch.count_nonzero(xs > 0, dim=0)
+    else:  # column sums as one GEMV each: ~2.5x cheaper than a column-wise reduction on CPU
+        count = (xs.new_ones(1, n, dtype=torch.float32) @ (xs > 0).to(torch.float32))[0].to(torch.int64)
     x64 = xs.to(torch.float64)
-    return count, x64.sum(0), (x64 * x64).sum(0)
+    ones64 = x64.new_ones(1, n)
+    return count, (ones64 @ x64)[0], (ones64 @ (x64 * x64))[0]  # never in place: x may be the activation
 
 
 def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

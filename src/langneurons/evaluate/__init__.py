@@ -1,0 +1,18 @@
+"""Causal evaluation of neuron sets: the perplexity matrix and steering (METHODS.md §7)."""
+
+from langneurons.evaluate.langid import identify_language, to_label
+from langneurons.evaluate.nll import sequence_nll, text_nll
+from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
+from langneurons.evaluate.steer import SteerSettings, generate, steer
+
+__all__ = [
+    "PPLSettings",
+    "SteerSettings",
+    "generate",
+    "identify_language",
+    "ppl_matrix",
+    "sequence_nll",
+    "steer",
+    "text_nll",
+    "to_label",
+]

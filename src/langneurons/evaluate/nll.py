@@ -1,0 +1,39 @@
+"""Token log-likelihoods from the model's own logits, padding and the BOS position excluded."""
+
+from __future__ import annotations
+
+import torch
+
+from langneurons.models.loading import LoadedModel
+from langneurons.record.plan import encode
+
+
+def sequence_nll(
+    loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, predict: torch.Tensor
+) -> torch.Tensor:
+    """Per row: summed −log p(token_t | tokens_<t) over positions t where ``predict`` [B, T] is True.
+
+    Position 0 has no context and is never predicted.
+    """
+    dev = loaded.device
+    with torch.no_grad():
+        logits = loaded.model(input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev)).logits
+    logits = logits[:, :-1].float()
+    target = input_ids[:, 1:].to(dev)
+    keep = predict[:, 1:].to(dev)
+    lse = torch.logsumexp(logits, dim=-1)
+    picked = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return ((lse - picked) * keep).sum(1).double().cpu()
+
+
+def text_nll(loaded: LoadedModel, texts: list[str], batch_size: int, max_length: int) -> tuple[float, int]:
+    """Total NLL and number of predicted tokens of ``texts`` (real text tokens; BOS/EOS/padding not)."""
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    total, count = 0.0, 0
+    for i in range(0, len(order), batch_size):
+        b = encode(
+            loaded.tokenizer, [texts[j] for j in order[i : i + batch_size]], max_length, count_bos=False
+        )
+        total += float(sequence_nll(loaded, b.input_ids, b.attention_mask, b.counted).sum())
+        count += int(b.counted[:, 1:].sum())
+    return total, count

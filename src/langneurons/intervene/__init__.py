@@ -1,0 +1,33 @@
+"""Interventions on MLP neurons (METHODS.md §6): deactivate, activate, force; random controls.
+
+``with intervene(loaded, [deactivate(mask_en), activate(mask_fr, stats, "fr")]): model(...)``
+"""
+
+from langneurons.intervene.controls import random_control, random_mask
+from langneurons.intervene.hooks import intervene
+from langneurons.intervene.spec import (
+    ACTIVATION_MODES,
+    MODES,
+    POSITIONS,
+    Intervention,
+    activate,
+    check_neurons,
+    deactivate,
+    force,
+    language_mask,
+)
+
+__all__ = [
+    "ACTIVATION_MODES",
+    "MODES",
+    "POSITIONS",
+    "Intervention",
+    "activate",
+    "check_neurons",
+    "deactivate",
+    "force",
+    "intervene",
+    "language_mask",
+    "random_control",
+    "random_mask",
+]

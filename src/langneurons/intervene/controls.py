@@ -1,0 +1,39 @@
+"""Random control sets: same number of neurons in every layer, none of them a language neuron.
+
+The control for language k is drawn, per layer, uniformly without replacement from the neurons
+that belong to *no* language of the set (disjoint from the union of all languages' neurons and
+from every selected neuron), so a control never silences another language's neurons either.
+Seeded with ``seed`` and the language's position, so it is reproducible and differs by language.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from langneurons.errors import LangneuronsError
+from langneurons.formats.neuronset import NeuronSet
+
+
+def random_mask(count_per_layer: torch.Tensor, exclude: torch.Tensor, seed: int) -> torch.Tensor:
+    """Bool [L, F] with ``count_per_layer[l]`` random True per layer, never where ``exclude`` is True."""
+    num_layers, size = exclude.shape
+    free = (~exclude).sum(1)
+    if bool((count_per_layer > free).any()):
+        layer = int((count_per_layer > free).nonzero()[0])
+        raise LangneuronsError(f"layer {layer} has too few free neurons for a matched random control")
+    gen = torch.Generator().manual_seed(int(seed))
+    keys = torch.rand(num_layers, size, generator=gen)
+    keys[exclude] = 2.0  # excluded neurons sort last
+    order = keys.argsort(dim=1)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(size).expand(num_layers, size).contiguous())
+    return ranks < count_per_layer.view(-1, 1)
+
+
+def random_control(neurons: NeuronSet, lang: str, seed: int = 0) -> torch.Tensor:
+    """Bool [L, F]: seeded random neurons, ``lang``'s count in every layer, disjoint from all languages."""
+    counts = neurons.mask(lang).sum(1)
+    exclude = neurons.selected_mask()
+    for other in neurons.languages:
+        exclude |= neurons.mask(other)
+    return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang))

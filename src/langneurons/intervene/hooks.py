@@ -1,0 +1,141 @@
+"""Apply interventions through ``Adapter.hook`` for the duration of a ``with`` block.
+
+Positions: a position is the absolute index of a token in its (padded) sequence. "prompt" means
+positions < ``prompt_length`` and "generated" the rest. With a KV cache the prompt is processed in
+one forward and each new token afterwards; the offset of a forward is read from its
+``cache_position`` or its cache length, so a cached one-token step at position p is "generated"
+when p ≥ prompt_length. When ``prompt_length`` is not given, it is the length of the latest forward
+that started at position 0 (the prompt forward of a cached ``generate``). Batched prompts must be
+left-padded for "prompt"/"generated" to mean the same thing in every row (padding is prompt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from langneurons.errors import LangneuronsError
+from langneurons.intervene.spec import Intervention
+from langneurons.models.loading import LoadedModel
+
+
+@dataclass
+class _Edit:
+    idx: torch.Tensor  # long [n]
+    scale: torch.Tensor  # [n]
+    shift: torch.Tensor  # [n]
+    positions: str
+
+
+@dataclass
+class _Tracker:
+    """Shape and start position of the forward in flight, read by a pre-hook on the whole model."""
+
+    prompt_length: int | None
+    auto: bool
+    batch: int = 1
+    length: int = 1
+    offset: int = 0
+    seen: list = field(default_factory=list)
+
+    def position_mask(self, positions: str, act: torch.Tensor) -> torch.Tensor:
+        """Bool, broadcastable to ``act[..., :1]``: True where the edit applies."""
+        if self.prompt_length is None:
+            raise LangneuronsError(
+                "positions 'prompt'/'generated' need a prompt length (or a cached generate)"
+            )
+        pos = torch.arange(self.offset, self.offset + self.length, device=act.device)
+        keep = pos < self.prompt_length if positions == "prompt" else pos >= self.prompt_length
+        if act.dim() == 2:  # OPT flattens [B*T, F]
+            return keep.repeat(act.shape[0] // self.length).unsqueeze(-1)
+        return keep.view(*([1] * (act.dim() - 2)), self.length, 1)
+
+
+def _forward_shape(args: tuple, kwargs: dict) -> tuple[int, int, int]:
+    ids = kwargs.get("input_ids")
+    if ids is None and args and isinstance(args[0], torch.Tensor):
+        ids = args[0]
+    if ids is None:
+        ids = kwargs.get("inputs_embeds")
+    if ids is None:
+        raise LangneuronsError("cannot see the input of the forward (no input_ids or inputs_embeds)")
+    batch, length = int(ids.shape[0]), int(ids.shape[1])
+    offset = 0
+    cache_position = kwargs.get("cache_position")
+    past = kwargs.get("past_key_values")
+    if isinstance(cache_position, torch.Tensor) and cache_position.numel():
+        offset = int(cache_position.reshape(-1)[0])
+    elif past is not None and hasattr(past, "get_seq_length"):
+        offset = int(past.get_seq_length())
+    elif isinstance(past, (tuple, list)) and past and past[0] is not None:
+        offset = int(past[0][0].shape[-2])
+    return batch, length, offset
+
+
+def _compile(interventions: Sequence[Intervention], num_layers: int, size: int, device, dtype):
+    """Per site, per layer: the list of edits (index tensors on the model's device and dtype)."""
+    plan: dict[str, dict[int, list[_Edit]]] = {}
+    for iv in interventions:
+        if tuple(iv.mask.shape) != (num_layers, size):
+            raise LangneuronsError(
+                f"intervention {iv.label or ''} is for {tuple(iv.mask.shape)} neurons but the model has "
+                f"{num_layers} layers × {size} neurons"
+            )
+        for layer in iv.mask.any(1).nonzero().reshape(-1).tolist():
+            idx = iv.mask[layer].nonzero().reshape(-1)
+            edit = _Edit(
+                idx.to(device),
+                iv.scale[layer, idx].to(device=device, dtype=dtype),
+                iv.shift[layer, idx].to(device=device, dtype=dtype),
+                iv.positions,
+            )
+            plan.setdefault(iv.site, {}).setdefault(layer, []).append(edit)
+    return plan
+
+
+@contextmanager
+def intervene(
+    loaded: LoadedModel,
+    interventions: Intervention | Sequence[Intervention],
+    *,
+    prompt_length: int | None = None,
+) -> Iterator[_Tracker]:
+    """Apply ``interventions`` (in order) to every forward inside the block; all hooks go on exit."""
+    if isinstance(interventions, Intervention):
+        interventions = [interventions]
+    adapter = loaded.adapter
+    dtype = next(loaded.model.parameters()).dtype
+    device = next(loaded.model.parameters()).device
+    plan = _compile(list(interventions), adapter.num_layers, adapter.intermediate_size, device, dtype)
+    tracker = _Tracker(prompt_length, auto=prompt_length is None)
+
+    def pre(_module, args, kwargs):
+        tracker.batch, tracker.length, tracker.offset = _forward_shape(args, kwargs)
+        if tracker.auto and tracker.offset == 0:
+            tracker.prompt_length = tracker.length
+
+    def make_fn(edits_by_layer: dict[int, list[_Edit]]):
+        def fn(layer: int, act: torch.Tensor) -> torch.Tensor:
+            out = act.clone()
+            for e in edits_by_layer[layer]:
+                old = out.index_select(-1, e.idx)
+                new = old * e.scale.to(old.dtype) + e.shift.to(old.dtype)
+                if e.positions != "all":
+                    new = torch.where(tracker.position_mask(e.positions, act), new, old)
+                out.index_copy_(-1, e.idx, new)
+            return out
+
+        return fn
+
+    handles = []
+    try:
+        handles.append(loaded.model.register_forward_pre_hook(pre, with_kwargs=True))
+        for site, edits in plan.items():
+            handles += adapter.hook(site, make_fn(edits), layers=sorted(edits))
+        yield tracker
+    finally:
+        for handle in handles:
+            handle.remove()

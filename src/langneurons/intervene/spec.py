@@ -1,0 +1,146 @@
+"""What an intervention is: a neuron mask, an affine edit of those neurons, where it applies.
+
+Every mode is the per-neuron affine map ``x ← a·x + b`` on the chosen (layer, neuron) entries
+(METHODS.md §6), so any list of interventions runs as a few vectorised index operations per layer:
+
+  deactivate  a = s,  b = 0              (s = strength, default 0: zeroing; 0 < s < 1 damps)
+  replace     a = 0,  b = s·mean_target  (Tang-style replacement; s = 1 is the plain mean)
+  add         a = 1,  b = s·mean_target
+  diffmean    a = 1,  b = s·(mean_target − mean_others)
+  force       a = 0,  b = value          (a fixed value, e.g. Kojima's positive-median)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from langneurons.errors import LangneuronsError
+from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.stats import Stats
+from langneurons.models.base import SITES
+
+MODES = ("deactivate", "replace", "add", "diffmean", "force")
+ACTIVATION_MODES = ("replace", "add", "diffmean")
+POSITIONS = ("all", "prompt", "generated")
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Edit ``x ← scale·x + shift`` on the neurons in ``mask`` (bool [L, F]) at ``site`` and ``positions``."""
+
+    mask: torch.Tensor
+    scale: torch.Tensor  # float [L, F], used where mask is True
+    shift: torch.Tensor  # float [L, F], used where mask is True
+    site: str = "act"
+    positions: str = "all"
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.site not in SITES:
+            raise LangneuronsError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
+        if self.positions not in POSITIONS:
+            raise LangneuronsError(
+                f"unknown positions {self.positions!r}; choose one of {', '.join(POSITIONS)}"
+            )
+        if self.mask.dtype != torch.bool or self.mask.dim() != 2:
+            raise LangneuronsError("an intervention mask must be a bool tensor [layers, neurons]")
+        if self.scale.shape != self.mask.shape or self.shift.shape != self.mask.shape:
+            raise LangneuronsError("intervention scale/shift must have the mask's shape [layers, neurons]")
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.mask.sum())
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise LangneuronsError(f"unknown intervention mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def deactivate(
+    mask: torch.Tensor, strength: float = 0.0, *, site: str = "act", positions: str = "all", label: str = ""
+) -> Intervention:
+    """Multiply the masked neurons by ``strength`` (0 = zero them, as Tang et al. and Zeng et al.)."""
+    mask = mask.bool()
+    scale = torch.full(mask.shape, float(strength), dtype=torch.float64)
+    return Intervention(mask, scale, torch.zeros(mask.shape, dtype=torch.float64), site, positions, label)
+
+
+def force(
+    mask: torch.Tensor,
+    value: float | torch.Tensor,
+    *,
+    site: str = "act",
+    positions: str = "all",
+    label: str = "",
+) -> Intervention:
+    """Set the masked neurons to a fixed ``value`` (a number or a [L, F] tensor, e.g. a median)."""
+    mask = mask.bool()
+    shift = torch.as_tensor(value, dtype=torch.float64).expand(mask.shape).clone()
+    return Intervention(mask, torch.zeros(mask.shape, dtype=torch.float64), shift, site, positions, label)
+
+
+def activate(
+    mask: torch.Tensor,
+    stats: Stats,
+    lang: str,
+    mode: str = "replace",
+    strength: float = 1.0,
+    *,
+    site: str | None = None,
+    positions: str = "all",
+    label: str = "",
+) -> Intervention:
+    """Push the masked neurons towards ``lang``'s mean activation in ``stats`` (replace, add or diffmean)."""
+    if mode not in ACTIVATION_MODES:
+        raise LangneuronsError(f"activation mode must be one of {', '.join(ACTIVATION_MODES)}, got {mode!r}")
+    stats_site = stats.manifest.get("site")
+    site = site or stats_site or "act"
+    if stats_site is not None and stats_site != site:
+        raise LangneuronsError(
+            f"the mean activations were recorded at site {stats_site!r} but the intervention is at {site!r}"
+            " (record statistics at that site)"
+        )
+    mask = mask.bool()
+    if tuple(mask.shape) != (stats.num_layers, stats.intermediate_size):
+        raise LangneuronsError(
+            f"mask is {tuple(mask.shape)} but the statistics are {stats.num_layers} layers × "
+            f"{stats.intermediate_size} neurons"
+        )
+    means = stats.mean()
+    k = stats.language_index(lang)
+    target = means[k]
+    if mode == "diffmean":
+        if len(stats.languages) < 2:
+            raise LangneuronsError("diffmean needs statistics of at least two languages")
+        others = torch.cat([means[:k], means[k + 1 :]]).mean(0)
+        target = target - others
+    keep = (
+        torch.zeros(mask.shape, dtype=torch.float64)
+        if mode == "replace"
+        else torch.ones(mask.shape, dtype=torch.float64)
+    )
+    return Intervention(mask, keep, float(strength) * target, site, positions, label or f"{mode} {lang}")
+
+
+def language_mask(neurons: NeuronSet, lang: str) -> torch.Tensor:
+    """Bool [L, F] of ``lang``'s neurons (a one-line error if the set lacks the language)."""
+    return neurons.mask(lang)
+
+
+def check_neurons(
+    neurons: NeuronSet,
+    num_layers: int,
+    intermediate_size: int,
+    model: str | None,
+    site: str,
+    any_site: bool = False,
+) -> None:
+    """Refuse a set for another model (shape or name) or found at another site (unless ``any_site``).
+
+    Zeroing or scaling at ``act`` and at ``down_in`` are the same edit for gated MLPs
+    (``down_in = act · up``), but activation values are not, so a site mismatch must be asked for.
+    """
+    neurons.check_compatible(num_layers, intermediate_size, None if any_site else site, model)
