@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from langneurons.analyze.compare import compare_runs, depth_histogram, mean_depth
-from langneurons.analyze.run import load_run
 from langneurons.analyze.sets import (
     class_distribution,
     class_transitions,
@@ -21,6 +20,7 @@ from langneurons.analyze.sets import (
 from langneurons.cli import app
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.run import load_run
 
 
 def make_set(

@@ -28,9 +28,16 @@ def full_run(tmp_path):
         "per_layer": {"lrds": [0.1, 0.3, None, 0.2], "sads": [0.0, 0.4, 0.5, 0.1]},
         "whole_model": {"lrds": 0.2, "sads": 0.3}, "peaks": {"lrds": {"layer": 1}, "sads": {"layer": 2}},
     }  # fmt: skip
-    ppl = {"model": EVIL, "interventions": ["none", "en", "fr", "de"], "eval_languages": ["en", "fr", "de"],
-           "delta_ppl": [[0, 0, 0], [3.0, 0.1, 0.2], [0.1, 5.0, 0.3], [0.2, 0.1, 2.0]]}  # fmt: skip
-    steer = {"target": "fr", "results": [{"language": "fr", "success": 0.8, "note": EVIL}]}
+    # the formats `langneurons ppl` and `langneurons steer` write
+    rows = {"none": [0, 0, 0], "neurons:en": [3.0, 0.1, 0.2], "neurons:fr": [0.1, 5.0, 0.3], "random:en": [0, 0, 0]}
+    delta = {row: dict(zip(["en", "fr", "de"], values, strict=True)) for row, values in rows.items()}
+    ppl = {"format": "langneurons-ppl/1", "languages": ["en", "fr", "de"], "delta_relative": delta,
+           "ppl": {row: {k: 10 * (1 + v) for k, v in d.items()} for row, d in delta.items()},
+           "provenance": {"model": EVIL}}  # fmt: skip
+    judged = {"success": 0.8, "languages": {"fr": 4, EVIL: 1}, "distinct_2": 0.9, "continuation_ppl_median": 12.5}
+    steer = {"format": "langneurons-steer/1", "source": "en", "targets": ["fr"], "results": {"fr": {
+        "baseline": {**judged, "success": 0.0, "languages": {"en": 5}},
+        "strengths": {"1": {"steered": judged, "random": {**judged, "success": 0.2}}}}}}  # fmt: skip
     m = manifest(["en", "fr", "de"], model=EVIL) | {"corpus": "ntrex", "corpus_sha256": "cd" * 32}
     set_ = copy.deepcopy(SET)
     set_.model = EVIL
@@ -50,7 +57,8 @@ def test_report_is_self_contained_and_escaped(tmp_path):
     assert all(base64.b64decode(img)[:8] == PNG for img in images)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing outside the file
     assert page.count("<figcaption>") == 5 and "sha256 cdcdcdcdcdcd" in page
-    assert "success" in page and "0.8" in page  # the steering table
+    assert "success" in page and "<td>steered</td>" in page and "<td>0.8</td>" in page  # the steering table
+    assert "<td>random</td>" in page and "<td>0.2</td>" in page and "<td>baseline</td>" in page
 
 
 def test_png_format_writes_the_figures_alone(tmp_path):

@@ -1,7 +1,6 @@
 """Analyses of recorded results: sentence similarity (LRDS/SADS), neuron-set analytics, run comparisons."""
 
 from langneurons.analyze.compare import compare_runs
-from langneurons.analyze.run import Run, load_run
 from langneurons.analyze.sets import (
     class_distribution,
     class_transitions,
@@ -11,6 +10,7 @@ from langneurons.analyze.sets import (
     phase_profile,
 )
 from langneurons.analyze.similarity import load_similarity, save_similarity, similarity
+from langneurons.formats.run import Run, load_run
 
 __all__ = [
     "Run",

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from langneurons import __version__
-from langneurons.analyze.run import Run
 from langneurons.analyze.sets import class_distribution, class_transitions, method_overlap
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.run import Run
 
 COMPARE_FILE = "compare.json"
 COMPARE_FORMAT = "langneurons-compare/1"

@@ -44,14 +44,14 @@ def one_line_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# Each module registers its commands on `app` when imported.
-from langneurons.cli import (  # noqa: E402,F401
-    analyze_cmds,
-    evaluate_cmds,
-    identify_cmds,
-    record_cmds,
-    report_cmds,
-)
+# Each module registers its commands on `app` when imported, in pipeline order (the help lists them so).
+# isort: off
+from langneurons.cli import record_cmds  # noqa: E402,F401
+from langneurons.cli import identify_cmds  # noqa: E402,F401
+from langneurons.cli import evaluate_cmds  # noqa: E402,F401
+from langneurons.cli import analyze_cmds  # noqa: E402,F401
+from langneurons.cli import report_cmds  # noqa: E402,F401
+# isort: on
 
 
 def fail(message: str, code: int = 2) -> None:

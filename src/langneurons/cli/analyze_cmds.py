@@ -11,12 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from langneurons.analyze.compare import COMPARE_FILE, compare_runs
-from langneurons.analyze.run import load_run
 from langneurons.analyze.similarity import SIMILARITY_FILE, save_similarity, similarity
 from langneurons.cli import app, one_line_errors
 from langneurons.data import load_corpus, parse_languages
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_json
+from langneurons.formats.run import load_run
 from langneurons.record.pooled import POOLED_MANIFEST, load_pooled, record_pooled
 
 MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"

@@ -12,15 +12,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-import langneurons
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.nll import text_nll
 from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.provenance import now, software
 from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
 from langneurons.models.loading import LoadedModel
+from langneurons.progress import progress_bar
 
 PPL_FORMAT = "langneurons-ppl/1"
 
@@ -78,15 +77,13 @@ def ppl_matrix(
     started = time.time()
     nll: dict[str, dict[str, float]] = {}
     tokens: dict[str, int] = {}
-    columns = (TextColumn("ppl {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar = Progress(*columns,
-                   disable=not progress, transient=False)  # fmt: skip
+    bar = progress_bar(progress, "perplexities")
     with bar:
         task = bar.add_task("", total=len(rows) * len(corpus.languages))
         for name, iv in rows:
             nll[name] = {}
             for lang in corpus.languages:
-                bar.update(task, description=f"{name} on {lang}")
+                bar.update(task, description=f"ppl {name} on {lang}")
                 with intervene(loaded, [] if iv is None else [iv]):
                     total, count = text_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
                 if count == 0:
@@ -105,9 +102,7 @@ def ppl_matrix(
         "tokens": tokens,
         "neuron_counts": {r: iv.n_neurons for r, iv in rows if iv is not None},
         "provenance": {
-            "model": loaded.name,
-            "revision": loaded.revision,
-            "dtype": str(loaded.dtype).removeprefix("torch."),
+            **loaded.describe(),
             "site": site,
             "neurons": {
                 "path": neurons_path,
@@ -125,8 +120,9 @@ def ppl_matrix(
             "settings": asdict(s),
             "controls": "random:<lang> = seeded random neurons, same count per layer as <lang>'s, "
             "disjoint from every selected/language neuron of the set",
-            "langneurons_version": langneurons.__version__,
             "wall_seconds": round(time.time() - started, 3),
+            "created": now(),
+            **software(),
         },
     }
 

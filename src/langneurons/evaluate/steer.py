@@ -17,13 +17,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import langneurons
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.langid import identify_language, to_label
 from langneurons.evaluate.nll import sequence_nll
 from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.provenance import now, software
 from langneurons.formats.stats import Stats
 from langneurons.intervene import (
     ACTIVATION_MODES,
@@ -36,6 +35,7 @@ from langneurons.intervene import (
     random_control,
 )
 from langneurons.models.loading import LoadedModel
+from langneurons.progress import progress_bar
 
 STEER_FORMAT = "langneurons-steer/1"
 
@@ -221,9 +221,7 @@ def steer(
         for st in s.strengths
         for ctrl in ((False, True) if s.controls else (False,))
     ]
-    columns = (TextColumn("steer {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar = Progress(*columns,
-                   disable=not progress)  # fmt: skip
+    bar = progress_bar(progress, "generation passes")
     results: dict[str, Any] = {}
     with bar:
         task = bar.add_task("baseline", total=1 + len(runs))
@@ -247,9 +245,7 @@ def steer(
         "results": results,
         "baseline_generations": _public(base),
         "provenance": {
-            "model": loaded.name,
-            "revision": loaded.revision,
-            "dtype": str(loaded.dtype).removeprefix("torch."),
+            **loaded.describe(),
             "site": site,
             "prompts": prompts_spec,
             "n_prompts": len(prompts),
@@ -266,7 +262,8 @@ def steer(
             "controls": "random = the same edits on seeded random neurons, same count per layer, "
             "disjoint from "
             "every selected/language neuron of the set",
-            "langneurons_version": langneurons.__version__,
             "wall_seconds": round(time.time() - started, 3),
+            "created": now(),
+            **software(),
         },
     }

@@ -28,6 +28,18 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
 
+    def describe(self) -> dict[str, object]:
+        """The model facts every result file records."""
+        return {
+            "model": self.name,
+            "revision": self.revision,
+            "family": self.adapter.family,
+            "num_layers": self.adapter.num_layers,
+            "intermediate_size": self.adapter.intermediate_size,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": self.device.type,
+        }
+
     @property
     def max_length(self) -> int:
         cfg = self.adapter.config

@@ -14,30 +14,21 @@ One pooling rule (mean) for every family; the reference code sums for LLaMA and 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-import langneurons
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_json, write_safetensors
+from langneurons.formats.provenance import now, software
 from langneurons.models.loading import LoadedModel
+from langneurons.progress import progress_bar
 from langneurons.record.plan import encode
 
 POOLED_FILE = "pooled.safetensors"
@@ -150,7 +141,7 @@ def record_pooled(
     started = time.time()
     body = adapter.body()
     handles = adapter.hook(site, observe)
-    bar = _progress(progress)
+    bar = progress_bar(progress, "sentences")
     try:
         with bar, torch.inference_mode():
             task = bar.add_task("pooling sentences", total=n)
@@ -234,44 +225,21 @@ def load_pooled(run_dir: str | Path) -> Pooled:
 
 
 def _manifest(loaded, corpus, site, batch_size, max_length, count_bos, store_dtype) -> dict[str, Any]:
-    import transformers
-
     return {
         "languages": corpus.languages,
-        "model": loaded.name,
-        "revision": loaded.revision,
-        "family": loaded.adapter.family,
+        **loaded.describe(),
         "site": site,
-        "num_layers": loaded.adapter.num_layers,
-        "intermediate_size": loaded.adapter.intermediate_size,
         "pooling": "mean over counted tokens (every family)",
         "counted": "every real text token" + (" and BOS" if count_bos else "; BOS, EOS and padding excluded"),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
         "store_dtype": store_dtype,
-        "device": loaded.device.type,
         "corpus": corpus.name,
         "corpus_sha256": corpus.sha256(),
         "sentences": {lang: len(corpus.items[lang]) for lang in corpus.languages},
         "settings": {"batch_size": batch_size, "max_length": max_length, "count_bos": count_bos},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "langneurons_version": langneurons.__version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "python": platform.python_version(),
+        "created": now(),
+        **software(),
     }
 
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("sentences"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
 
 
 __all__ = ["POOLED_FILE", "POOLED_MANIFEST", "Pooled", "load_pooled", "record_pooled", "save_pooled"]

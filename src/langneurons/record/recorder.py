@@ -5,30 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-import langneurons
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_safetensors
+from langneurons.formats.provenance import now, software
 from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, save_stats
 from langneurons.models.loading import LoadedModel
+from langneurons.progress import progress_bar
 from langneurons.record.counter import Counter, Partial, batch_statistics, compiled_statistics
 from langneurons.record.distributed import (
     World,
@@ -98,7 +89,7 @@ def record(
     update = compiled_statistics() if settings.compile else batch_statistics
     counter = Counter(loaded.adapter, settings.site, loaded.device, update)
     body = loaded.adapter.body()
-    bar = _progress(progress and world.is_main)
+    bar = progress_bar(progress and world.is_main, "units {task.fields[rate]}")
     counted_before = int(totals[3].sum())
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
@@ -133,7 +124,7 @@ def record(
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
-    manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest["created"] = now()
     stats = Stats(*totals, manifest=manifest)
     if world.is_main:
         save_stats(out, stats)
@@ -232,30 +223,19 @@ def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fing
 
 
 def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: list[Unit], world: World) -> dict:
-    import transformers
-
     sentences = {lang: 0 for lang in corpus.languages}
     for unit in units:
         sentences[corpus.languages[unit.lang]] += unit.stop - unit.start
     return {
         "languages": corpus.languages,
-        "model": loaded.name,
-        "revision": loaded.revision,
-        "family": loaded.adapter.family,
+        **loaded.describe(),
         "site": s.site,
-        "num_layers": loaded.adapter.num_layers,
-        "intermediate_size": loaded.adapter.intermediate_size,
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "device": loaded.device.type,
         "corpus": corpus.name,
         "corpus_sha256": corpus.sha256(),
         "sentences": sentences,
         "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
         "settings": asdict(s) | dict.fromkeys(_SCHEDULE_ONLY),
-        "langneurons_version": langneurons.__version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "python": platform.python_version(),
+        **software(),
     }
 
 
@@ -263,15 +243,3 @@ def _describe(corpus: Corpus, units: list[Unit], next_unit: int) -> str:
     lang = corpus.languages[units[min(next_unit, len(units) - 1)].lang] if units else "-"
     return f"recording [bold]{lang}[/]"
 
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("units {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from langneurons import __version__
-from langneurons.analyze.run import Run, load_run
 from langneurons.analyze.sets import phase_profile
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_json
+from langneurons.formats.run import Run, load_run
 from langneurons.report import figures as fig
 
 STATUS_SCRIPT = """
@@ -175,6 +175,7 @@ def ppl_matrix(data: dict[str, Any]):
     cols = _first(data, ("eval_languages", "languages", "columns", "evaluated"))
     rows = _first(data, ("interventions", "rows", "sets", "ablated", "conditions"))
     for key, label, centre in (
+        ("delta_relative", "ΔPPL = PPL / PPL(none) − 1", 0.0),  # what `langneurons ppl` writes
         ("delta_ppl", "ΔPPL", 0.0),
         ("delta", "ΔPPL", 0.0),
         ("ratio", "PPL ratio", 1.0),
@@ -261,10 +262,33 @@ def tables_html(run: Run) -> str:
     return "\n".join(parts)
 
 
+def steer_rows(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Rows (target, strength, condition, success, fluency) of a `langneurons steer` file; None if not one."""
+    if not str(data.get("format", "")).startswith("langneurons-steer/") or not isinstance(data.get("results"), dict):
+        return None
+    rows = []
+    for target, entry in data["results"].items():
+        conditions = [("–", "baseline", entry.get("baseline") or {})]
+        for strength, kinds in (entry.get("strengths") or {}).items():
+            conditions += [(strength, kind, kinds.get(kind) or {}) for kind in ("steered", "random")]
+        for strength, kind, res in conditions:
+            languages = res.get("languages") or {}
+            rows.append({
+                "target": target,
+                "strength": strength,
+                "condition": kind,
+                "success": res.get("success"),
+                "identified as": ", ".join(f"{k} {v}" for k, v in list(languages.items())[:4]),
+                "distinct-2": res.get("distinct_2"),
+                "continuation PPL (median)": res.get("continuation_ppl_median"),
+            })
+    return rows
+
+
 def steer_table(data: dict[str, Any]) -> str:
     """A steering result as a table: a list of row objects, a dict of row objects, or flat key/values."""
-    rows = None
-    for key in ("results", "rows", "table", "per_language", "targets"):
+    rows = steer_rows(data)
+    for key in ("results", "rows", "table", "per_language", "targets") if rows is None else ():
         if isinstance(data.get(key), list) and all(isinstance(r, dict) for r in data[key]):
             rows = data[key]
             break
