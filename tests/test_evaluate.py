@@ -201,6 +201,12 @@ def test_cli_ppl_and_steer(saved):
     assert res.exit_code == 0, res.output
     data = json.loads((saved / "ppl.json").read_text())
     assert set(data["summary"]) == {"aa", "bb"} and data["provenance"]["texts"]["sentences"]["aa"] == 5
+    # evaluating on a subset of the set's languages: the others' own ΔPPL is not available ("n/a")
+    res = runner.invoke(app, ["ppl", "--model", model, "--neurons", str(saved / "run" / "set.json"),
+                              "--texts", str(saved / "texts"), "--languages", "aa", "--device", "cpu",
+                              "--out", str(saved / "ppl-aa.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "bb neurons off: ΔPPL on bb n/a" in " ".join(res.output.split())
     res = runner.invoke(app, ["steer", "--model", model, "--neurons", str(saved / "run" / "set.json"),
                               "--from", "aa", "--to", "bb", "--prompts", str(saved / "prompts.txt"),
                               "--strength", "1,3", "--max-new-tokens", "4", "--device", "cpu",

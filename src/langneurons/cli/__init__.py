@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -60,18 +61,27 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 def main() -> None:
     """Entry point of the console script and of `python -m langneurons`."""
     try:
         app()
     except LangneuronsError as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+        fail(_first_line(exc) or exc.__class__.__name__)
     except KeyboardInterrupt:
         fail("interrupted (a recording keeps its last checkpoint; rerun the same command to resume)", 130)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         fail(f"{exc.strerror or exc.__class__.__name__}: {exc.filename}")
     except MemoryError:
         fail("out of memory: lower --batch-size or --max-length")
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback only when asked for
+        if os.environ.get("LANGNEURONS_DEBUG"):
+            raise
+        hint = "set LANGNEURONS_DEBUG=1 for the traceback"
+        fail(f"internal error {exc.__class__.__name__}: {_first_line(exc)} ({hint})", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

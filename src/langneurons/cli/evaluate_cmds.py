@@ -65,11 +65,15 @@ def ppl_cmd(
     write_json(out, result)
     console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for lang, row in result["summary"].items():
-        rnd = row["random_self"]
         console.print(
-            f"  {lang}: ΔPPL self {row['self']:+.1%}, others {row['others_mean']:+.1%}"
-            + ("" if rnd is None else f", random control self {rnd:+.1%}")
+            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others {_pct(row['others_mean'])}, "
+            f"matched random control on {lang} {_pct(row['random_self'])}"
         )
+
+
+def _pct(value: float | None) -> str:
+    """A relative change as a signed percentage; "n/a" where the language was not evaluated."""
+    return "n/a" if value is None else f"{value:+.1%}"
 
 
 def _stats_for(stats: Path | None, neurons: Path):

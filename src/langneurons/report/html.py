@@ -151,7 +151,8 @@ def build_figures(run: Run) -> list[Figure]:
                     fig.matrix_figure(rows, cols, values, f"{name}: {label}", label, centre),
                     f"{name}: {label}",
                     f"{label} for each intervention (rows) and evaluated language (columns), "
-                    f"from {name}.json; {where}" + (f"; settings: {settings}" if settings else "") + ".",
+                    f"from {name}.json; " + (_ppl_provenance(data) or where)
+                    + (f"; settings: {settings}" if settings else "") + ".",
                 )
             )
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
@@ -216,6 +217,21 @@ def _first(data: dict[str, Any], keys: tuple[str, ...]):
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _ppl_provenance(data: dict[str, Any]) -> str:
+    """Model, neuron set and evaluation texts as `langneurons ppl` records them ("" if absent)."""
+    prov = data.get("provenance")
+    if not isinstance(prov, dict):
+        return ""
+    texts, neurons = prov.get("texts") or {}, prov.get("neurons") or {}
+    sentences = texts.get("sentences") or {}
+    counts = sorted(set(sentences.values())) if isinstance(sentences, dict) else []
+    return (
+        f"model {prov.get('model')}, site {prov.get('site')}; neurons of {neurons.get('path')} "
+        f"(method {neurons.get('method')}) deactivated; evaluation texts {texts.get('spec')} "
+        f"(sha256 {str(texts.get('sha256'))[:12]}…), {'/'.join(map(str, counts))} sentences per language"
+    )
 
 
 def _settings_text(data: dict[str, Any]) -> str:
