@@ -69,6 +69,15 @@ def gather_partials(partial: Partial, world: World) -> list[Partial]:
     return out
 
 
+def any_rank(flag: bool, world: World) -> bool:
+    """True on every rank if it is True on any (e.g. 'Ctrl-C was pressed'): all stop at the same round."""
+    if world.size == 1:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=_comm_device(world))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()

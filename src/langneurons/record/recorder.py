@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from langneurons.progress import progress_bar
 from langneurons.record.counter import Counter, Partial, batch_statistics, compiled_statistics
 from langneurons.record.distributed import (
     World,
+    any_rank,
     barrier,
     broadcast_flag,
     broadcast_object,
@@ -93,7 +96,7 @@ def record(
     counted_before = int(totals[3].sum())
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
-        with bar, counter, torch.inference_mode():
+        with _StopOnSigint() as stop, bar, counter, torch.inference_mode():
             task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
             for first in range(next_unit, len(units), world.size):
                 mine = first + world.rank
@@ -118,6 +121,8 @@ def record(
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
+                if any_rank(stop.requested, world):
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         if world.is_main and next_unit > saved_unit:
             _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
@@ -131,6 +136,32 @@ def record(
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(world)
     return stats
+
+
+class _StopOnSigint:
+    """First Ctrl-C: finish the unit in progress, checkpoint, stop. A second one interrupts at once.
+
+    Stopping between units (never inside a forward or a finaliser, where Python may swallow a
+    KeyboardInterrupt) is what makes an interrupted run always resumable.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopOnSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings):
