@@ -104,4 +104,10 @@ def broadcast_object(obj: Any, world: World) -> Any:
 def shutdown(world: World) -> None:
     """Leave the process group (avoids the 'destroy_process_group was not called' warning)."""
     if world.size > 1 and dist.is_initialized():
+        # Meet on the rendezvous store, not on gloo: a rank that tears its sockets down while a peer
+        # still finishes a collective can make that peer abort ("terminate called without an active
+        # exception") after the results are written.
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"langneurons/shutdown/{world.rank}", "1")
+        store.wait([f"langneurons/shutdown/{r}" for r in range(world.size)])
         dist.destroy_process_group()
