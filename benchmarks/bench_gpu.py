@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import LLAMA_7B, interleaved, llama_from_config, token_batches, write_result  # noqa: E402
+from common import LLAMA_7B, counting_runner, interleaved, llama_from_config, token_batches, write_result  # noqa: E402
 
-from langneurons.record.counter import Counter, batch_statistics, compiled_statistics  # noqa: E402
+from langneurons.record.counter import batch_statistics, compiled_statistics  # noqa: E402
 
 
 def main() -> None:
@@ -44,17 +44,7 @@ def main() -> None:
                 body(**b, use_cache=False)
 
     def counting(update):
-        counter = Counter(loaded.adapter, "act", loaded.device, update)
-
-        def run():
-            counter.reset()
-            with counter, torch.inference_mode():
-                for b in batches:
-                    counter.set_batch(counted)
-                    body(**b, use_cache=False)
-            return counter.partial
-
-        return run
+        return counting_runner(loaded, batches, counted, "act", update)
 
     variants = {"bare_body": bare, "langneurons": counting(batch_statistics)}
     if not args.no_compile:

@@ -78,6 +78,24 @@ def token_batches(loaded, vocab: int, n: int, batch_size: int, seq: int, device=
     ]
 
 
+def counting_runner(loaded, batches: list[dict], counted: torch.Tensor, site: str, update):
+    """What `record` runs per batch (Counter hooks + body forward) over ``batches``; returns the partial."""
+    from langneurons.record.counter import Counter
+
+    counter = Counter(loaded.adapter, site, loaded.device, update)
+    body = loaded.adapter.body()
+
+    def run():
+        counter.reset()
+        with counter, torch.inference_mode():
+            for b in batches:
+                counter.set_batch(counted)
+                body(**b, use_cache=False)
+        return counter.partial
+
+    return run
+
+
 def timed(fn, sync=None) -> float:
     if sync:
         sync()
