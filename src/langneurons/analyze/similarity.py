@@ -16,7 +16,6 @@ with everything.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from rich.progress import Progress
 
 from langneurons import __version__
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json
+from langneurons.formats.atomic import read_json, write_json
 from langneurons.record.pooled import Pooled
 
 SIMILARITY_FILE = "similarity.json"
@@ -161,10 +160,7 @@ def load_similarity(path: str | Path) -> dict[str, Any]:
         path = path / SIMILARITY_FILE
     if not path.is_file():
         raise LangneuronsError(f"no similarity results at {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LangneuronsError(f"{path} is not valid JSON ({exc.__class__.__name__})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != SIMILARITY_FORMAT:
         raise LangneuronsError(f"{path} is not a langneurons similarity file")
     return data

@@ -1,4 +1,4 @@
-"""Write-then-rename, so that an interrupted run never leaves a half-written file."""
+"""Write-then-rename, so that an interrupted run never leaves a half-written file; reads with one-line errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from langneurons.errors import LangneuronsError
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -32,3 +35,19 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; a one-line LangneuronsError if it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LangneuronsError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+
+
+def read_safetensors(path: Path) -> dict:
+    """Load a safetensors file's tensors; a one-line LangneuronsError if it is truncated or corrupt."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise LangneuronsError(f"{path} is truncated or corrupt: {str(exc).splitlines()[0]}") from None

@@ -32,7 +32,6 @@ language. With K = 1 every assigned neuron counts as specific; with K = 2 *relat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 import torch
 
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json
+from langneurons.formats.atomic import read_json, write_json
 
 NEURONSET_FORMAT = "langneurons-neuronset/1"
 CLASSES = ("specific", "related", "agnostic", "unassigned")
@@ -214,11 +213,7 @@ class NeuronSet:
         path = Path(path)
         if not path.is_file():
             raise LangneuronsError(f"no neuron-set file at {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LangneuronsError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path), str(path))
 
 
 def load_neuronset(path: str | Path) -> NeuronSet:

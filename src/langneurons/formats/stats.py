@@ -10,17 +10,14 @@ Tensors (language order = ``manifest["languages"]``):
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json, write_safetensors
+from langneurons.formats.atomic import read_json, read_safetensors, write_json, write_safetensors
 
 STATS_FILE = "stats.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -106,14 +103,8 @@ def load_stats(run_dir: str | Path) -> Stats:
     stats_path, manifest_path = run_dir / STATS_FILE, run_dir / MANIFEST_FILE
     if not stats_path.exists() or not manifest_path.exists():
         raise LangneuronsError(f"{run_dir} is not a run directory (no {STATS_FILE} and {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LangneuronsError(f"{manifest_path} is not valid JSON ({exc.__class__.__name__})") from None
-    try:
-        tensors = load_file(str(stats_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise LangneuronsError(f"{stats_path} is truncated or corrupt: {str(exc).splitlines()[0]}") from None
+    manifest = read_json(manifest_path)
+    tensors = read_safetensors(stats_path)
     missing = {"count", "sum", "sum_sq", "n_tokens"} - tensors.keys()
     if missing:
         raise LangneuronsError(f"{stats_path} lacks tensors: {', '.join(sorted(missing))}")

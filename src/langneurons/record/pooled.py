@@ -13,19 +13,16 @@ One pooling rule (mean) for every family; the reference code sums for LLaMA and 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json, write_safetensors
+from langneurons.formats.atomic import read_json, read_safetensors, write_json, write_safetensors
 from langneurons.formats.provenance import now, software
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
@@ -202,14 +199,8 @@ def load_pooled(run_dir: str | Path) -> Pooled:
             f"{run_dir} holds no pooled activations ({POOLED_FILE} + {POOLED_MANIFEST}); "
             "run `langneurons similarity` first"
         )
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LangneuronsError(f"{json_path} is not valid JSON ({exc.__class__.__name__})") from None
-    try:
-        tensors = load_file(str(tensor_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise LangneuronsError(f"{tensor_path} is truncated or corrupt: {str(exc).splitlines()[0]}") from None
+    data = read_json(json_path)
+    tensors = read_safetensors(tensor_path)
     if (
         "pooled" not in tensors
         or not isinstance(data, dict)
