@@ -67,10 +67,7 @@ def ppl_matrix(
 ) -> dict[str, Any]:
     """Perplexity of each corpus language under each intervention; ΔPPL and the per-language summary."""
     s = settings or PPLSettings()
-    site = s.site or neurons.site or "act"
-    check_neurons(
-        neurons, loaded.adapter.num_layers, loaded.adapter.intermediate_size, loaded.name, site, s.any_site
-    )
+    site = check_neurons(loaded, neurons, s.site, s.any_site)
     if not corpus.languages:
         raise LangneuronsError("no evaluation texts")
     rows = _rows(neurons, s, site)

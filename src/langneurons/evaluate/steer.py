@@ -204,10 +204,7 @@ def steer(
 ) -> dict[str, Any]:
     """Baseline, steered and random-control generations for each target and strength, judged."""
     s = settings or SteerSettings()
-    site = s.site or neurons.site or "act"
-    check_neurons(
-        neurons, loaded.adapter.num_layers, loaded.adapter.intermediate_size, loaded.name, site, s.any_site
-    )
+    site = check_neurons(loaded, neurons, s.site, s.any_site)
     if not prompts:
         raise LangneuronsError("no prompts")
     for lang in targets:

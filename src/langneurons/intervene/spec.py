@@ -20,6 +20,7 @@ from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
 from langneurons.models.base import SITES
+from langneurons.models.loading import LoadedModel
 
 MODES = ("deactivate", "replace", "add", "diffmean", "force")
 ACTIVATION_MODES = ("replace", "add", "diffmean")
@@ -130,17 +131,14 @@ def language_mask(neurons: NeuronSet, lang: str) -> torch.Tensor:
     return neurons.mask(lang)
 
 
-def check_neurons(
-    neurons: NeuronSet,
-    num_layers: int,
-    intermediate_size: int,
-    model: str | None,
-    site: str,
-    any_site: bool = False,
-) -> None:
-    """Refuse a set for another model (shape or name) or found at another site (unless ``any_site``).
+def check_neurons(loaded: LoadedModel, neurons: NeuronSet, site: str | None = None, any_site: bool = False) -> str:
+    """The intervention site (``site``, else the set's, else ``act``), after refusing a set made for
+    another model (shape or name) or found at another site (unless ``any_site``).
 
     Zeroing or scaling at ``act`` and at ``down_in`` are the same edit for gated MLPs
     (``down_in = act · up``), but activation values are not, so a site mismatch must be asked for.
     """
-    neurons.check_compatible(num_layers, intermediate_size, None if any_site else site, model)
+    site = site or neurons.site or "act"
+    adapter = loaded.adapter
+    neurons.check_compatible(adapter.num_layers, adapter.intermediate_size, None if any_site else site, loaded.name)
+    return site
