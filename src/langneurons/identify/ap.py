@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from langneurons import __version__
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.identify.common import Method, split_layers
+from langneurons.identify.common import Method, source_of, split_layers
 from langneurons.record.pooled import Pooled
 
 BLOCK = 4096  # units per block: bounds memory at about N × BLOCK × 8 bytes per temporary
@@ -88,10 +87,7 @@ def ap_experts(pooled: Pooled, *, n: int = 1000) -> NeuronSet:
         "positive_rate": {lang: float(labels[i].double().mean()) for i, lang in enumerate(pooled.languages)},
         "sentences": {lang: int(labels[i].sum()) for i, lang in enumerate(pooled.languages)},
     }
-    source = {
-        key: m.get(key) for key in ("corpus", "corpus_sha256", "revision", "dtype", "langneurons_version")
-    }
-    source |= {"pooled": True, "identified_with": f"langneurons {__version__}"}
+    source = source_of(m) | {"pooled": True}
     return NeuronSet(
         languages=pooled.languages,
         num_layers=n_layers,

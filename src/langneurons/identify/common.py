@@ -160,9 +160,9 @@ def subset_languages(stats: Stats, languages: Sequence[str] | None) -> Stats:
     )
 
 
-def source_of(stats: Stats) -> dict[str, Any]:
-    """Where a neuron set came from: the statistics' corpus, its hash and the versions involved."""
-    m = stats.manifest
+def source_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Where a neuron set came from: the recording's corpus, its hash and the versions involved."""
+    m = manifest
     keys = ("corpus", "corpus_sha256", "revision", "dtype", "langneurons_version")
     source = {key: m.get(key) for key in keys}
     source["identified_with"] = f"langneurons {__version__}"
@@ -191,7 +191,7 @@ def build_set(
         params=params,
         site=stats.manifest.get("site"),
         model=stats.manifest.get("model"),
-        source=source_of(stats),
+        source=source_of(stats.manifest),
     )
 
 

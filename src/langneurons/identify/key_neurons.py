@@ -12,10 +12,9 @@ import math
 
 import torch
 
-from langneurons import __version__
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.identify.common import Method, split_layers
+from langneurons.identify.common import Method, source_of, split_layers
 from langneurons.record.pooled import Pooled
 
 
@@ -77,18 +76,9 @@ def key_neurons(pooled: Pooled, *, threshold: float = 2.0) -> NeuronSet:
         params=params,
         site=m.get("site"),
         model=m.get("model"),
-        source=_source(pooled),
+        source=source_of(pooled.manifest) | {"pooled": True},
     )
 
-
-def _source(pooled: Pooled) -> dict:
-    m = pooled.manifest
-    source = {
-        key: m.get(key) for key in ("corpus", "corpus_sha256", "revision", "dtype", "langneurons_version")
-    }
-    source["pooled"] = True
-    source["identified_with"] = f"langneurons {__version__}"
-    return source
 
 
 METHOD = Method(
