@@ -64,16 +64,7 @@ def record_cmd(
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing,
     )  # fmt: skip
-    if batch_size <= 0 or chunk_batches <= 0:
-        raise LangneuronsError("--batch-size and --chunk-batches must be positive")
-    if max_length <= 0:
-        raise LangneuronsError(f"--max-length must be positive, got {max_length}")
-    if tokens is not None and tokens <= 0:
-        raise LangneuronsError(f"--tokens must be positive, got {tokens}")
-    if checkpoint_minutes <= 0 or (checkpoint_every_units is not None and checkpoint_every_units <= 0):
-        raise LangneuronsError("--checkpoint-minutes and --checkpoint-every-units must be positive")
-    if site not in ("act", "down_in"):
-        raise LangneuronsError(f"unknown site {site!r}; choose act or down_in")
+    settings.validate()  # before the corpus and the model load: bad input fails at once
     if (out / MANIFEST_FILE).exists() and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
     several = launched_world_size() > 1

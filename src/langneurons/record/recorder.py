@@ -20,6 +20,7 @@ from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_safetensors
 from langneurons.formats.provenance import now, software
 from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, save_stats
+from langneurons.models import SITES
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.record.counter import Counter, Partial, batch_statistics, compiled_statistics
@@ -53,6 +54,21 @@ class RecordSettings:
     checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
     compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
+
+    def validate(self) -> None:
+        """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
+        if self.site not in SITES:
+            raise LangneuronsError(f"unknown site {self.site!r}; choose {' or '.join(SITES)}")
+        if self.batch_size <= 0 or self.chunk_batches <= 0:
+            raise LangneuronsError("--batch-size and --chunk-batches must be positive")
+        if self.max_length <= 0:
+            raise LangneuronsError(f"--max-length must be positive, got {self.max_length}")
+        if self.tokens is not None and self.tokens <= 0:
+            raise LangneuronsError(f"--tokens must be positive, got {self.tokens}")
+        if self.checkpoint_minutes <= 0:
+            raise LangneuronsError("--checkpoint-minutes must be positive")
+        if self.checkpoint_every_units is not None and self.checkpoint_every_units <= 0:
+            raise LangneuronsError("--checkpoint-every-units must be positive")
 
 
 # Settings that change when/how fast work is saved, never the recorded numbers (kept out of the
@@ -194,14 +210,9 @@ def _stack(rows: list[Partial]) -> list[torch.Tensor]:
 
 
 def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
-    if s.max_length <= 0 or s.max_length > loaded.max_length:
+    s.validate()
+    if s.max_length > loaded.max_length:
         raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
-    if s.checkpoint_minutes <= 0:
-        raise LangneuronsError("--checkpoint-minutes must be positive")
-    if s.checkpoint_every_units is not None and s.checkpoint_every_units <= 0:
-        raise LangneuronsError("--checkpoint-every-units must be positive")
-    if s.batch_size <= 0 or s.chunk_batches <= 0:
-        raise LangneuronsError("--batch-size and --chunk-batches must be positive")
     finished = broadcast_flag((out / MANIFEST_FILE).exists(), world)
     if finished and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
