@@ -161,9 +161,11 @@ def steer_cmd(
     for target, entry in result["results"].items():
         for st, row in entry["strengths"].items():
             rnd = row.get("random", {}).get("success")
+            steered = row["steered"]
             console.print(
-                f"  → {target} s={st}: success {row['steered']['success']:.0%} (baseline "
+                f"  → {target} s={st}: success {steered['success']:.0%} (target language "
+                f"{steered['language_rate']:.0%}, {steered['not_fluent']} rejected as not fluent; baseline "
                 f"{entry['baseline']['success']:.0%}"
                 + ("" if rnd is None else f", random {rnd:.0%}")
-                + f"), distinct-2 {row['steered']['distinct_2'] or 0:.2f}"
+                + f"), distinct-2 {steered['distinct_2'] or 0:.2f}"
             )

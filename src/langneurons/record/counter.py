@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter
 
 # (x [N, F] any float dtype, rows) -> (count int64 [F], sum float64 [F], sum_sq float64 [F]); ``rows`` is
@@ -89,6 +90,7 @@ class Counter:
         self.n_tokens = torch.zeros(1, dtype=torch.int64, device=self.device)
         self.masks: dict = {"rows": None}
         self.handles = []
+        self.checked = False  # every layer's hook seen firing once (after the first forward)
 
     def __enter__(self) -> Counter:
         self.handles = self.adapter.hook(self.site, self._observe)
@@ -113,6 +115,17 @@ class Counter:
             out.sum_sq[layer] = total_sq.to(self.device)
         out.n_tokens += self.n_tokens
         return out
+
+    def check_fired(self) -> None:
+        """After a forward: every layer's hook must have run, else the adapter missed the MLP (a fused or
+        kernel-replaced module, a new transformers layout) and the file would hold all-zero rows."""
+        missing = [layer for layer in range(self.adapter.num_layers) if layer not in self.layers]
+        if missing:
+            raise LangneuronsError(
+                f"no activation reached the {self.site!r} hook of layer(s) {','.join(map(str, missing))} "
+                f"of this {self.adapter.family} model: its MLP layout differs from what the adapter expects"
+            )
+        self.checked = True
 
     def set_batch(self, counted: torch.Tensor) -> None:
         """Say which tokens of the next forward count ([B, T] bool, on the host); no device sync."""
