@@ -1,5 +1,5 @@
 """Reports: result files of a run directory → one self-contained HTML page or a folder of PNG figures."""
 
-from langneurons.report.html import build_figures, render_html, write_report
+from langneurons.report.html import build_figures, build_sections, render_html, write_report
 
-__all__ = ["build_figures", "render_html", "write_report"]
+__all__ = ["build_figures", "build_sections", "render_html", "write_report"]

@@ -10,17 +10,25 @@ from __future__ import annotations
 import base64
 import html
 import json
-from dataclasses import dataclass
+import math
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from langneurons import __version__
+from langneurons.analyze.activity import recording_summary
 from langneurons.analyze.sets import phase_profile
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_json
+from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.run import Run, load_run
+from langneurons.formats.stats import load_stats
+from langneurons.report import evaluation as ev
 from langneurons.report import figures as fig
+from langneurons.report import recording as rec
 
 STATUS_SCRIPT = """
 window.addEventListener('error', function (e) {
@@ -43,7 +51,10 @@ figcaption{font-size:.9em;color:#444;margin-top:.4em}
 table{border-collapse:collapse;font-size:.88em;margin:.8em 0}
 th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right} th{background:#f5f5f5}
 td:first-child,th:first-child{text-align:left} .meta{color:#555;font-size:.9em}
-code{background:#f3f3f3;padding:0 .2em}
+code{background:#f3f3f3;padding:0 .2em} nav ol{margin:.3em 0 0 1.2em;padding:0}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em .8em;margin:1em 0}
+.gen{margin:.4em 0 .8em;padding:.4em .8em;border-left:3px solid #1f77b4;background:#f7f9fc}
+.gen .prompt{color:#666} .gen .tag{font-size:.8em;color:#555;margin-left:.5em}
 """
 
 
@@ -55,6 +66,17 @@ class Figure:
     png: bytes
     heading: str
     caption: str
+
+
+@dataclass
+class Section:
+    """A titled part of the report: an introduction (escaped text), figures, and extra escaped HTML."""
+
+    anchor: str
+    heading: str
+    intro: str = ""
+    figures: list[Figure] = field(default_factory=list)
+    html: str = ""
 
 
 def e(value: Any) -> str:
@@ -90,85 +112,299 @@ def describe_run(run: Run) -> str:
 def set_settings(ns) -> str:
     """The identifying parameters of a neuron set, as short text."""
     keys = ("top_rate", "filter_rate", "bar_ratio", "lambda", "lambda_mode", "threshold", "n")
-    items = [
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ns.params.items() if k in keys
-    ]
+    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ns.params.items() if k in keys]
     return f"method {ns.method}" + (f" ({', '.join(items)})" if items else "")
 
 
 def build_figures(run: Run) -> list[Figure]:
     """Every figure the run's result files allow, each with a caption naming what, on what, and how."""
-    where = describe_run(run)
-    out: list[Figure] = []
-    for name, ns in run.neuron_sets.items():
-        how = (
-            f"{set_settings(ns)}; {ns.n_pairs()} (language, neuron) pairs, {ns.n_distinct()} distinct neurons"
-        )
-        src = ns.source.get("corpus")
-        model = ns.model or run.info.get("model") or "unknown model"
-        on = f"model {model}, site {ns.site or '?'}" + (f", statistics from corpus {src}" if src else "")
-        out.append(
-            Figure(
-                f"{name}-heatmap.png",
-                fig.neuron_heatmap(ns),
-                f"{name}: neurons per layer and language",
-                f"Number of neurons of each language in each layer of set {name}.json ({how}); {on}.",
-            )
-        )
-        phases = phase_profile(ns)
-        bands = "; ".join(
-            f"layers {b['layers'][0]}–{b['layers'][1]} {b['level']} ({b['per_layer']:.1f}/layer)"
-            for b in phases["bands"]
-        )
-        out.append(
-            Figure(
-                f"{name}-classes.png",
-                fig.class_profile(ns),
-                f"{name}: classes over depth",
-                f"Neurons per layer by class (specific = 1 language, related = 2..K−1, agnostic = all K, "
-                f"unassigned = selected without a language) in set {name}.json ({how}); {on}. "
-                f"Depth phases of specific+related neurons found by least-squares segmentation into "
-                f"4 bands: {bands}.",
-            )
-        )
-        out.append(
-            Figure(
-                f"{name}-overlap.png",
-                fig.overlap_matrix(ns),
-                f"{name}: overlap between languages",
-                f"Jaccard index of the neuron sets of each language pair (cell text: shared neurons) in "
-                f"set {name}.json ({how}); {on}.",
-            )
-        )
-    for name, data in run.ppl.items():
-        matrix = ppl_matrix(data)
-        if matrix is not None:
-            rows, cols, values, label, centre = matrix
-            settings = _settings_text(data)
-            out.append(
-                Figure(
-                    f"{name}-matrix.png",
-                    fig.matrix_figure(rows, cols, values, f"{name}: {label}", label, centre),
-                    f"{name}: {label}",
-                    f"{label} for each intervention (rows) and evaluated language (columns), "
-                    f"from {name}.json; " + (_ppl_provenance(data) or where)
-                    + (f"; settings: {settings}" if settings else "") + ".",
-                )
-            )
+    return [f for section in build_sections(run) for f in section.figures]
+
+
+def build_sections(run: Run) -> list[Section]:
+    """The report's parts in reading order: neuron sets (main first), evaluation, similarity, recording."""
+    sections = [neuron_set_section(run, name, run.neuron_sets[name]) for name in set_order(run)]
+    sections += [ppl_section(run, name, data) for name, data in run.ppl.items()]
+    sections += [steer_section(name, data) for name, data in run.steer.items()]
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
-        sim = run.similarity
-        peaks = sim.get("peaks") or {}
-        pairs = sim.get("pairs") or {}
-        text = (
-            f"LRDS = mean cosine of same-language pairs − different-language pairs; SADS = mean cosine of "
-            f"translation pairs (same sentence id, different language) − different-id pairs in different "
-            f"languages; self-pairs excluded; mean-pooled activations at site {sim.get('site')}; model "
-            f"{sim.get('model')}; corpus {sim.get('corpus')} (sha256 {str(sim.get('corpus_sha256'))[:12]}…), "
-            f"{_sentences_text(sim)}; pairs per side: {json.dumps(pairs)}. Peaks: LRDS layer "
-            f"{(peaks.get('lrds') or {}).get('layer')}, SADS layer {(peaks.get('sads') or {}).get('layer')}."
+        sections.append(similarity_section(run.similarity))
+    if run.stats_path is not None:
+        sections.append(recording_section(run))
+    return sections
+
+
+def set_order(run: Run) -> list[str]:
+    """Neuron sets, the run's main set first: sets given explicitly, then those its ppl/steer results used,
+    then LAPE, entropy−λ and the rest by name."""
+    used = []
+    for data in (*run.ppl.values(), *run.steer.values()):
+        path = ((data.get("provenance") or {}).get("neurons") or {}).get("path")
+        if isinstance(path, str):
+            used.append(Path(path).stem)
+    method_rank = {"lape": 0, "entropy-lambda": 1}
+
+    def key(name: str):
+        ns = run.neuron_sets[name]
+        given = run.given.index(name) if name in run.given else len(run.given)
+        return (given, 0 if name in used else 1, method_rank.get(ns.method, 2), name)
+
+    return sorted(run.neuron_sets, key=key)
+
+
+def neuron_set_section(run: Run, name: str, ns: NeuronSet) -> Section:
+    """Counts per layer and language, classes over depth with the phases, overlap; an empty set in words."""
+    how = f"{set_settings(ns)}; {ns.n_pairs()} (language, neuron) pairs, {ns.n_distinct()} distinct neurons"
+    src = ns.source.get("corpus")
+    model = ns.model or run.info.get("model") or "unknown model"
+    on = f"model {model}, site {ns.site or '?'}" + (f", statistics from corpus {src}" if src else "")
+    per_lang = ", ".join(f"{lang} {ns.count(lang)}" for lang in ns.languages)
+    classes = ", ".join(f"{k} {v}" for k, v in ns.class_counts().items() if v)
+    intro = f"{how}. Neurons per language: {per_lang}." + (f" Classes: {classes}." if classes else "")
+    section = Section(f"set-{_anchor(name)}", f"Neuron set {name}", intro)
+    if ns.n_distinct() == 0:
+        section.html = f'<p class="note">{e(empty_set_text(ns))}</p>'
+        return section
+    if ns.n_pairs() == 0:
+        section.html = (
+            f'<p class="note">{e(name)} selected {ns.n_distinct()} neurons but assigned none of them to a '
+            f"language, so there is nothing to show per language; the classes figure shows where they sit.</p>"
         )
-        out.append(Figure("similarity.png", fig.similarity_figure(sim), "LRDS and SADS per layer", text))
-    return out
+    else:
+        section.figures.append(
+            Figure(
+                f"{_safe(name)}-heatmap.png",
+                fig.neuron_heatmap(ns, f"{name}: neurons per layer and language"),
+                f"{name}: neurons per layer and language",
+                f"Number of neurons of each language in each layer of set {name} ({how}); {on}. Grey: none.",
+            )
+        )
+    phases = phase_profile(ns)
+    bands = "; ".join(
+        f"P{i + 1} layers {b['layers'][0]}–{b['layers'][1]} {b['level']} ({b['per_layer']:.1f}/layer, "
+        f"{b['share']:.0%} of the neurons)"
+        for i, b in enumerate(phases["bands"])
+    )
+    section.figures.append(
+        Figure(
+            f"{_safe(name)}-classes.png",
+            fig.class_profile(ns, phases, f"{name}: neuron classes over depth"),
+            f"{name}: classes over depth",
+            f"Neurons per layer by class (specific = 1 language, related = 2..K−1, agnostic = all K, "
+            f"unassigned = selected without a language) in set {name} ({how}); {on}. Shaded bands and black "
+            f"lines: the depth phases of the specific + related neurons, found by least-squares segmentation "
+            f"of their per-layer counts into 4 bands (line = a band's mean per layer; high/low = above/below "
+            f"the model's mean; % = the band's share): {bands}.",
+        )
+    )
+    if ns.n_pairs() and len(ns.languages) > 1:
+        section.figures.append(
+            Figure(
+                f"{_safe(name)}-overlap.png",
+                fig.overlap_matrix(ns, f"{name}: overlap between languages"),
+                f"{name}: overlap between languages",
+                f"Jaccard index of the neuron sets of each language pair (cell text: shared neurons; diagonal, "
+                f"grey: the language's own count) in set {name} ({how}); {on}.",
+            )
+        )
+    return section
+
+
+def empty_set_text(ns: NeuronSet) -> str:
+    """Why a neuron set holds no neuron, in words (the likely cause for the method that made it)."""
+    k = len(ns.languages)
+    text = f"This set ({set_settings(ns)}, {k} languages) selects no neuron, so it has no figure."
+    if ns.method == "key-neurons":
+        text += (
+            f" Key neurons need a z-score above {ns.params.get('threshold', 2)} across the languages; with K "
+            f"languages no neuron can exceed z = √(K−1) = {math.sqrt(max(k - 1, 0)):.2f}, so at the default "
+            f"threshold of 2 at least 6 languages are needed."
+        )
+    elif ns.method in ("lape", "entropy-lambda"):
+        text += " The selection share (top_rate) rounds to zero neurons, or no neuron passed the filter quantile."
+    else:
+        text += " The method's threshold left nothing; see its parameters above."
+    return text
+
+
+def ppl_section(run: Run, name: str, data: dict[str, Any]) -> Section:
+    """The PPL-ratio matrix of a `langneurons ppl` file (a generic matrix for other files)."""
+    settings = _settings_text(data)
+    where = (_ppl_provenance(data) or describe_run(run)) + (f"; settings: {settings}" if settings else "")
+    section = Section(f"ppl-{_anchor(name)}", f"Perplexity with neurons switched off: {name}")
+    ratios = ev.ppl_ratios(data)
+    if ratios is not None and ratios.rows:
+        section.intro = ev.ppl_summary(ratios) + "."
+        section.figures.append(
+            Figure(
+                f"{_safe(name)}-matrix.png",
+                ev.ppl_ratio_figure(ratios, f"{name}: perplexity ratio, neurons off / none"),
+                f"{name}: perplexity ratio with each set switched off",
+                f"PPL with the row's neurons deactivated divided by PPL with no intervention, for each evaluated "
+                f"language (×2 = perplexity doubled; log colour scale, red = worse, blue = better, white = ×1); "
+                f"boxed: a language's own neurons on its own text; below the line: matched random controls "
+                f"(same count per layer, neurons of no language). From {name}.json; {where}.",
+            )
+        )
+        return section
+    matrix = ppl_matrix(data)
+    if matrix is None:
+        section.html = f'<p class="note">{e(name)}.json holds no perplexity table this report understands.</p>'
+        return section
+    rows, cols, values, label, centre = matrix
+    section.figures.append(
+        Figure(
+            f"{_safe(name)}-matrix.png",
+            fig.matrix_figure(rows, cols, values, f"{name}: {label}", label, centre),
+            f"{name}: {label}",
+            f"{label} for each intervention (rows) and evaluated language (columns), from {name}.json; {where}.",
+        )
+    )
+    return section
+
+
+def steer_section(name: str, data: dict[str, Any]) -> Section:
+    """Success rates with 95 % Wilson intervals (figure and table) and two example generations per target."""
+    section = Section(f"steer-{_anchor(name)}", f"Steering: {name}")
+    bars = ev.steer_bars(data)
+    if not bars:
+        section.html = f'<p class="note">{e(name)}.json holds no steering results this report understands.</p>'
+        return section
+    prov = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    settings = prov.get("settings") if isinstance(prov.get("settings"), dict) else {}
+    rule = prov.get("success_rule")
+    source = data.get("source")
+    what = (
+        f"Generations from {prov.get('n_prompts', '?')} prompts ({prov.get('prompts') or 'default prompts'}) "
+        f"with the source ({source}) neurons off and the target's set by mode {settings.get('mode', '?')}; "
+        f"model {prov.get('model', '?')}, site {prov.get('site', '?')}, neurons of "
+        f"{(prov.get('neurons') or {}).get('path', '?')}; identified by {prov.get('identifier', '?')}."
+    )
+    success = f"Success = {rule}." if rule else "Success = identified as the target language."
+    section.intro = f"{what} {success}"
+    section.figures.append(
+        Figure(
+            f"{_safe(name)}-success.png",
+            ev.steer_figure(bars, f"{name}: steering success per target"),
+            f"{name}: steering success per target",
+            f"Share of generations that succeed (solid) and, where recorded, that are merely in the target "
+            f"language (hatched), for the steered model, a matched random control and the unmodified model; "
+            f"error bars: 95 % Wilson intervals over the prompts. {success} From {name}.json.",
+        )
+    )
+    section.html = steer_table_html(data, bars) + examples_html(data)
+    return section
+
+
+def steer_table_html(data: dict[str, Any], bars: list[ev.SteerBar]) -> str:
+    """Per target and strength: rates as percentages with intervals, fluency, and the languages identified."""
+    index = {(b.target, b.strength, b.condition, b.measure): b for b in bars}
+    has_rate = any(b.measure == "language_rate" for b in bars)
+    head = ["target", "strength", "steered: success"] + (["steered: in target language"] if has_rate else [])
+    head += ["random control: success", "no intervention: success", "distinct-2", "continuation PPL (median)",
+             "identified as (steered)"]  # fmt: skip
+    rows = []
+    for target, entry in (data.get("results") or {}).items():
+        for strength, kinds in ((entry or {}).get("strengths") or {}).items():
+            steered = (kinds or {}).get("steered") or {}
+            cells = [f"→ {target}", str(strength), _pct(index.get((target, strength, "steered", "success")))]
+            if has_rate:
+                cells.append(_pct(index.get((target, strength, "steered", "language_rate"))))
+            cells += [
+                _pct(index.get((target, strength, "random", "success"))),
+                _pct(index.get((target, "", "baseline", "success"))),
+                _fmt(steered.get("distinct_2")),
+                _fmt(steered.get("continuation_ppl_median")),
+                ", ".join(f"{k} {v}" for k, v in list((steered.get("languages") or {}).items())[:4]),
+            ]
+            rows.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{e(h)}</th>" for h in head)
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def examples_html(data: dict[str, Any]) -> str:
+    """Two steered generations per target (successes first), prompt and continuation, escaped."""
+    parts = []
+    for target, gens in ev.steer_examples(data).items():
+        if not gens:
+            continue
+        parts.append(f"<h3>Examples → {e(target)}</h3>")
+        for g in gens:
+            tags = [f"identified as {g.get('lang', '?')}"]
+            if g.get("fluent") is not None:
+                tags.append("fluent" if g["fluent"] else "not fluent")
+            if isinstance(g.get("ppl"), int | float):
+                tags.append(f"PPL {g['ppl']:.3g}")
+            tags.append(f"strength {g.get('strength')}")
+            parts.append(
+                f'<div class="gen"><span class="prompt">{e(g.get("prompt", ""))}</span>'
+                f"<strong>{e(g.get('text', ''))}</strong>"
+                f'<span class="tag">[{e("; ".join(tags))}]</span></div>'
+            )
+    return "".join(parts)
+
+
+def similarity_section(sim: dict[str, Any]) -> Section:
+    """LRDS and SADS per layer, with the whole-model values in the text."""
+    peaks = sim.get("peaks") or {}
+    pairs = sim.get("pairs") or {}
+    whole = sim.get("whole_model") if isinstance(sim.get("whole_model"), dict) else {}
+    text = (
+        f"LRDS = mean cosine of same-language pairs − different-language pairs; SADS = mean cosine of "
+        f"translation pairs (same sentence id, different language) − different-id pairs in different "
+        f"languages; self-pairs excluded; mean-pooled activations at site {sim.get('site')}; model "
+        f"{sim.get('model')}; corpus {sim.get('corpus')} (sha256 {str(sim.get('corpus_sha256'))[:12]}…), "
+        f"{_sentences_text(sim)}; pairs per side: {json.dumps(pairs)}. Peaks: LRDS layer "
+        f"{(peaks.get('lrds') or {}).get('layer')}, SADS layer {(peaks.get('sads') or {}).get('layer')}."
+    )
+    intro = "Whole model: " + ", ".join(f"{k.upper()} {_fmt(v)}" for k, v in whole.items()) + "." if whole else ""
+    return Section(
+        "similarity",
+        "Activation similarity across languages",
+        intro,
+        [Figure("similarity.png", fig.similarity_figure(sim), "LRDS and SADS per layer", text)],
+    )
+
+
+def recording_section(run: Run) -> Section:
+    """What the statistics say on their own: firing rate per layer, profile correlation, tokens counted."""
+    stats = load_stats(run.path)
+    summary = recording_summary(stats)
+    where = describe_run(run)
+    total = sum(summary["tokens"].values())
+    intro = (
+        f"{total:,} counted tokens in {len(summary['languages'])} languages "
+        f"({', '.join(f'{k} {v:,}' for k, v in summary['tokens'].items())})."
+    )
+    figures = [
+        Figure(
+            "recording-activation-rate.png",
+            rec.activation_rate_figure(summary),
+            "Activation rate per layer and language",
+            f"Mean over a layer's neurons of count / tokens: the share of neurons with activation > 0 on an "
+            f"average token of each language; {where}.",
+        ),
+    ]
+    if len(summary["languages"]) > 1:
+        figures.append(
+            Figure(
+                "recording-profile-correlation.png",
+                rec.profile_correlation_figure(summary),
+                "How alike languages make neurons fire",
+                f"Pearson correlation between two languages' activation probabilities over all "
+                f"{stats.num_layers} × {stats.intermediate_size} neurons (1 = the same neurons fire equally "
+                f"often; diagonal masked); {where}.",
+            )
+        )
+    figures.append(
+        Figure(
+            "recording-tokens.png",
+            rec.tokens_figure(summary),
+            "Tokens counted per language",
+            f"Counted tokens (every real text token; padding, BOS and EOS excluded unless --count-bos) and the "
+            f"sentences they came from; {where}.",
+        )
+    )
+    return Section("recording", "Recording statistics", intro, figures)
 
 
 def ppl_matrix(data: dict[str, Any]):
@@ -261,73 +497,27 @@ def _sentences_text(sim: dict[str, Any]) -> str:
     )
 
 
-def tables_html(run: Run) -> str:
-    """Steering results, whole-model similarity and skipped files as escaped HTML tables."""
-    parts = []
-    if run.similarity and isinstance(run.similarity.get("whole_model"), dict):
-        w = run.similarity["whole_model"]
-        rows = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in w.items())
-        parts.append(
-            f"<h2>Similarity, whole model</h2><table><tr><th>score</th><th>value</th></tr>{rows}</table>"
-        )
-    for name, data in run.steer.items():
-        parts.append(f"<h2>Steering: {e(name)}</h2>" + steer_table(data))
-    if run.skipped:
-        rows = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in run.skipped.items())
-        parts.append(f"<h2>Files not used</h2><table><tr><th>file</th><th>why</th></tr>{rows}</table>")
-    return "\n".join(parts)
+def skipped_html(run: Run) -> str:
+    """Files of the run directory that were not used, and why (escaped)."""
+    if not run.skipped:
+        return ""
+    rows = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in run.skipped.items())
+    return f'<h2 id="skipped">Files not used</h2><table><tr><th>file</th><th>why</th></tr>{rows}</table>'
 
 
-def steer_rows(data: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Rows (target, strength, condition, success, fluency) of a `langneurons steer` file; None if not one."""
-    if not str(data.get("format", "")).startswith("langneurons-steer/") or not isinstance(data.get("results"), dict):
-        return None
-    rows = []
-    for target, entry in data["results"].items():
-        conditions = [("–", "baseline", entry.get("baseline") or {})]
-        for strength, kinds in (entry.get("strengths") or {}).items():
-            conditions += [(strength, kind, kinds.get(kind) or {}) for kind in ("steered", "random")]
-        for strength, kind, res in conditions:
-            languages = res.get("languages") or {}
-            rows.append({
-                "target": target,
-                "strength": strength,
-                "condition": kind,
-                "success": res.get("success"),
-                "identified as": ", ".join(f"{k} {v}" for k, v in list(languages.items())[:4]),
-                "distinct-2": res.get("distinct_2"),
-                "continuation PPL (median)": res.get("continuation_ppl_median"),
-            })
-    return rows
+def _pct(bar: ev.SteerBar | None) -> str:
+    if bar is None:
+        return "–"
+    low, high = bar.interval
+    return f"{100 * bar.rate:.0f} % [{100 * low:.0f}–{100 * high:.0f}] of {bar.n}"
 
 
-def steer_table(data: dict[str, Any]) -> str:
-    """A steering result as a table: a list of row objects, a dict of row objects, or flat key/values."""
-    rows = steer_rows(data)
-    for key in ("results", "rows", "table", "per_language", "targets") if rows is None else ():
-        if isinstance(data.get(key), list) and all(isinstance(r, dict) for r in data[key]):
-            rows = data[key]
-            break
-        if isinstance(data.get(key), dict) and all(isinstance(r, dict) for r in data[key].values()):
-            rows = [{"": k, **v} for k, v in data[key].items()]
-            break
-    if rows:
-        cols = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, dict | list)))
-        head = "".join(f"<th>{e(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{e(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
-        )
-        table = f"<table><tr>{head}</tr>{body}</table>"
-    else:
-        table = ""
-    flat = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
-    if flat:
-        table = (
-            "<table><tr><th>field</th><th>value</th></tr>"
-            + "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in flat.items())
-            + "</table>"
-        ) + table
-    return table or "<p>(no table found in this file)</p>"
+def _anchor(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:80] or "x"
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:80] or "x"
 
 
 def _fmt(v: Any) -> str:
@@ -336,22 +526,25 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
-def render_html(run: Run, figures: list[Figure]) -> str:
-    """The whole page as one string."""
+def render_html(run: Run, sections: list[Section]) -> str:
+    """The whole page as one string: header, contents, then each section with its figures."""
     title = f"langneurons report: {run.info.get('model') or run.name}"
     body = []
-    for f in figures:
-        data = base64.b64encode(f.png).decode("ascii")
-        body.append(
-            f'<figure id="{e(f.name)}"><h2>{e(f.heading)}</h2>'
-            f'<img src="data:image/png;base64,{data}" alt="{e(f.heading)}">'
-            f"<figcaption>{e(f.caption)}</figcaption></figure>"
-        )
-    if not figures:
-        body.append("<p>No figure: the run directory holds no neuron set, ppl or similarity result.</p>")
-    sets = "".join(
-        f"<li><code>{e(n)}.json</code>: {e(set_settings(ns))}</li>" for n, ns in run.neuron_sets.items()
-    )
+    for sec in sections:
+        body.append(f'<section id="{e(sec.anchor)}"><h2>{e(sec.heading)}</h2>')
+        if sec.intro:
+            body.append(f"<p>{e(sec.intro)}</p>")
+        for f in sec.figures:
+            data = base64.b64encode(f.png).decode("ascii")
+            body.append(
+                f'<figure id="{e(f.name)}"><img src="data:image/png;base64,{data}" alt="{e(f.heading)}">'
+                f"<figcaption>{e(f.caption)}</figcaption></figure>"
+            )
+        body.append(sec.html + "</section>")
+    if not sections:
+        body.append('<p class="note">The run directory holds no neuron set, statistics, ppl, steering or '
+                    "similarity result that this report can draw.</p>")  # fmt: skip
+    contents = "".join(f'<li><a href="#{e(s.anchor)}">{e(s.heading)}</a></li>' for s in sections)
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -359,19 +552,31 @@ def render_html(run: Run, figures: list[Figure]) -> str:
         f'<h1>{e(title)}</h1><p class="meta">{e(describe_run(run))}</p>'
         f'<p class="meta">Run directory <code>{e(run.path)}</code>; generated {e(generated)} by langneurons '
         f"{e(__version__)}.</p>"
-        + (f"<ul>{sets}</ul>" if sets else "")
+        + (f"<nav><strong>Contents</strong><ol>{contents}</ol></nav>" if contents else "")
         + "\n".join(body)
-        + tables_html(run)
+        + skipped_html(run)
         + "</body></html>\n"
     )
 
 
-def write_report(run_dir: str | Path, out: str | Path, fmt: str = "html") -> list[Path]:
-    """Write the report of ``run_dir``: one HTML file (``fmt="html"``) or a folder of PNGs (``fmt="png"``)."""
+def write_report(
+    run_dir: str | Path,
+    out: str | Path,
+    fmt: str = "html",
+    *,
+    neurons: Iterable[str | Path] = (),
+    ppl: Iterable[str | Path] = (),
+    steer: Iterable[str | Path] = (),
+) -> list[Path]:
+    """Write the report of ``run_dir`` (plus result files kept elsewhere): one HTML file (``fmt="html"``)
+    or a folder of PNGs and captions.json (``fmt="png"``)."""
     if fmt not in ("html", "png"):
         raise LangneuronsError(f"unknown report format {fmt!r} (use html or png)")
-    run = load_run(run_dir)
-    figures = build_figures(run)
+    run = load_run(run_dir, neurons=neurons, ppl=ppl, steer=steer)
+    with warnings.catch_warnings():  # figures are checked by tests; nothing leaks into the terminal
+        warnings.simplefilter("ignore")
+        sections = build_sections(run)
+    figures = [f for sec in sections for f in sec.figures]
     out = Path(out)
     if fmt == "png":
         if out.exists() and not out.is_dir():
@@ -381,17 +586,15 @@ def write_report(run_dir: str | Path, out: str | Path, fmt: str = "html") -> lis
         for f in figures:
             (out / f.name).write_bytes(f.png)
             paths.append(out / f.name)
-        write_json(
-            out / "captions.json", {f.name: {"heading": f.heading, "caption": f.caption} for f in figures}
-        )
+        write_json(out / "captions.json", {f.name: {"heading": f.heading, "caption": f.caption} for f in figures})
         return [*paths, out / "captions.json"]
     if out.is_dir():
         raise LangneuronsError(f"{out} is a directory; give a file name such as report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_html(run, figures), encoding="utf-8")
+    tmp.write_text(render_html(run, sections), encoding="utf-8")
     tmp.replace(out)
     return [out]
 
 
-__all__ = ["Figure", "build_figures", "render_html", "write_report"]
+__all__ = ["Figure", "Section", "build_figures", "build_sections", "render_html", "write_report"]
