@@ -1,4 +1,4 @@
-"""Activation-pattern similarity (Zeng et al. 2024, METHODS.md §5): LRDS and SADS per layer and whole-model.
+"""Activation-pattern similarity (Zeng et al. 2024, docs/methods.md §7): LRDS and SADS per layer and whole-model.
 
 All pairs are ordered pairs (i, j) with i ≠ j (self-pairs excluded) of the pooled sentence vectors:
 

@@ -1,4 +1,4 @@
-"""The perplexity matrix (METHODS.md §7): interventions × evaluation languages, with random controls.
+"""The perplexity matrix (docs/methods.md §9): interventions × evaluation languages, with random controls.
 
 Rows: no intervention, each language's neurons deactivated, and each language's matched random
 control (same count per layer, disjoint from every language neuron; `intervene.random_control`).

@@ -1,4 +1,4 @@
-"""Steering (METHODS.md §7): generate with source neurons off and target neurons on; judge the language.
+"""Steering (docs/methods.md §9): generate with source neurons off and target neurons on; judge the language.
 
 For every target language and strength, three conditions on the same prompts: no intervention
 (baseline), the steering intervention, and the matched random control (the same edit applied to

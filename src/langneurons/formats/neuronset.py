@@ -6,7 +6,7 @@ One JSON object (UTF-8), written atomically:
   languages          ["en", "fr", ...]        language codes, in the order of the statistics
   num_layers         L                         number of transformer layers
   intermediate_size  F                         MLP neurons per layer; indices are 0..F-1
-  site               "act" | "down_in" | null  capture site of the statistics (METHODS.md section 1)
+  site               "act" | "down_in" | null  capture site of the statistics (docs/methods.md §1)
   model              model name or path, or null
   method             "lape" | "entropy-lambda" | ...
   params             every parameter of the method and what it derived. lape: top_rate, filter_rate,

@@ -1,4 +1,4 @@
-"""Key linguistic neurons (Zeng et al. 2024, METHODS.md §5), from pooled sentence vectors.
+"""Key linguistic neurons (Zeng et al. 2024, docs/methods.md §7), from pooled sentence vectors.
 
 Each sentence's vector of a layer is normalised to unit L2 norm; a neuron's score for language k is the mean
 over ordered same-language pairs i ≠ j of ``h_i[j] · h_j[j]`` (its share of the within-language cosine);

@@ -1,4 +1,4 @@
-"""Interventions on MLP neurons (METHODS.md §6): deactivate, activate, force; random controls.
+"""Interventions on MLP neurons (docs/methods.md §8): deactivate, activate, force; random controls.
 
 ``with intervene(loaded, [deactivate(mask_en), activate(mask_fr, stats, "fr")]): model(...)``
 """

@@ -1,7 +1,7 @@
 """What an intervention is: a neuron mask, an affine edit of those neurons, where it applies.
 
 Every mode is the per-neuron affine map ``x ← a·x + b`` on the chosen (layer, neuron) entries
-(METHODS.md §6), so any list of interventions runs as a few vectorised index operations per layer:
+(docs/methods.md §8), so any list of interventions runs as a few vectorised index operations per layer:
 
   deactivate  a = s,  b = 0              (s = strength, default 0: zeroing; 0 < s < 1 damps)
   replace     a = 0,  b = s·mean_target  (Tang-style replacement; s = 1 is the plain mean)

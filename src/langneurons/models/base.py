@@ -1,7 +1,7 @@
 """What a "neuron" is: the adapter interface every model family implements.
 
 A neuron is one coordinate of a layer's MLP intermediate vector. Two capture sites
-(METHODS.md §1): ``act`` = output of the activation function (``act_fn(gate_proj(x))`` for
+(docs/methods.md §1): ``act`` = output of the activation function (``act_fn(gate_proj(x))`` for
 gated MLPs) and ``down_in`` = the input of the down projection (``act * up`` for gated MLPs;
 the same tensor as ``act`` for non-gated ones). Every other module reads and edits neurons
 only through :meth:`Adapter.hook`.
@@ -68,7 +68,7 @@ class Adapter:
         return self.down_module(layer).weight
 
     def body(self) -> nn.Module:
-        """The model without its LM head: recording needs no logits (METHODS.md §8)."""
+        """The model without its LM head: recording needs no logits (docs/methods.md §11)."""
         return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model
 
     def hook(self, site: str, fn: SiteFn, layers: list[int] | None = None) -> list[RemovableHandle]:

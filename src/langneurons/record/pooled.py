@@ -1,4 +1,4 @@
-"""Sentence-level recording: one mean-pooled activation vector per sentence and layer (METHODS.md §5).
+"""Sentence-level recording: one mean-pooled activation vector per sentence and layer (docs/methods.md §7).
 
 File pair in a run directory (the JSON is written last; its presence marks a finished file):
   pooled.safetensors  ``pooled`` float32/float16 [N, L, F]: mean over the sentence's counted tokens

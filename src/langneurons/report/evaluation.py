@@ -15,7 +15,8 @@ from matplotlib.colors import FuncNorm
 
 from langneurons.report.figures import label_cells, masked_cmap, new_figure, png
 
-RATIO_TICKS = (1 / 100, 1 / 10, 1 / 3, 1 / 2, 2 / 3, 1, 1.5, 2, 3, 10, 100, 1000, 10000)
+RATIO_TICKS = (1 / 1000, 1 / 100, 1 / 10, 1 / 2, 1, 2, 10, 100, 1000, 10000)
+FINE_TICKS = (1 / 3, 1 / 2, 2 / 3, 1, 1.5, 2, 3)  # when every ratio is within ×1/3 … ×3
 
 
 def ratio_text(r: float) -> str:
@@ -97,7 +98,7 @@ def ppl_ratio_figure(m: PPLRatios, title: str) -> bytes:
             ax.add_patch(_box(j, i))
     fontsize = 7.5 if k <= 10 else 6.0
     label_cells(ax, im, log, lambda v: ratio_text(10**v), fontsize=fontsize)
-    ticks = [t for t in RATIO_TICKS if abs(math.log10(t)) <= span + 1e-9]
+    ticks = [t for t in (FINE_TICKS if span <= math.log10(3) else RATIO_TICKS) if abs(math.log10(t)) <= span + 1e-9]
     bar = fig.colorbar(im, ax=ax, shrink=0.9, ticks=[math.log10(t) for t in ticks])
     bar.ax.set_yticklabels([ratio_text(t) for t in ticks], fontsize=7)
     bar.set_label("PPL with neurons off / PPL without (log scale)", fontsize=8)
