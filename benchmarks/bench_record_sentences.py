@@ -4,6 +4,8 @@
      batch size 8, right padding), no hooks                                  — the bar
   B  `record`'s per-batch path over the same batches: Counter hooks, ``set_batch`` and the body
      forward, one counter reset and partial per unit                          — what `record` pays
+  C  (``--previous``) B with the counting update as it was before this benchmark existed (bool mask,
+     then ``.to(float32)``), to show the change side by side                  — for the record
 
 Short sentences make small batches (~30 tokens × 8), where fixed per-batch and per-layer costs
 weigh more than in ``bench_record.py``'s 4 × 256-token batches. The batches are tokenized once,
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--site", default="act")
     ap.add_argument("--profile", action="store_true", help="profile one run of B and print the top ops")
+    ap.add_argument("--previous", action="store_true", help="also time the previous counting update (C)")
     ap.add_argument("--name", default="record_sentences", help="results/<name>.json")
     args = ap.parse_args()
 
@@ -74,27 +77,48 @@ def main() -> None:
     padded = sum(b.input_ids.numel() for b in batches)
     body = loaded.adapter.body()
     counter = Counter(loaded.adapter, settings.site, loaded.device)
+    previous = Counter(loaded.adapter, settings.site, loaded.device, previous_statistics)
 
     def bare() -> None:
         with torch.inference_mode():
             for b in batches:
                 body(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
 
-    def recording() -> None:
-        with counter, torch.inference_mode():
-            for unit in units:
-                counter.reset()
-                for b in unit:
-                    counter.set_batch(b.counted)
-                    body(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
-                counter.partial  # noqa: B018 — `record` collects each unit's partial
+    def record_path(c: Counter):
+        def run() -> None:
+            with c, torch.inference_mode():
+                for unit in units:
+                    c.reset()
+                    for b in unit:
+                        c.set_batch(b.counted)
+                        body(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
+                    c.partial  # noqa: B018 — `record` collects each unit's partial
 
+        return run
+
+    def totals(c: Counter) -> list[torch.Tensor]:
+        c.reset()
+        with c, torch.inference_mode():
+            for b in batches:
+                c.set_batch(b.counted)
+                body(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
+        return c.partial.tensors()
+
+    recording = record_path(counter)
     variants = {"bare_body": bare, "record_path": recording}
+    if args.previous:
+        variants["record_path_previous"] = record_path(previous)
     for fn in variants.values():  # warm-up
         fn()
+    if args.previous:  # the change must not move a single recorded number
+        same = [torch.equal(a, b) for a, b in zip(totals(counter), totals(previous), strict=True)]
+        assert all(same), f"previous and current updates differ: {same}"
+        print("current and previous updates agree exactly (count, sum, sum_sq, n_tokens)")
     if args.profile:
         profile(recording, counter)
     times: dict[str, list[float]] = {name: [] for name in variants}
+    if args.reps <= 0:
+        return
     for rep in range(args.reps):
         order = list(variants) if rep % 2 == 0 else list(reversed(variants))
         for name in order:
@@ -103,6 +127,11 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
         print(f"rep {rep}: " + "  ".join(f"{n} {tokens / times[n][-1]:.1f} tok/s" for n in variants), flush=True)
     ratios = [a / b for a, b in zip(times["bare_body"], times["record_path"], strict=True)]
+    per_rep = {
+        name: [a / b for a, b in zip(times["bare_body"], t, strict=True)]
+        for name, t in times.items()
+        if name != "bare_body"
+    }
     res = {name: {"median_tok_s": tokens / statistics.median(t), "tok_s": [tokens / x for x in t]}
            for name, t in times.items()}  # fmt: skip
     summary = {
@@ -120,15 +149,28 @@ def main() -> None:
         "reps": args.reps,
         "results": res,
         "ratio_per_rep": ratios,
+        "ratio_median_per_variant": {name: statistics.median(r) for name, r in per_rep.items()},
         "overhead_ratio_median": statistics.median(ratios),  # record path / bare, per repetition
         "overhead_ratio_of_medians": res["record_path"]["median_tok_s"] / res["bare_body"]["median_tok_s"],
         "threads": torch.get_num_threads(),
     }
     for name, r in res.items():
         print(f"{name:14s} {r['median_tok_s']:9.1f} tok/s (median of {args.reps})")
+    for name, r in per_rep.items():
+        print(f"ratio {name}/bare: median {statistics.median(r):.3f}")
     print(f"ratio record/bare: median {summary['overhead_ratio_median']:.3f}, "
           f"min {min(ratios):.3f}, max {max(ratios):.3f}")  # fmt: skip
     write_result(args.name, summary)
+
+
+def previous_statistics(x: torch.Tensor, index: torch.Tensor | None):
+    """The counting update before this benchmark: a bool mask converted with ``.to(float32)`` (same numbers)."""
+    xs = x if index is None else x.index_select(0, index)
+    n = xs.shape[0]
+    count = (xs.new_ones(1, n, dtype=torch.float32) @ (xs > 0).to(torch.float32))[0].to(torch.int64)
+    x64 = xs.to(torch.float64)
+    ones64 = x64.new_ones(1, n)
+    return count, (ones64 @ x64)[0], (ones64 @ (x64 * x64))[0]
 
 
 def profile(fn, counter: Counter) -> None:
