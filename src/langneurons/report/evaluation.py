@@ -200,7 +200,9 @@ def steer_figure(bars: list[SteerBar], title: str) -> bytes:
     Solid bars are the success rate (target language and fluent, where the file separates them);
     the hatched bar beside a solid one is the raw rate of text identified as the target language.
     """
-    groups = list(dict.fromkeys((b.target, b.strength) for b in bars))
+    bars = [b for b in bars if b.measure == "success" or b.condition == "steered"]  # raw rate: steered only
+    groups = list(dict.fromkeys((b.target, b.strength) for b in bars if b.condition != "baseline"))
+    groups += [(b.target, "") for b in bars if b.condition == "baseline" and all(t != b.target for t, _ in groups)]
     strengths = {s for _, s in groups if s}
     several = len(strengths) > 1
     slots = list(dict.fromkeys((b.condition, b.measure) for b in bars))
@@ -232,11 +234,11 @@ def steer_figure(bars: list[SteerBar], title: str) -> bytes:
         ax.bar(xs, ys, width=width * 0.92, color="white" if hatched else STEER_COLOURS[condition],
                edgecolor=STEER_COLOURS[condition], hatch="///" if hatched else None, lw=1.0, label=label,
                yerr=[lo, hi], capsize=2.5, error_kw={"lw": 0.8, "ecolor": "#333333"}, zorder=2)  # fmt: skip
-        for x, y in zip(xs, ys, strict=True):
-            ax.text(x, y + 1.5, f"{y:.0f}", ha="center", va="bottom", fontsize=6.5, color="#333333")
+        for x, y, up in zip(xs, ys, hi, strict=True):
+            ax.text(x, y + up + 1.0, f"{y:.0f}", ha="center", va="bottom", fontsize=6.5, color="#333333")
     names = [f"→ {t}" + (f"\ns = {s}" if several else "") for t, s in groups]
     ax.set_xticks(range(len(groups)), names)
-    ax.set_ylim(0, 112)
+    ax.set_ylim(0, 115)
     ax.set_yticks(range(0, 101, 20), [f"{v} %" for v in range(0, 101, 20)])
     ax.set_ylabel("generations (95 % Wilson interval)", fontsize=8)
     ax.grid(axis="y", color="#eeeeee", zorder=0)
