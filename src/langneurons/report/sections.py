@@ -197,7 +197,8 @@ def ppl_section(run: Run, name: str, data: dict[str, Any]) -> Section:
     section = Section(f"ppl-{_anchor(name)}", f"Perplexity with neurons switched off: {name}")
     ratios = ev.ppl_ratios(data)
     if ratios is not None and ratios.rows:
-        section.intro = ev.ppl_summary(ratios) + "."
+        summary = ev.ppl_summary(ratios)
+        section.intro = summary[:1].upper() + summary[1:] + "." if summary else ""
         section.figures.append(
             Figure(
                 f"{_safe(name)}-matrix.png",
