@@ -66,7 +66,8 @@ def ppl_cmd(
     console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for lang, row in result["summary"].items():
         console.print(
-            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others {_pct(row['others_mean'])}, "
+            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
+            f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
 
