@@ -100,17 +100,56 @@ def load_model(
     return LoadedModel(model, tokenizer, adapter, name, revision, dev, torch_dtype)
 
 
+def quiet_transformers() -> None:
+    """Keep transformers' and the hub's own progress bars and warnings out of our output (CLI use)."""
+    import warnings
+
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+    warnings.filterwarnings("ignore", module=r"transformers(\.|$)")
+    warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
+
+
+def looks_local(spec: str) -> bool:
+    """A path rather than a hub id (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, ``C:\\x``)."""
+    return (
+        spec.startswith((".", "/", "~", "\\"))
+        or spec.count("/") > 1
+        or "\\" in spec
+        or (len(spec) > 1 and spec[1] == ":")
+    )
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: never try the network."""
+    import os
+
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
+
+
 def _load_transformers(spec, revision, torch_dtype, trust_remote_code, device_map):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    local = Path(spec)
+    local = Path(spec).expanduser()
+    if not local.exists() and looks_local(spec):
+        raise LangneuronsError(f"model folder {spec} does not exist (give a local model folder, a .gguf or a hub id)")
     if local.exists() and not (local / "config.json").is_file():
         raise LangneuronsError(f"{spec} is not a model directory (no config.json)")
+    if local.exists():
+        spec = str(local)
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if hub_offline() or local.exists():
+        kwargs["local_files_only"] = True  # one attempt, no retries against an unreachable hub
     try:
         config = AutoConfig.from_pretrained(spec, **kwargs)
     except (OSError, ValueError) as exc:
-        raise LangneuronsError(f"cannot load model {spec!r}: {_first_line(exc)}") from None
+        hint = " (HF_HUB_OFFLINE is set: only models already in the cache load)" if hub_offline() else ""
+        raise LangneuronsError(f"cannot load model {spec!r}: {_first_line(exc)}{hint}") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(
             spec, config=config, dtype=torch_dtype, device_map=device_map, **kwargs

@@ -101,6 +101,20 @@ def broadcast_object(obj: Any, world: World) -> Any:
     return box[0]
 
 
+def share(n: int, world: World) -> list[int]:
+    """This rank's indices of ``n`` equal jobs, round-robin (rank r takes r, r + size, …)."""
+    return list(range(world.rank, n, world.size))
+
+
+def gather_to_main(obj: Any, world: World) -> list[Any] | None:
+    """Every rank's picklable ``obj`` in rank order on rank 0 (None on the others)."""
+    if world.size == 1:
+        return [obj]
+    box: list[Any] | None = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, box, dst=0)  # nccl: uses the current CUDA device, set by init_world
+    return box
+
+
 def shutdown(world: World) -> None:
     """Leave the process group (avoids the 'destroy_process_group was not called' warning)."""
     if world.size > 1 and dist.is_initialized():
