@@ -42,6 +42,21 @@ class Stats:
         """False for statistics that hold counts only (e.g. converted from Zhang et al.'s release)."""
         return self.manifest.get("sum_available", True) is not False
 
+    def __repr__(self) -> str:
+        langs = self.manifest.get("languages") or []
+        shown = ",".join(langs[:8]) + (",…" if len(langs) > 8 else "")
+        where = f", from {self.path}" if self.path else ""
+        return (
+            f"Stats({len(langs)} languages {shown}, {self.num_layers} layers × {self.intermediate_size} neurons, "
+            f"{int(self.n_tokens.sum()):,} tokens, site {self.manifest.get('site')}, "
+            f"model {self.manifest.get('model')!r}{where})"
+        )
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``run_dir``/stats.safetensors + manifest.json (same as :func:`save_stats`)."""
+        save_stats(run_dir, self)
+        self.path = str(run_dir)
+
     @property
     def languages(self) -> list[str]:
         return list(self.manifest["languages"])

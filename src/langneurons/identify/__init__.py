@@ -68,3 +68,7 @@ def identify(
 
 
 __all__ = ["METHODS", "Method", "NeuronSet", "get_method", "identify", "method_parameters", "register"]
+
+from langneurons._verbs import make_verb  # noqa: E402
+
+make_verb(__name__)  # `ln.identify(...)` calls langneurons.api.identify

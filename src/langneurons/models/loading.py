@@ -28,6 +28,14 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
 
+    def __repr__(self) -> str:
+        a = self.adapter
+        dtype = str(self.dtype).removeprefix("torch.")
+        return (
+            f"LoadedModel({self.name!r}, {a.family}, {a.num_layers} layers × {a.intermediate_size} neurons, "
+            f"{dtype} on {self.device})"
+        )
+
     def describe(self) -> dict[str, object]:
         """The model facts every result file records."""
         return {

@@ -45,6 +45,13 @@ class Pooled:
     n_tokens: torch.Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return (
+            f"Pooled({len(self.ids)} sentences, {len(self.languages)} languages {','.join(self.languages[:8])}"
+            f"{',…' if len(self.languages) > 8 else ''}, {self.num_layers} layers × {self.intermediate_size}, "
+            f"site {self.manifest.get('site')})"
+        )
+
     @property
     def languages(self) -> list[str]:
         """Languages in corpus order."""
