@@ -106,7 +106,8 @@ def ppl_cmd(
     say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for lang, row in result["summary"].items():
         say(
-            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others {_pct(row['others_mean'])}, "
+            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
+            f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
 
@@ -208,6 +209,8 @@ def steer_cmd(
             f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run; "
             f"none next to {neurons} nor at the set's source run {ns.source.get('run')})"
         )
+    if mode in ("replace", "add", "diffmean"):
+        run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
     prompt_list = load_prompts(prompts, source or "en")
     strengths = _floats(strength)
     device, world = join_world(device, device_map)
