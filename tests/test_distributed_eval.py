@@ -28,7 +28,8 @@ def inputs(tmp_path_factory):
     record(loaded, load_corpus(corpus), root / "run", RecordSettings(batch_size=4, max_length=32), progress=False)
     from langneurons.formats.stats import load_stats
 
-    identify(load_stats(root / "run"), "lape", top_rate=0.2, filter_rate=0.5, bar_ratio=0.5).save(root / "run" / "set.json")
+    ns = identify(load_stats(root / "run"), "lape", top_rate=0.2, filter_rate=0.5, bar_ratio=0.5)
+    ns.save(root / "run" / "set.json")
     (root / "prompts.txt").write_text("a1 a2 s1\nb3 s2\na4\ns5 s6 a0\nb1\n")
     return {"root": root, "model": model, "corpus": corpus}
 

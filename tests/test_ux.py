@@ -200,7 +200,7 @@ def test_short_reprs_and_activate_without_naming_the_language_twice(tmp_path):
     stats = ln.record(loaded, corpus(), tmp_path / "run", progress=False, batch_size=2)
     ns = ln.identify(tmp_path / "run", "lape", top_rate=0.1, filter_rate=0.5)
     for obj, start in ((loaded, "LoadedModel('planted-llama', llama, 2 layers × 48 neurons"),
-                       (stats, "Stats(2 languages aa,bb, 2 layers × 48 neurons, 42 tokens"),
+                       (stats, "Stats(2 languages aa,bb, 2 layers × 48 neurons, 36 tokens"),
                        (ns, "NeuronSet(lape, 2 languages"), (corpus(), "Corpus('test', 2 languages: aa 5, bb 5")):
         text = repr(obj)
         assert text.startswith(start) and "tensor" not in text and "\n" not in text, text

@@ -7,14 +7,14 @@ print as one short line (``repr``) and are still plain dicts that ``save`` as th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from langneurons.data import Corpus
+from langneurons.data import Corpus, parse_languages
 from langneurons.data import load_corpus as _load_corpus
-from langneurons.data import parse_languages
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import read_json, write_json
 from langneurons.formats.neuronset import NeuronSet
@@ -162,6 +162,8 @@ def record(
         settings = RecordSettings(**options)
     elif options:
         raise LangneuronsError("give either settings or keyword options, not both")
+    # --max-length is capped at the model's own maximum, as on the command line
+    settings = dataclasses.replace(settings, max_length=min(settings.max_length, model.max_length))
     return _record(model, corpus, out, settings, overwrite=overwrite, reuse=reuse, progress=progress)
 
 
@@ -259,6 +261,7 @@ def similarity(
     if isinstance(data, LoadedModel):
         if corpus is None:
             raise LangneuronsError("similarity(model, corpus): give the corpus to pool")
+        options["max_length"] = min(options.get("max_length", 512), data.max_length)
         pooled = record_pooled(data, corpus, out, progress=progress, **options)
     elif isinstance(data, Pooled):
         pooled = data

@@ -69,7 +69,7 @@ class _LineTask:
     fields: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     start_completed: float = 0.0
-    printed: str = ""
+    printed: tuple[str, float] | None = None  # (description, completed) of the last line printed
 
 
 class LineProgress:
@@ -142,10 +142,11 @@ class LineProgress:
         return f"{_markup_free(task.description) or 'working'}: " + ", ".join(parts)
 
     def _emit(self, task: _LineTask) -> None:
-        text = self.line(task)
-        if text == task.printed:
+        key = (task.description, task.completed)
+        if key == task.printed:
             return
-        task.printed = text
+        task.printed = key
+        text = self.line(task)
         stream = self.stream or sys.stderr
         print(text, file=stream, flush=True)
 

@@ -80,6 +80,7 @@ def ppl_matrix(
         raise LangneuronsError("no evaluation texts")
     rows = _rows(neurons, s, site)
     world = world or World()
+    max_length = min(s.max_length, loaded.max_length)  # capped at the model's own maximum
     started = time.time()
     cells = [(r, lang) for r in range(len(rows)) for lang in corpus.languages]
     mine = [cells[i] for i in share(len(cells), world)]
@@ -98,7 +99,7 @@ def ppl_matrix(
             name, iv = rows[r]
             bar.update(task, description=f"ppl {name} on {lang}")
             with intervene(loaded, [] if iv is None else [iv]):
-                done[(r, lang)] = text_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length, on_batch)
+                done[(r, lang)] = text_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
     gathered = gather_to_main(done, world)
     if gathered is None:
         return None

@@ -289,7 +289,7 @@ def steer(
     world = world or World()
     passes: list[tuple[str, float, bool] | None] = [None, *runs]  # None: the baseline
     ivs_of = {
-        i: steering_interventions(neurons, stats, source, *run, s, site, control=run[2])
+        i: steering_interventions(neurons, stats, source, run[0], run[1], s, site, control=run[2])
         for i, run in enumerate(passes)
         if run is not None
     }  # built on every rank first: a bad setting fails everywhere alike, before any generation

@@ -162,7 +162,7 @@ def record(
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
-    stats = Stats(*totals, manifest=manifest)
+    stats = Stats(*totals, manifest=manifest, path=None if out is None else str(out))
     if out is not None and world.is_main:
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
