@@ -178,8 +178,9 @@ class _Disabled:
 
 
 def stderr_is_terminal() -> bool:
-    """True where a live bar can be drawn (rich's own test: a TTY, FORCE_COLOR / TTY_COMPATIBLE)."""
-    return Console(stderr=True).is_terminal
+    """True where a live bar can be drawn: a TTY (rich's own test, FORCE_COLOR / TTY_COMPATIBLE) or Jupyter."""
+    console = Console(stderr=True)
+    return console.is_terminal or console.is_jupyter
 
 
 def progress_bar(enabled: bool, unit: str = "", transient: bool = False) -> Any:
