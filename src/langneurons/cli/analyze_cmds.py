@@ -14,6 +14,7 @@ from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     capped_max_length,
+    check_model,
     check_out,
     check_sentences,
     corpus_option,
@@ -71,6 +72,8 @@ def similarity_cmd(
     Under `torchrun --nproc-per-node N -m langneurons similarity ...` the sentences are shared out and
     rank 0 writes the same files as one process.
     """
+    if not reuse:
+        check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.analyze.similarity import SIMILARITY_FILE, save_similarity, similarity
     from langneurons.data import load_corpus, parse_languages
     from langneurons.record.distributed import shutdown

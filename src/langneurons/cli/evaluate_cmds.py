@@ -13,6 +13,7 @@ from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     capped_max_length,
+    check_model,
     check_out,
     check_positive,
     check_sentences,
@@ -75,6 +76,7 @@ def ppl_cmd(
     Under `torchrun --nproc-per-node N -m langneurons ppl ...` the (intervention, language) cells are
     shared out and rank 0 writes the same file as one process.
     """
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import load_corpus, parse_languages
     from langneurons.evaluate.ppl import PPLSettings, identification_text_warning, ppl_matrix
     from langneurons.formats.atomic import write_json
@@ -185,6 +187,7 @@ def steer_cmd(
 
     Under torchrun the generation passes (baseline, each target × strength × condition) are shared out.
     """
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluate.steer import SteerSettings, steer

@@ -137,6 +137,13 @@ def next_hint(command: str) -> None:
     say(f"next: {command}")
 
 
+def check_model(model: str) -> None:
+    """A model path that does not exist fails at once, before the corpus or torch loads."""
+    from langneurons.modelspec import check_model_spec
+
+    check_model_spec(model)
+
+
 def check_sentences(sentences: int | None) -> None:
     """``--sentences`` is a positive count everywhere (leave it out for all)."""
     if sentences is not None and sentences <= 0:

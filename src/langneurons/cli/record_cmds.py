@@ -11,6 +11,7 @@ from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     capped_max_length,
+    check_model,
     check_sentences,
     corpus_option,
     device_map_option,
@@ -70,6 +71,8 @@ def record_cmd(
     Runs under `torchrun --nproc-per-node N -m langneurons record ...` (or `accelerate launch`) too:
     each process takes its share of the work and the totals equal a one-process run bit for bit.
     """
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    check_sentences(sentences)
     from langneurons.data import load_corpus, parse_languages
     from langneurons.formats.stats import MANIFEST_FILE
     from langneurons.record import RecordSettings, record
@@ -81,7 +84,6 @@ def record_cmd(
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
-    check_sentences(sentences)
     if max_length <= 1:
         raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
     if (out / MANIFEST_FILE).exists() and not overwrite:

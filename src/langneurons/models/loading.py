@@ -10,6 +10,7 @@ from torch import nn
 
 from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, get_adapter
+from langneurons.modelspec import check_model_spec
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
@@ -122,16 +123,6 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
 
 
-def looks_local(spec: str) -> bool:
-    """A path rather than a hub id (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, ``C:\\x``)."""
-    return (
-        spec.startswith((".", "/", "~", "\\"))
-        or spec.count("/") > 1
-        or "\\" in spec
-        or (len(spec) > 1 and spec[1] == ":")
-    )
-
-
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: never try the network."""
     import os
@@ -143,9 +134,8 @@ def hub_offline() -> bool:
 def _load_transformers(spec, revision, torch_dtype, trust_remote_code, device_map):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    check_model_spec(spec)
     local = Path(spec).expanduser()
-    if not local.exists() and looks_local(spec):
-        raise LangneuronsError(f"model folder {spec} does not exist (give a local model folder, a .gguf or a hub id)")
     if local.exists() and not (local / "config.json").is_file():
         raise LangneuronsError(f"{spec} is not a model directory (no config.json)")
     if local.exists():
