@@ -1,0 +1,58 @@
+"""Tiny random mixture-of-experts models of every supported MoE family, and a planted MoE.
+
+Built from configs in memory (no hub): 4 experts of 8 neurons, top-2, a shared expert where the family
+has one, and a dense first layer where the family allows it.
+"""
+
+from __future__ import annotations
+
+import torch
+from tiny import COMMON, VOCAB, V, word_tokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from langneurons.models.loading import LoadedModel, wrap_model
+
+H, E, FE, TOPK, LAYERS = 32, 4, 8, 2, 3
+ATTN = dict(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=128)  # fmt: skip
+MOE_CONFIGS: dict[str, dict] = {
+    "mixtral": dict(ATTN, intermediate_size=FE, num_local_experts=E, num_experts_per_tok=TOPK),
+    "qwen2_moe": dict(ATTN, intermediate_size=24, moe_intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK,
+                      shared_expert_intermediate_size=2 * FE, mlp_only_layers=[0], norm_topk_prob=True),
+    "qwen3_moe": dict(ATTN, intermediate_size=24, moe_intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK,
+                      head_dim=8, mlp_only_layers=[0]),
+    "olmoe": dict(ATTN, intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK),
+    "deepseek_v2": dict(ATTN | {"num_key_value_heads": 4}, intermediate_size=40, moe_intermediate_size=FE, n_routed_experts=E, num_experts=E,
+                        num_experts_per_tok=TOPK, n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=8,
+                        q_lora_rank=None, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, n_group=2,
+                        topk_group=1, topk_method="group_limited_greedy"),
+    "deepseek_v3": dict(ATTN | {"num_key_value_heads": 4}, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                        intermediate_size=40, moe_intermediate_size=FE, n_routed_experts=E,
+                        num_experts_per_tok=TOPK, n_shared_experts=2, first_k_dense_replace=1, kv_lora_rank=8,
+                        q_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, n_group=2, topk_group=1),
+    "gpt_oss": dict(ATTN, intermediate_size=FE, num_local_experts=E, num_experts_per_tok=TOPK, head_dim=8,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, sliding_window=16, layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+}  # fmt: skip
+MOE_FAMILIES = list(MOE_CONFIGS)
+
+
+def tiny_moe(family: str, seed: int = 0, implementation: str | None = None):
+    """A randomly initialised tiny MoE of ``family`` (fp32, CPU), not yet wrapped (no adapter)."""
+    config = AutoConfig.for_model(family, **COMMON, **MOE_CONFIGS[family])
+    torch.manual_seed(seed)
+    kwargs = {} if implementation is None else {"experts_implementation": implementation}
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kwargs)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+            elif param.dim() == 3 or "bias" in name or "router" in name or name.endswith("gate.weight"):
+                param.copy_(0.3 * torch.randn_like(param))  # experts are created empty: give them values
+        for name, buf in model.named_buffers():
+            if "e_score_correction_bias" in name:
+                buf.copy_(0.05 * torch.randn_like(buf))
+    return model.eval()
+
+
+def tiny_moe_loaded(family: str, seed: int = 0) -> LoadedModel:
+    return wrap_model(tiny_moe(family, seed), word_tokenizer(), f"tiny-{family}")
