@@ -143,6 +143,12 @@ def identify_cmd(
         None, "--lambda", help="entropy-lambda: a number ≥ 0, or 'auto' for AutoSweep (the default)."
     ),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
+    condition: str | None = typer.Option(
+        None,
+        "--condition",
+        help="MoE runs: unconditional (p = count / tokens, the default) or routed (p = count / tokens routed "
+        "to the neuron's expert).",
+    ),
 ) -> None:
     """Find language neurons in recorded statistics and write a neuron-set file."""
     spec = get_method(method)
@@ -162,7 +168,7 @@ def identify_cmd(
         else:
             check_rate(name, value)
     stats = load_stats(run_dir)
-    ns = identify(stats, spec.name, languages=split_languages(languages), **given)
+    ns = identify(stats, spec.name, languages=split_languages(languages), condition=condition, **given)
     ns.source["run"] = str(run_dir)
     ns.save(out)
     console = Console()
