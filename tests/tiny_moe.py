@@ -56,3 +56,38 @@ def tiny_moe(family: str, seed: int = 0, implementation: str | None = None):
 
 def tiny_moe_loaded(family: str, seed: int = 0) -> LoadedModel:
     return wrap_model(tiny_moe(family, seed), word_tokenizer(), f"tiny-{family}")
+
+
+def planted_moe(routes: dict[int, set[str]], groups: dict[tuple[int, int], set[str]], num_layers: int = 2,
+                experts: int = 4, top_k: int = 2, size: int = 8) -> LoadedModel:  # fmt: skip
+    """A Mixtral whose router sends word w to the experts e with ``w in routes[e]`` and whose expert e's
+    neuron j fires (act > 0) exactly on the words in ``groups[(e, j)]``, in every layer.
+
+    Embeddings are one-hot, attention and expert outputs are zero, so every layer sees the normalised
+    one-hot of the current token. Router row e is +10 on its words; gate row j of expert e is +1 on its
+    words and −1 elsewhere. Every word must be routed to exactly ``top_k`` experts.
+    """
+    for w in VOCAB[4:]:
+        assert sum(w in r for r in routes.values()) == top_k, w
+    config = AutoConfig.for_model(
+        "mixtral", **COMMON, hidden_size=V, intermediate_size=size, num_hidden_layers=num_layers,
+        num_attention_heads=1, num_key_value_heads=1, head_dim=V, max_position_embeddings=128,
+        rms_norm_eps=1e-12, num_local_experts=experts, num_experts_per_tok=top_k,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(V))
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            router = torch.zeros(experts, V)
+            for e, words in routes.items():
+                router[e, [VOCAB.index(w) for w in words]] = 10.0
+            layer.mlp.gate.weight.copy_(router)
+            gate_up = torch.zeros(experts, 2 * size, V)
+            gate_up[:, :size] = -1.0
+            for (e, j), words in groups.items():
+                gate_up[e, j, [VOCAB.index(w) for w in words]] = 1.0
+            gate_up[:, size:] = 0.5  # up: any non-zero value
+            layer.mlp.experts.gate_up_proj.copy_(gate_up)
+            layer.mlp.experts.down_proj.zero_()
+    return wrap_model(model, word_tokenizer(), "planted-moe")
