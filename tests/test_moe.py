@@ -7,6 +7,8 @@ own eager experts, their own routers and weight surgery.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_record import AA, BB, corpus, settings
@@ -241,3 +243,96 @@ def test_bad_routing_edits_are_one_line_errors():
         with pytest.raises(LangneuronsError, match=msg):
             with steer_routing(loaded, parse_route(spec)):
                 pass
+
+
+def test_routing_analysis_of_the_planted_moe(tmp_path):
+    from langneurons.analyze.routing import js_divergence, routing_analysis
+
+    loaded = planted_moe(ROUTES, GROUPS)
+    stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    result = routing_analysis(stats, reference="aa", top=2)
+    for k, (lang, texts) in enumerate((("aa", AA), ("bb", BB))):
+        _, routed = planted_truth(texts)
+        n = sum(len(t.split()) for t in texts)
+        want = (routed.double() / (2 * n)).tolist()
+        assert result["usage"][lang] == [[round(x, 6) for x in want]] * 2
+    # aa uses experts 0 and 1 almost only; bb 2 and 3: far apart, and aa is its own reference
+    assert result["js_divergence"]["aa"] == [0.0, 0.0]
+    pa, pb = (planted_truth(t)[1].tolist() for t in (AA, BB))
+    pa, pb = [x / sum(pa) for x in pa], [x / sum(pb) for x in pb]
+    kl = lambda p, m: sum(x * math.log2(x / y) for x, y in zip(p, m) if x > 0)  # noqa: E731
+    mid = [(x + y) / 2 for x, y in zip(pa, pb)]
+    want_js = (kl(pa, mid) + kl(pb, mid)) / 2
+    assert result["js_divergence"]["bb"] == [pytest.approx(want_js, abs=1e-6)] * 2 and want_js > 0.4
+    assert {(r["layer"], r["expert"]) for r in result["specific_experts"]["aa"]} <= {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert {r["expert"] for r in result["specific_experts"]["bb"]} <= {2, 3}
+    p, q = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert float(js_divergence(p, q)) == pytest.approx(1.0) and float(js_divergence(p, p)) == 0.0
+
+
+def test_routing_command_and_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from langneurons.cli import app
+    from langneurons.report import write_report
+
+    run = tmp_path / "run"
+    record(planted_moe(ROUTES, GROUPS), corpus(), run, settings(), progress=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["routing", str(run), "-o", str(run / "routing.json"), "--reference", "aa",
+                              "--figure", str(tmp_path / "routing.png")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "routing.png").read_bytes()[:4] == b"\x89PNG"
+    again = runner.invoke(app, ["routing", str(run), "-o", str(run / "routing.json"), "--reference", "aa"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    bad = runner.invoke(app, ["routing", str(run), "-o", str(tmp_path / "r.json"), "--reference", "xx"])
+    assert bad.exit_code == 2 and "reference language" in bad.output
+    paths = write_report(run, tmp_path / "figs", "png")
+    assert any(p.name == "routing.png" for p in paths)
+
+
+def test_routing_needs_an_moe_run(tmp_path):
+    from test_record import GROUPS as DENSE_GROUPS
+    from tiny import planted_model
+
+    from langneurons.analyze.routing import routing_analysis
+
+    stats = record(planted_model(DENSE_GROUPS, num_layers=1), corpus(), tmp_path / "d", settings(), progress=False)
+    with pytest.raises(LangneuronsError, match="no routing"):
+        routing_analysis(stats, reference="aa")
+
+
+def test_moe_statistics_merge_resume_and_round_trip(tmp_path, monkeypatch):
+    from langneurons.data import Corpus
+    from langneurons.formats.stats import load_stats, merge_stats
+    from langneurons.record import recorder
+
+    loaded = planted_moe(ROUTES, GROUPS)
+    whole = record(loaded, corpus(), tmp_path / "whole", settings(), progress=False)
+    back = load_stats(tmp_path / "whole")
+    assert set(back.extra) == {"routed_tokens", "router_probability"}
+    assert torch.equal(back.extra["routed_tokens"], whole.extra["routed_tokens"])
+    halves = [Corpus("t", {lang: pairs[:3] for lang, pairs in corpus().items.items()}),
+              Corpus("t", {lang: pairs[3:] for lang, pairs in corpus().items.items()})]  # fmt: skip
+    merged = merge_stats([record(loaded, c, tmp_path / f"h{i}", settings(), progress=False)
+                          for i, c in enumerate(halves)])  # fmt: skip
+    assert torch.equal(merged.count, whole.count)
+    assert torch.equal(merged.extra["routed_tokens"], whole.extra["routed_tokens"])
+    # interrupted after 3 units (checkpointed after each), then resumed: the same totals
+    real, calls = recorder._run_unit, []
+
+    def interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recorder, "_run_unit", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        record(loaded, corpus(), tmp_path / "r", settings(checkpoint_every_units=1), progress=False)
+    assert (tmp_path / "r" / recorder.CHECKPOINT_FILE).exists()
+    monkeypatch.setattr(recorder, "_run_unit", real)
+    resumed = record(loaded, corpus(), tmp_path / "r", settings(checkpoint_every_units=1), progress=False)
+    assert torch.equal(resumed.count, whole.count)
+    assert torch.equal(resumed.extra["routed_tokens"], whole.extra["routed_tokens"])
+    assert torch.allclose(resumed.extra["router_probability"], whole.extra["router_probability"])
