@@ -251,7 +251,7 @@ def test_routing_analysis_of_the_planted_moe(tmp_path):
     loaded = planted_moe(ROUTES, GROUPS)
     stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
     result = routing_analysis(stats, reference="aa", top=2)
-    for k, (lang, texts) in enumerate((("aa", AA), ("bb", BB))):
+    for lang, texts in (("aa", AA), ("bb", BB)):
         _, routed = planted_truth(texts)
         n = sum(len(t.split()) for t in texts)
         want = (routed.double() / (2 * n)).tolist()
@@ -260,8 +260,8 @@ def test_routing_analysis_of_the_planted_moe(tmp_path):
     assert result["js_divergence"]["aa"] == [0.0, 0.0]
     pa, pb = (planted_truth(t)[1].tolist() for t in (AA, BB))
     pa, pb = [x / sum(pa) for x in pa], [x / sum(pb) for x in pb]
-    kl = lambda p, m: sum(x * math.log2(x / y) for x, y in zip(p, m) if x > 0)  # noqa: E731
-    mid = [(x + y) / 2 for x, y in zip(pa, pb)]
+    kl = lambda p, m: sum(x * math.log2(x / y) for x, y in zip(p, m, strict=True) if x > 0)  # noqa: E731
+    mid = [(x + y) / 2 for x, y in zip(pa, pb, strict=True)]
     want_js = (kl(pa, mid) + kl(pb, mid)) / 2
     assert result["js_divergence"]["bb"] == [pytest.approx(want_js, abs=1e-6)] * 2 and want_js > 0.4
     assert {(r["layer"], r["expert"]) for r in result["specific_experts"]["aa"]} <= {(0, 0), (0, 1), (1, 0), (1, 1)}

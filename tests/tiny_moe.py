@@ -15,23 +15,25 @@ from langneurons.models.loading import LoadedModel, wrap_model
 H, E, FE, TOPK, LAYERS = 32, 4, 8, 2, 3
 ATTN = dict(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
             max_position_embeddings=128)  # fmt: skip
+ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+MLA = dict(kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, n_group=2, topk_group=1)
 MOE_CONFIGS: dict[str, dict] = {
     "mixtral": dict(ATTN, intermediate_size=FE, num_local_experts=E, num_experts_per_tok=TOPK),
-    "qwen2_moe": dict(ATTN, intermediate_size=24, moe_intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK,
-                      shared_expert_intermediate_size=2 * FE, mlp_only_layers=[0], norm_topk_prob=True),
+    "qwen2_moe": dict(ATTN, intermediate_size=24, moe_intermediate_size=FE, num_experts=E,
+                      num_experts_per_tok=TOPK, shared_expert_intermediate_size=2 * FE, mlp_only_layers=[0],
+                      norm_topk_prob=True),
     "qwen3_moe": dict(ATTN, intermediate_size=24, moe_intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK,
                       head_dim=8, mlp_only_layers=[0]),
     "olmoe": dict(ATTN, intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK),
-    "deepseek_v2": dict(ATTN | {"num_key_value_heads": 4}, intermediate_size=40, moe_intermediate_size=FE, n_routed_experts=E, num_experts=E,
-                        num_experts_per_tok=TOPK, n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=8,
-                        q_lora_rank=None, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, n_group=2,
-                        topk_group=1, topk_method="group_limited_greedy"),
-    "deepseek_v3": dict(ATTN | {"num_key_value_heads": 4}, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                        intermediate_size=40, moe_intermediate_size=FE, n_routed_experts=E,
-                        num_experts_per_tok=TOPK, n_shared_experts=2, first_k_dense_replace=1, kv_lora_rank=8,
-                        q_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, n_group=2, topk_group=1),
+    "deepseek_v2": dict(ATTN | {"num_key_value_heads": 4}, **MLA, intermediate_size=40, moe_intermediate_size=FE,
+                        n_routed_experts=E, num_experts=E, num_experts_per_tok=TOPK, n_shared_experts=1,
+                        first_k_dense_replace=1, q_lora_rank=None, topk_method="group_limited_greedy"),
+    "deepseek_v3": dict(ATTN | {"num_key_value_heads": 4}, **MLA, rope_parameters=ROPE, intermediate_size=40,
+                        moe_intermediate_size=FE, n_routed_experts=E, num_experts_per_tok=TOPK, n_shared_experts=2,
+                        first_k_dense_replace=1, q_lora_rank=8),
     "gpt_oss": dict(ATTN, intermediate_size=FE, num_local_experts=E, num_experts_per_tok=TOPK, head_dim=8,
-                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, sliding_window=16, layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+                    rope_parameters=ROPE, sliding_window=16,
+                    layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
 }  # fmt: skip
 MOE_FAMILIES = list(MOE_CONFIGS)
 

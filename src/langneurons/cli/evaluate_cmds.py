@@ -48,11 +48,17 @@ def ppl_cmd(
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     overwrite: bool = typer.Option(False, "--overwrite"),
+    route: str | None = typer.Option(
+        None, "--route", help="MoE: also a row with this routing edit, e.g. 'mask:*:3,bias:12:5:-2' (LAYER:EXPERT)."
+    ),
 ) -> None:
     """Perplexity of each language with each language's neurons (and a random control) deactivated."""
     from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
+    from langneurons.intervene.routing import parse_route
 
     _check_out(out, overwrite)
+    if route is not None:
+        parse_route(route)
     if batch_size <= 0 or max_length <= 1:
         raise LangneuronsError("--batch-size must be positive and --max-length > 1")
     ns = NeuronSet.load(neurons)
@@ -60,7 +66,7 @@ def ppl_cmd(
     corpus = load_corpus(texts, langs, sentences or None)
     loaded = load_model(model, revision=revision, device=device, dtype=dtype)
     settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
-                           max_length=max_length, any_site=any_site)  # fmt: skip
+                           max_length=max_length, any_site=any_site, route=route)  # fmt: skip
     result = ppl_matrix(loaded, ns, corpus, settings, neurons_path=str(neurons))
     write_json(out, result)
     console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
@@ -130,11 +136,20 @@ def steer_cmd(
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     overwrite: bool = typer.Option(False, "--overwrite"),
+    route: str | None = typer.Option(
+        None, "--route", help="MoE routing steering added to every non-baseline generation, e.g. 'bias:*:5:2'."
+    ),
+    route_positions: str = typer.Option("all", "--route-positions", help="all | prompt | generated."),
 ) -> None:
     """Generate with source neurons off and target neurons on; report how often the language switches."""
     from langneurons.evaluate.steer import SteerSettings, steer
+    from langneurons.intervene.routing import parse_route
 
     _check_out(out, overwrite)
+    if route is not None:
+        parse_route(route)
+    if route_positions not in ("all", "prompt", "generated"):
+        raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     targets = parse_languages(to) or []
     if not targets:
         raise LangneuronsError("--to needs at least one language")
@@ -153,7 +168,8 @@ def steer_cmd(
     settings = SteerSettings(mode=mode, strengths=_floats(strength), deactivate_source=deactivate_source,
                              positions=positions, site=site, max_new_tokens=max_new_tokens, do_sample=sample,
                              temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                             controls=controls, any_site=any_site)  # fmt: skip
+                             controls=controls, any_site=any_site, route=route,
+                             route_positions=route_positions)  # fmt: skip
     result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
                    stats_path=stats_path, prompts_spec=prompts)  # fmt: skip
     write_json(out, result)

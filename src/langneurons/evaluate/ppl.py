@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from langneurons.evaluate.nll import text_nll
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
+from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 
@@ -36,6 +38,7 @@ class PPLSettings:
     max_length: int = 256
     any_site: bool = False
     languages: list[str] | None = None  # whose neurons to deactivate (default: all of the set)
+    route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V"), evaluated as its own row "route"
 
 
 def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Intervention | None]]:
@@ -71,6 +74,10 @@ def ppl_matrix(
     if not corpus.languages:
         raise LangneuronsError("no evaluation texts")
     rows = _rows(neurons, s, site)
+    route = None
+    if s.route:
+        route = parse_route(s.route)
+        rows.insert(1, ("route", None))
     started = time.time()
     nll: dict[str, dict[str, float]] = {}
     tokens: dict[str, int] = {}
@@ -81,7 +88,8 @@ def ppl_matrix(
             nll[name] = {}
             for lang in corpus.languages:
                 bar.update(task, description=f"ppl {name} on {lang}")
-                with intervene(loaded, [] if iv is None else [iv]):
+                routing = steer_routing(loaded, route) if name == "route" else nullcontext()
+                with intervene(loaded, [] if iv is None else [iv]), routing:
                     total, count = text_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
                 if count == 0:
                     raise LangneuronsError(f"no predicted tokens in the {lang} texts")

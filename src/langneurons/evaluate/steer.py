@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from langneurons.intervene import (
     intervene,
     random_control,
 )
+from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 
@@ -60,6 +62,8 @@ class SteerSettings:
     controls: bool = True
     any_site: bool = False
     force_value: float = 1.0
+    route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V") added to every non-baseline generation
+    route_positions: str = "all"  # all | prompt | generated
 
 
 def steering_interventions(
@@ -94,9 +98,14 @@ def steering_interventions(
 
 
 def generate(
-    loaded: LoadedModel, prompts: list[str], interventions: list[Intervention], s: SteerSettings
+    loaded: LoadedModel,
+    prompts: list[str],
+    interventions: list[Intervention],
+    s: SteerSettings,
+    route: bool = True,
 ) -> list[dict[str, Any]]:
-    """Continuations of ``prompts`` with ``interventions`` active (left-padded batches, KV cache)."""
+    """Continuations of ``prompts`` with ``interventions`` (and ``s.route``'s routing edit unless
+    ``route`` is False, for the baseline) active (left-padded batches, KV cache)."""
     tok = loaded.tokenizer
     out: list[dict[str, Any]] = []
     eos = _stop_ids(loaded)
@@ -115,7 +124,12 @@ def generate(
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with intervene(loaded, interventions, prompt_length=prompt_len), torch.no_grad():
+        routing = (
+            steer_routing(loaded, parse_route(s.route), positions=s.route_positions, prompt_length=prompt_len)
+            if s.route and route
+            else nullcontext()
+        )
+        with intervene(loaded, interventions, prompt_length=prompt_len), routing, torch.no_grad():
             seq = loaded.model.generate(
                 input_ids=enc["input_ids"].to(loaded.device),
                 attention_mask=enc["attention_mask"].to(loaded.device),
@@ -222,7 +236,7 @@ def steer(
     results: dict[str, Any] = {}
     with bar:
         task = bar.add_task("baseline", total=1 + len(runs))
-        base = assess(loaded, generate(loaded, prompts, [], s))
+        base = assess(loaded, generate(loaded, prompts, [], s, route=False))
         bar.advance(task)
         for target, strength, ctrl in runs:
             kind = "random" if ctrl else "steered"

@@ -94,7 +94,9 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
         return final
     tokens = torch.cat([p[1] for p in parts])
     sizes = [int(p[1].numel()) for p in parts]
-    groups = torch.cat([torch.full((n,), p[0], dtype=torch.long, device=tokens.device) for p, n in zip(parts, sizes)])
+    groups = torch.cat(
+        [torch.full((n,), p[0], dtype=torch.long, device=tokens.device) for p, n in zip(parts, sizes, strict=True)]
+    )
     rows = Rows(tokens=tokens, groups=groups, n_groups=n_experts, start=0)
     if taps.fns["act"]:
         new = _call(taps.fns["act"], taps.layer, torch.cat([p[3] for p in parts]), rows)

@@ -201,7 +201,8 @@ def _add(row: Partial, partial: Partial) -> Partial:
 def _per_language(totals: list[torch.Tensor], extra_names: list[str]) -> list[Partial]:
     count, total, total_sq, n_tokens, *extra = totals
     return [
-        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1], {n: t[k] for n, t in zip(extra_names, extra)})
+        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1],
+                {n: t[k] for n, t in zip(extra_names, extra, strict=True)})  # fmt: skip
         for k in range(len(n_tokens))
     ]
 
