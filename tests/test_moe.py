@@ -336,3 +336,30 @@ def test_moe_statistics_merge_resume_and_round_trip(tmp_path, monkeypatch):
     assert torch.equal(resumed.count, whole.count)
     assert torch.equal(resumed.extra["routed_tokens"], whole.extra["routed_tokens"])
     assert torch.allclose(resumed.extra["router_probability"], whole.extra["router_probability"])
+
+
+def test_ppl_route_row_and_expert_neuron_rows(tmp_path):
+    from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
+
+    loaded = _planted_with_outputs()
+    stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    ns = identify(stats, "lape", top_rate=4 / 64, filter_rate=0.5, bar_ratio=0.5)
+    s = PPLSettings(site="act", controls=False, batch_size=2, max_length=32, route="mask:*:0,mask:*:1")
+    result = ppl_matrix(loaded, ns, corpus(), s, progress=False)
+    assert result["interventions"] == ["none", "route", "neurons:aa", "neurons:bb"]
+    # masking aa's two experts moves aa's perplexity far more than bb's (only its shared words use them)
+    delta = result["delta_relative"]["route"]
+    assert abs(delta["aa"]) > 3 * abs(delta["bb"]) > 0
+    assert result["provenance"]["settings"]["route"] == "mask:*:0,mask:*:1"
+
+
+def test_steering_generation_with_routing_edits():
+    from langneurons.evaluate.steer import SteerSettings, generate
+
+    loaded = _planted_with_outputs()
+    s = SteerSettings(max_new_tokens=4, batch_size=2, route="bias:*:2:30,bias:*:3:30", route_positions="generated")
+    prompts = ["a1 a2", "a3 s1 a4"]
+    base = generate(loaded, prompts, [], s, route=False)
+    steered = generate(loaded, prompts, [], s)
+    assert [g["prompt_ids"] for g in base] == [g["prompt_ids"] for g in steered]
+    assert [g["ids"] for g in base] != [g["ids"] for g in steered]
