@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from langneurons.report.figures import _png, plt
 
@@ -37,6 +38,7 @@ def routing_figure(data: dict[str, Any]) -> bytes:
     for lang in langs:
         if lang != data["reference"]:
             ax.plot(layers, data["js_divergence"][lang], marker="o", ms=3, label=lang)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel(f"JS divergence from {data['reference']} (bits)")
     ax.set_ylim(bottom=0)
