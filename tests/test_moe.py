@@ -363,3 +363,27 @@ def test_steering_generation_with_routing_edits():
     steered = generate(loaded, prompts, [], s)
     assert [g["prompt_ids"] for g in base] == [g["prompt_ids"] for g in steered]
     assert [g["ids"] for g in base] != [g["ids"] for g in steered]
+
+
+def test_pooled_sentence_vectors_of_expert_neurons_equal_the_planted_means():
+    from tiny import V
+
+    from langneurons.analyze.similarity import similarity
+    from langneurons.record.pooled import record_pooled
+
+    loaded = planted_moe(ROUTES, GROUPS)
+    pooled = record_pooled(loaded, corpus(), site="act", batch_size=2, max_length=64, progress=False)
+    on, off = (float(torch.nn.functional.silu(torch.tensor(x * V**0.5))) for x in (1.0, -1.0))
+    for row, (lang, text) in enumerate([("aa", t) for t in AA] + [("bb", t) for t in BB]):
+        words = text.split()
+        want = torch.zeros(4 * F_E)
+        for w in words:
+            for e, routed_words in ROUTES.items():
+                if w in routed_words:
+                    for j in range(F_E):
+                        want[e * F_E + j] += on if w in GROUPS.get((e, j), ()) else off
+        want /= len(words)
+        assert pooled.row_languages[row] == lang
+        for layer in range(2):
+            assert torch.allclose(pooled.pooled[row, layer], want, atol=1e-5), (row, layer)
+    assert set(similarity(pooled)["per_layer"]) >= {"lrds", "sads"}

@@ -321,7 +321,8 @@ class MoeAdapter(Adapter):
 
     def hook(self, site: str, fn: SiteFn, layers: list[int] | None = None):
         raise LangneuronsError(
-            "this analysis reads dense MLP activations; for mixture-of-experts models it is not available yet"
+            "this analysis reads dense MLP activations; for mixture-of-experts models it is not available "
+            "(consumers use hook_blocks)"
         )
 
     def hook_blocks(self, site: str, fn: BlockFn, layers: list[int] | None = None) -> list:
