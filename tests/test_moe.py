@@ -387,3 +387,25 @@ def test_pooled_sentence_vectors_of_expert_neurons_equal_the_planted_means():
         for layer in range(2):
             assert torch.allclose(pooled.pooled[row, layer], want, atol=1e-5), (row, layer)
     assert set(similarity(pooled)["per_layer"]) >= {"lrds", "sads"}
+
+
+def test_expert_neuron_edits_follow_positions_and_stay_selected_during_generate():
+    loaded = _planted_with_outputs()
+    adapter = loaded.adapter
+    enc = loaded.tokenizer(["a1 a2 a3"], return_tensors="pt")
+    mask = torch.zeros(adapter.num_layers, adapter.intermediate_size, dtype=torch.bool)
+    mask[1, 0 * F_E + 0] = mask[1, 1 * F_E + 5] = True  # fire on a1 / a2 in experts 0 and 1
+    rows = []
+    with torch.no_grad():
+        base = loaded.model(**enc).logits
+        with intervene(loaded, deactivate(mask, 0.0, positions="generated")):
+            assert torch.equal(loaded.model(**enc).logits, base)  # the whole input is the prompt
+        with intervene(loaded, deactivate(mask, 0.0)):
+            assert not torch.equal(loaded.model(**enc).logits, base)
+        handles = adapter.hook_blocks("act", lambda layer, x, r: rows.append(x.shape[0]))
+        loaded.model.generate(**enc, max_new_tokens=3, do_sample=False)
+        for h in handles:
+            h.remove()
+    assert loaded.model.config._experts_implementation == "langneurons"
+    # prompt forward: 4 tokens × top-2 rows per layer; then one token × top-2 per decoding step
+    assert rows == [8, 8] + [2, 2] * 2
