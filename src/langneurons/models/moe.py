@@ -70,34 +70,39 @@ def _eager(module: nn.Module) -> Callable:
 
 def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                     top_k_weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The recording implementation: the eager loop in three phases, with the sites exposed between them."""
+    """The recording implementation: the eager loop (same rows per expert, same order, same ops), in three
+    phases with the sites exposed between them; one stable sort replaces the per-expert mask scans."""
     taps: _Taps | None = getattr(self, "_langneurons_taps", None)
     if taps is None or not any(taps.fns.values()):
         fallback = "eager" if taps is None else taps.fallback
         if fallback == "eager" or fallback == IMPLEMENTATION:
             return _eager(self)(self, hidden_states, top_k_index, top_k_weights)
         return _interface()[fallback](self, hidden_states, top_k_index, top_k_weights)
-    n_experts = self.num_experts
+    n_experts, n_tokens = self.num_experts, hidden_states.shape[0]
     final = torch.zeros_like(hidden_states)
-    with torch.no_grad():
-        mask = F.one_hot(top_k_index, num_classes=n_experts + 1).permute(2, 1, 0)
-        hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+    with torch.no_grad():  # one stable sort gives each expert's rows in the eager loop's order (k slot, token)
+        flat = top_k_index.t().reshape(-1)
+        order = torch.sort(flat, stable=True).indices
+        counts = torch.bincount(flat, minlength=n_experts).tolist()[:n_experts]  # the one host sync
+        routed = order[: sum(counts)]
+        all_pos, all_tokens = routed // n_tokens, routed % n_tokens
     parts = []  # (expert, token_idx, top_k_pos, act, up)
-    for e in hit[:, 0].tolist():
-        if e >= n_experts:
+    start = 0
+    for e, n in enumerate(counts):
+        if n == 0:
             continue
-        top_k_pos, token_idx = torch.where(mask[e])
+        top_k_pos, token_idx = all_pos[start : start + n], all_tokens[start : start + n]
+        start += n
         gate_up = _project(self, hidden_states[token_idx], "gate_up_proj" if self.has_gate else "up_proj", e)
         act, up = _split(self, gate_up)
         parts.append([e, token_idx, top_k_pos, act, up])
     if not parts:
         return final
-    tokens = torch.cat([p[1] for p in parts])
     sizes = [int(p[1].numel()) for p in parts]
-    groups = torch.cat(
-        [torch.full((n,), p[0], dtype=torch.long, device=tokens.device) for p, n in zip(parts, sizes, strict=True)]
+    groups = torch.repeat_interleave(
+        torch.arange(n_experts, device=all_tokens.device), torch.tensor(counts, device=all_tokens.device)
     )
-    rows = Rows(tokens=tokens, groups=groups, n_groups=n_experts, start=0)
+    rows = Rows(tokens=all_tokens, groups=groups, n_groups=n_experts, start=0)
     if taps.fns["act"]:
         new = _call(taps.fns["act"], taps.layer, torch.cat([p[3] for p in parts]), rows)
         if new is not None:

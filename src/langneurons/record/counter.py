@@ -191,7 +191,9 @@ class Counter:
             count, total, total_sq = batch_statistics(x, self.counted_rows(None, x.device))
         else:
             keep = self.counted_rows(rows.tokens)
-            xs, groups = x.index_select(0, keep), rows.groups.index_select(0, keep)
+            xs, groups = x, rows.groups
+            if keep.numel() < x.shape[0]:  # padding rows (none in a full batch: no copy)
+                xs, groups = x.index_select(0, keep), groups.index_select(0, keep)
             w, n = x.shape[1], rows.n_groups
             pos = (xs > 0).to(torch.float32)
             x64 = xs.to(torch.float64)
