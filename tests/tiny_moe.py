@@ -34,6 +34,19 @@ MOE_CONFIGS: dict[str, dict] = {
     "gpt_oss": dict(ATTN, intermediate_size=FE, num_local_experts=E, num_experts_per_tok=TOPK, head_dim=8,
                     rope_parameters=ROPE, sliding_window=16,
                     layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    # families the same adapters cover
+    "glm4_moe": dict(ATTN, intermediate_size=40, moe_intermediate_size=FE, n_routed_experts=E, num_experts_per_tok=TOPK,
+                     n_shared_experts=1, first_k_dense_replace=1, n_group=2, topk_group=1, head_dim=8,
+                     rope_parameters=ROPE),
+    "dots1": dict(ATTN, intermediate_size=40, moe_intermediate_size=FE, n_routed_experts=E, num_experts_per_tok=TOPK,
+                  n_shared_experts=1, first_k_dense_replace=1, n_group=2, topk_group=1, head_dim=8,
+                  rope_parameters=ROPE),
+    "flex_olmo": dict(ATTN, intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK, rope_parameters=ROPE),
+    "qwen3_next": dict(ATTN, intermediate_size=24, moe_intermediate_size=FE, num_experts=E, num_experts_per_tok=TOPK,
+                       shared_expert_intermediate_size=FE, head_dim=8, mlp_only_layers=[0],
+                       layer_types=["linear_attention", "full_attention", "linear_attention"],
+                       linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8,
+                       linear_value_head_dim=8, rope_parameters=ROPE | {"partial_rotary_factor": 0.5}),
 }  # fmt: skip
 MOE_FAMILIES = list(MOE_CONFIGS)
 

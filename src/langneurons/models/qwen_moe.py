@@ -5,7 +5,7 @@ from langneurons.models.moe import MoeAdapter
 
 
 class Qwen2MoeAdapter(MoeAdapter):
-    model_types = ("qwen2_moe",)
+    model_types = ("qwen2_moe", "qwen3_next")  # Qwen3-Next: the same MoE block beside linear attention
     shared_attr = "shared_expert"
 
 
