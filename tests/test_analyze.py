@@ -181,3 +181,18 @@ def test_compare_command_writes_json_and_figures(tmp_path):
     assert data["sets"]["lape"]["versus_baseline"]["b"]["overlap"]["per_language"]["en"]["jaccard"] == 1.0
     assert (out / "compare-similarity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "compare-lape-depth.png").exists()
+
+
+def test_compare_set_with_fewer_languages_than_its_run(tmp_path):
+    """Review item 7: a set identified on a subset of the run's languages compares on the shared ones."""
+    two = make_set({"en": {0: [1]}, "fr": {0: [1], 1: [4]}})
+    a = write_run(tmp_path / "a", SET, manifest(["en", "fr", "de"]))
+    b = write_run(tmp_path / "b", two, manifest(["en", "fr", "de"]))
+    result = compare_runs([load_run(a), load_run(b)])
+    versus = result["sets"]["lape"]["versus_baseline"]["b"]
+    assert versus["languages_compared"] == ["en", "fr"] and versus["languages_left_out"] == ["de"]
+    assert set(versus["depth_shift"]) == {"en", "fr"} and set(versus["overlap"]["per_language"]) == {"en", "fr"}
+    out = tmp_path / "cmp"
+    cli = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    assert "left out" in cli.output and "de" in cli.output

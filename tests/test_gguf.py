@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from importlib.resources import files
+import json
 from pathlib import Path
 
 import gguf
@@ -22,13 +23,14 @@ TOKENS = ["<unk>", "<bos>", "<eos>"] + [f"<0x{i:02X}>" for i in range(256)] + li
 TYPES = [2, 3, 3] + [6] * 256 + [1] * len(PIECES) + [4]
 
 
-def write_tiny_gguf(path: Path, arch: str = "llama") -> Path:
-    """A float32 one-layer LLaMA-shaped GGUF with the toy vocabulary: a few KB, loads in seconds."""
+def write_tiny_gguf(path: Path, arch: str = "llama", blocks: int = 1, ffn: int = 16, seeds: dict | None = None) -> Path:
+    """A float32 LLaMA-shaped GGUF with the toy vocabulary (one layer: a few KB, loads in seconds);
+    ``seeds`` gives some tensors their own random seed (to make fine-tunes that differ there)."""
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_context_length(64)
     writer.add_embedding_length(8)
-    writer.add_block_count(1)
-    writer.add_feed_forward_length(16)
+    writer.add_block_count(blocks)
+    writer.add_feed_forward_length(ffn)
     writer.add_head_count(2)
     writer.add_head_count_kv(2)
     writer.add_rope_dimension_count(4)
@@ -42,21 +44,16 @@ def write_tiny_gguf(path: Path, arch: str = "llama") -> Path:
     writer.add_eos_token_id(2)
     writer.add_add_space_prefix(False)
     rng = np.random.default_rng(0)
-    shapes = {
-        "token_embd": (len(TOKENS), 8),
-        "output_norm": (8,),
-        "blk.0.attn_norm": (8,),
-        "blk.0.ffn_norm": (8,),
-        "blk.0.attn_q": (8, 8),
-        "blk.0.attn_k": (8, 8),
-        "blk.0.attn_v": (8, 8),
-        "blk.0.attn_output": (8, 8),
-        "blk.0.ffn_gate": (16, 8),
-        "blk.0.ffn_up": (16, 8),
-        "blk.0.ffn_down": (8, 16),
-    }
+    shapes = {"token_embd": (len(TOKENS), 8), "output_norm": (8,)}
+    for b in range(blocks):
+        shapes |= {f"blk.{b}.attn_norm": (8,), f"blk.{b}.ffn_norm": (8,), f"blk.{b}.attn_q": (8, 8),
+                   f"blk.{b}.attn_k": (8, 8), f"blk.{b}.attn_v": (8, 8), f"blk.{b}.attn_output": (8, 8),
+                   f"blk.{b}.ffn_gate": (ffn, 8), f"blk.{b}.ffn_up": (ffn, 8), f"blk.{b}.ffn_down": (8, ffn)}
     for name, shape in shapes.items():
-        writer.add_tensor(f"{name}.weight", rng.standard_normal(shape).astype(np.float32))
+        values = rng.standard_normal(shape)  # drawn always, so the other tensors stay the same
+        if seeds and name in seeds:
+            values = np.random.default_rng(seeds[name]).standard_normal(shape)
+        writer.add_tensor(f"{name}.weight", values.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -68,6 +65,22 @@ def write_tiny_gguf(path: Path, arch: str = "llama") -> Path:
 def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LANGNEURONS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def test_cache_tells_apart_fine_tunes_that_differ_only_in_the_middle(tmp_path: Path, tmp_cache: Path) -> None:
+    """Review item 6: two 9 MiB GGUFs equal in their first and last MiB must not share a cache entry."""
+    base = write_tiny_gguf(tmp_path / "base.gguf", blocks=3, ffn=32768)
+    tuned = write_tiny_gguf(tmp_path / "tuned.gguf", blocks=3, ffn=32768, seeds={"blk.1.ffn_up": 7})
+    a, b = base.read_bytes(), tuned.read_bytes()
+    assert len(a) == len(b) > 8 * 2**20 and a[: 2**20] == b[: 2**20] and a[-(2**20) :] == b[-(2**20) :] and a != b
+    model_a, _ = load_gguf(base)
+    model_b, _ = load_gguf(tuned)
+    up = [m.model.layers[1].mlp.up_proj.weight for m in (model_a, model_b)]
+    assert not torch.equal(up[0], up[1])
+    assert len(list((tmp_cache / "converted").iterdir())) == 2
+    again, _ = load_gguf(tuned)  # warm: the memoised hash finds the right entry
+    assert torch.equal(again.model.layers[1].mlp.up_proj.weight, up[1])
+    assert len(json.loads((tmp_cache / "gguf-hashes.json").read_text())) == 2
 
 
 def test_user_errors_are_one_line(tmp_path: Path, tmp_cache: Path) -> None:

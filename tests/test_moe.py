@@ -232,7 +232,11 @@ def test_routing_edit_on_generated_positions_leaves_the_prompt_alone():
             out = loaded.model.generate(**enc, max_new_tokens=3, do_sample=False)
         with steer_routing(loaded, parse_route("mask:*:0")):
             everywhere = loaded.model(**enc).logits
-    assert torch.equal(prompt_only, base) and not torch.equal(everywhere, base)
+    # "generated" = positions whose output is a new token: the last prompt position onwards. (Earlier rows
+    # move by rounding only: an expert's batch of rows changed, and with it its GEMM's blocking.)
+    assert torch.allclose(prompt_only[:, :-1], base[:, :-1], atol=1e-6)
+    assert not torch.allclose(prompt_only[:, -1], base[:, -1], atol=1e-3)
+    assert not torch.allclose(everywhere[:, :-1], base[:, :-1], atol=1e-3)
     assert out.shape[1] == enc["input_ids"].shape[1] + 3
 
 
@@ -399,7 +403,8 @@ def test_expert_neuron_edits_follow_positions_and_stay_selected_during_generate(
     with torch.no_grad():
         base = loaded.model(**enc).logits
         with intervene(loaded, deactivate(mask, 0.0, positions="generated")):
-            assert torch.equal(loaded.model(**enc).logits, base)  # the whole input is the prompt
+            out = loaded.model(**enc).logits  # only the last prompt position produces a new token
+            assert torch.equal(out[:, :-1], base[:, :-1]) and not torch.allclose(out[:, -1], base[:, -1], atol=1e-3)
         with intervene(loaded, deactivate(mask, 0.0)):
             assert not torch.equal(loaded.model(**enc).logits, base)
         handles = adapter.hook_blocks("act", lambda layer, x, r: rows.append(x.shape[0]))

@@ -90,10 +90,13 @@ def set_profile(ns: NeuronSet, bins: int) -> dict[str, Any]:
 
 
 def compare_sets(base: NeuronSet, other: NeuronSet, bins: int) -> dict[str, Any]:
-    """Depth shift per language (always) and overlap + class transitions (when shapes agree)."""
+    """Depth shift per language (always) and overlap + class transitions (when shapes agree), on the
+    languages both sets cover (the others are listed as left out, never silently dropped)."""
     a, b = set_profile(base, bins), set_profile(other, bins)
+    shared = [lang for lang in base.languages if lang in other.languages]
+    left_out = sorted(set(base.languages) ^ set(other.languages))
     shift = {}
-    for lang in base.languages:
+    for lang in shared:
         da, db = a["mean_depth"][lang], b["mean_depth"][lang]
         ha, hb = torch.tensor(a["depth_histogram"][lang]), torch.tensor(b["depth_histogram"][lang])
         shift[lang] = {
@@ -101,7 +104,12 @@ def compare_sets(base: NeuronSet, other: NeuronSet, bins: int) -> dict[str, Any]
             "histogram_l1": float((ha - hb).abs().sum()) / 2 if da is not None and db is not None else None,
             "count_change": b["counts"][lang] - a["counts"][lang],
         }
-    out: dict[str, Any] = {"depth_shift": shift, "same_shape": False}
+    out: dict[str, Any] = {
+        "languages_compared": shared,
+        "languages_left_out": left_out,
+        "depth_shift": shift,
+        "same_shape": False,
+    }
     if (base.num_layers, base.intermediate_size) == (other.num_layers, other.intermediate_size):
         out["same_shape"] = True
         out["overlap"] = method_overlap(base, other)

@@ -124,6 +124,7 @@ def similarity(pooled: Pooled, *, progress: bool = False) -> dict[str, Any]:
         "site": m.get("site"),
         "corpus": m.get("corpus"),
         "corpus_sha256": m.get("corpus_sha256"),
+        "id_source": m.get("id_source", "not recorded (pooled file made before ids were documented)"),
         "languages": pooled.languages,
         "num_layers": n_layers,
         "intermediate_size": pooled.intermediate_size,

@@ -89,6 +89,7 @@ def similarity_cmd(
     table.add_section()
     table.add_row("all", *(_fmt(w[k]) for k in COLUMNS))
     console.print(table)
+    console.print(escape(f"meaning groups (SADS) from sentence ids: {result['id_source']}"), highlight=False)
     peaks = result["peaks"]
     wall = pooled.manifest.get("wall_seconds")
     console.print(
@@ -177,6 +178,11 @@ def compare_cmd(
                     _fmt(jac),
                 )
             console.print(table)
+            if versus.get("languages_left_out"):
+                console.print(
+                    escape(f"{name}: left out (not in both sets): {','.join(versus['languages_left_out'])}"),
+                    highlight=False,
+                )
     if not result["sets"]:
         console.print("no neuron set present in every run; compared similarity only", highlight=False)
     console.print(escape(f"wrote {', '.join(str(out / w) for w in written)}"), highlight=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from langneurons.cli import app
+from langneurons.cli import app, one_line_errors
 from langneurons.data import load_corpus, parse_languages
 from langneurons.errors import LangneuronsError
 from langneurons.formats.stats import MANIFEST_FILE, load_stats, merge_stats, save_stats
@@ -100,6 +100,7 @@ def record_cmd(
 
 
 @app.command("merge")
+@one_line_errors
 def merge_cmd(
     runs: list[Path] = typer.Argument(..., help="Run directories of the same model and site."),
     out: Path = typer.Option(..., "--out"),

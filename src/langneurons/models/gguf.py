@@ -26,7 +26,7 @@ from langneurons.errors import LangneuronsError
 
 Loaded = tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerFast]
 
-_CACHE_FORMAT = b"langneurons-gguf-v1"  # change to invalidate every converted cache
+_CACHE_FORMAT = b"langneurons-gguf-v2"  # change to invalidate every converted cache
 _MIB = 1 << 20
 _NORMAL, _CONTROL, _USER_DEFINED = 1, 3, 4  # llama.cpp token types
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -103,14 +103,29 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> Loaded:
 
 
 def _fingerprint(path: Path) -> str:
-    """sha256 of the file's size, first and last MiB: cheap, and distinct for any two real GGUFs."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(_CACHE_FORMAT + str(size).encode())
+    """sha256 of the whole file (two fine-tunes of one base may differ only in middle layers), memoised
+    in cache_dir()/gguf-hashes.json by (path, size, mtime) so a warm load does not read it again."""
+    stat = path.stat()
+    memo_path = cache_dir() / "gguf-hashes.json"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    if isinstance(memo.get(key), str):
+        return memo[key]
+    digest = hashlib.sha256(_CACHE_FORMAT)
     with path.open("rb") as file:
-        digest.update(file.read(_MIB))
-        file.seek(max(0, size - _MIB))
-        digest.update(file.read(_MIB))
-    return digest.hexdigest()
+        for block in iter(lambda: file.read(8 * _MIB), b""):
+            digest.update(block)
+    memo[key] = digest.hexdigest()
+    memo_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = memo_path.with_name(f".{memo_path.name}.{os.getpid()}")
+    staging.write_text(json.dumps(memo))
+    os.replace(staging, memo_path)  # atomic: a concurrent reader sees the old or the new memo
+    return memo[key]
 
 
 def _convert(path: Path, header: _Header, workdir: Path) -> Loaded:

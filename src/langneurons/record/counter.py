@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, Rows
 
 # (x [N, F] any float dtype, rows) -> (count int64 [F], sum float64 [F], sum_sq float64 [F]); ``rows`` is
@@ -108,6 +109,7 @@ class Counter:
         self.masks: dict = {"rows": None}
         self.handles = []
         self.routing = None  # a RoutingCounter while recording an MoE model
+        self.checked = False  # every layer's hook seen firing once (after the first forward)
 
     def __enter__(self) -> Counter:
         if self.adapter.is_moe:  # experts come as sparse blocks; routing is counted too (record/routing.py)
@@ -142,6 +144,17 @@ class Counter:
         if self.routing is not None:
             out.extra = self.routing.totals(self.device)
         return out
+
+    def check_fired(self) -> None:
+        """After a forward: every layer's hook must have run, else the adapter missed the MLP (a fused or
+        kernel-replaced module, a new transformers layout) and the file would hold all-zero rows."""
+        missing = [layer for layer in range(self.adapter.num_layers) if layer not in self.layers]
+        if missing:
+            raise LangneuronsError(
+                f"no activation reached the {self.site!r} hook of layer(s) {','.join(map(str, missing))} "
+                f"of this {self.adapter.family} model: its MLP layout differs from what the adapter expects"
+            )
+        self.checked = True
 
     def set_batch(self, counted: torch.Tensor) -> None:
         """Say which tokens of the next forward count ([B, T] bool, on the host); no device sync."""

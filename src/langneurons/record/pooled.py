@@ -245,6 +245,7 @@ def _manifest(loaded, corpus, site, batch_size, max_length, count_bos, store_dty
         "store_dtype": store_dtype,
         "corpus": corpus.name,
         "corpus_sha256": corpus.sha256(),
+        "id_source": corpus.id_source,
         "sentences": {lang: len(corpus.items[lang]) for lang in corpus.languages},
         "settings": {"batch_size": batch_size, "max_length": max_length, "count_bos": count_bos},
         "created": now(),

@@ -19,7 +19,7 @@ from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_safetensors
 from langneurons.formats.provenance import now, software
-from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, save_stats
+from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, id_ranges, save_stats
 from langneurons.models import SITES
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
@@ -191,6 +191,8 @@ def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Co
             attention_mask=batch.attention_mask.to(loaded.device),
             use_cache=False,
         )
+        if not counter.checked:
+            counter.check_fired()
 
 
 def _add(row: Partial, partial: Partial) -> Partial:
@@ -287,11 +289,20 @@ def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: lis
         "site": s.site,
         "corpus": corpus.name,
         "corpus_sha256": corpus.sha256(),
+        "corpus_sha256_by_language": {
+            lang: _counted_sha256(corpus, lang, n) for lang, n in sentences.items()
+        },
         "sentences": sentences,
+        "sentence_ranges": {lang: id_ranges(corpus.ids(lang)[:n]) for lang, n in sentences.items()},
         "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
         "settings": asdict(s) | dict.fromkeys(_SCHEDULE_ONLY),
         **software(),
     }
+
+
+def _counted_sha256(corpus: Corpus, lang: str, n: int) -> str:
+    """Hash of the first ``n`` sentences of ``lang`` (the ones the units count)."""
+    return Corpus(corpus.name, {lang: corpus.items[lang][:n]}).language_sha256(lang)
 
 
 def _describe(corpus: Corpus, units: list[Unit], next_unit: int) -> str:
