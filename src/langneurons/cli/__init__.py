@@ -68,6 +68,7 @@ from langneurons.cli import record_cmds  # noqa: E402,F401
 from langneurons.cli import identify_cmds  # noqa: E402,F401
 from langneurons.cli import evaluate_cmds  # noqa: E402,F401
 from langneurons.cli import analyze_cmds  # noqa: E402,F401
+from langneurons.cli import moe_cmds  # noqa: E402,F401
 from langneurons.cli import report_cmds  # noqa: E402,F401
 # isort: on
 

@@ -70,6 +70,9 @@ def ppl_cmd(
     batch_size: int = batch_size_option(),
     max_length: int = max_length_option(),
     overwrite: bool = overwrite_option(),
+    route: str | None = typer.Option(
+        None, "--route", help="MoE: also a row with this routing edit, e.g. 'mask:*:3,bias:12:5:-2' (LAYER:EXPERT)."
+    ),
 ) -> None:
     """Perplexity of each language with each language's neurons (and a random control) deactivated.
 
@@ -81,10 +84,13 @@ def ppl_cmd(
     from langneurons.evaluate.ppl import PPLSettings, identification_text_warning, ppl_matrix
     from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
+    from langneurons.intervene.routing import parse_route
     from langneurons.record.distributed import shutdown
 
     out = out or default_out(neurons, "ppl")
     check_out(out, overwrite)
+    if route is not None:
+        parse_route(route)
     check_positive(batch_size=batch_size)
     check_sentences(sentences)
     if max_length <= 1:
@@ -98,7 +104,8 @@ def ppl_cmd(
             warn(trap)
         loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
         settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
-                               max_length=capped_max_length(max_length, loaded), any_site=any_site)  # fmt: skip
+                               max_length=capped_max_length(max_length, loaded), any_site=any_site,
+                               route=route)  # fmt: skip
         result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(neurons), world=world)
     finally:
         shutdown(world)
@@ -182,6 +189,10 @@ def steer_cmd(
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
     batch_size: int = batch_size_option(),
     overwrite: bool = overwrite_option(),
+    route: str | None = typer.Option(
+        None, "--route", help="MoE routing steering added to every non-baseline generation, e.g. 'bias:*:5:2'."
+    ),
+    route_positions: str = typer.Option("all", "--route-positions", help="all | prompt | generated."),
 ) -> None:
     """Generate with source neurons off and target neurons on; report how often the language switches.
 
@@ -193,10 +204,15 @@ def steer_cmd(
     from langneurons.evaluate.steer import SteerSettings, steer
     from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
+    from langneurons.intervene.routing import parse_route
     from langneurons.record.distributed import shutdown
 
     out = out or default_out(neurons, "steer")
     check_out(out, overwrite)
+    if route is not None:
+        parse_route(route)
+    if route_positions not in ("all", "prompt", "generated"):
+        raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     targets = parse_languages(to) or []
     if not targets:
         raise LangneuronsError("--to needs at least one language")
@@ -222,7 +238,8 @@ def steer_cmd(
         settings = SteerSettings(mode=mode, strengths=strengths, deactivate_source=deactivate_source,
                                  positions=positions, site=site, max_new_tokens=max_new_tokens, do_sample=sample,
                                  temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                                 controls=controls, any_site=any_site)  # fmt: skip
+                                 controls=controls, any_site=any_site, route=route,
+                                 route_positions=route_positions)  # fmt: skip
         result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
                        stats_path=stats_path, prompts_spec=prompts, world=world)  # fmt: skip
     finally:

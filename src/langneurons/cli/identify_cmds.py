@@ -148,6 +148,12 @@ def identify_cmd(
     ),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
     overwrite: bool = overwrite_option(),
+    condition: str | None = typer.Option(
+        None,
+        "--condition",
+        help="MoE runs: unconditional (p = count / tokens, the default) or routed (p = count / tokens routed "
+        "to the neuron's expert).",
+    ),
 ) -> None:
     """Find language neurons in recorded statistics and write a neuron-set file."""
     from langneurons.formats.stats import load_stats
@@ -174,7 +180,7 @@ def identify_cmd(
     out = out or run_dir / f"{spec.name}.json"
     check_out(out, overwrite)
     stats = load_stats(run_dir)
-    ns = identify(stats, spec.name, languages=split_languages(languages), **given)
+    ns = identify(stats, spec.name, languages=split_languages(languages), condition=condition, **given)
     ns.source["run"] = str(run_dir.resolve())
     ns.save(out)
     console = Console()

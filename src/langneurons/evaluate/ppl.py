@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from langneurons.evaluate.nll import text_nll
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
+from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.record.distributed import World, gather_to_main, share
@@ -38,6 +40,7 @@ class PPLSettings:
     max_length: int = 512
     any_site: bool = False
     languages: list[str] | None = None  # whose neurons to deactivate (default: all of the set)
+    route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V"), evaluated as its own row "route"
 
 
 def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Intervention | None]]:
@@ -81,6 +84,10 @@ def ppl_matrix(
     rows = _rows(neurons, s, site)
     world = world or World()
     max_length = min(s.max_length, loaded.max_length)  # capped at the model's own maximum
+    route = None
+    if s.route:
+        route = parse_route(s.route)
+        rows.insert(1, ("route", None))
     started = time.time()
     cells = [(r, lang) for r in range(len(rows)) for lang in corpus.languages]
     mine = [cells[i] for i in share(len(cells), world)]
@@ -98,7 +105,8 @@ def ppl_matrix(
         for r, lang in mine:
             name, iv = rows[r]
             bar.update(task, description=f"ppl {name} on {lang}")
-            with intervene(loaded, [] if iv is None else [iv]):
+            routing = steer_routing(loaded, route) if name == "route" else nullcontext()
+            with intervene(loaded, [] if iv is None else [iv]), routing:
                 done[(r, lang)] = text_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
     gathered = gather_to_main(done, world)
     if gathered is None:

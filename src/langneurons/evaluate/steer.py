@@ -19,6 +19,7 @@ import math
 import statistics
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from langneurons.intervene import (
     intervene,
     random_control,
 )
+from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.record.distributed import World, gather_to_main, share
@@ -70,6 +72,8 @@ class SteerSettings:
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
     min_distinct_2: float = 0.5
     max_ppl_ratio: float = 10.0
+    route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V") added to every non-baseline generation
+    route_positions: str = "all"  # all | prompt | generated
 
 
 def steering_interventions(
@@ -124,9 +128,14 @@ def force_values_for(neurons: NeuronSet, target: str, mask: torch.Tensor, s: Ste
 
 
 def generate(
-    loaded: LoadedModel, prompts: list[str], interventions: list[Intervention], s: SteerSettings
+    loaded: LoadedModel,
+    prompts: list[str],
+    interventions: list[Intervention],
+    s: SteerSettings,
+    route: bool = True,
 ) -> list[dict[str, Any]]:
-    """Continuations of ``prompts`` with ``interventions`` active (left-padded batches, KV cache)."""
+    """Continuations of ``prompts`` with ``interventions`` (and ``s.route``'s routing edit unless
+    ``route`` is False, for the baseline) active (left-padded batches, KV cache)."""
     tok = loaded.tokenizer
     out: list[dict[str, Any]] = []
     eos = _stop_ids(loaded)
@@ -145,7 +154,12 @@ def generate(
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with intervene(loaded, interventions, prompt_length=prompt_len), torch.no_grad():
+        routing = (
+            steer_routing(loaded, parse_route(s.route), positions=s.route_positions, prompt_length=prompt_len)
+            if s.route and route
+            else nullcontext()
+        )
+        with intervene(loaded, interventions, prompt_length=prompt_len), routing, torch.no_grad():
             seq = loaded.model.generate(
                 input_ids=enc["input_ids"].to(loaded.device),
                 attention_mask=enc["attention_mask"].to(loaded.device),
@@ -302,7 +316,7 @@ def steer(
             run = passes[i]
             if run is not None:
                 bar.update(task, description=f"{'random' if run[2] else 'steered'} → {run[0]} s={run[1]:g}")
-            done[i] = assess(loaded, generate(loaded, prompts, ivs_of.get(i, []), s))
+            done[i] = assess(loaded, generate(loaded, prompts, ivs_of.get(i, []), s, route=run is not None))
             bar.advance(task, len(prompts))
     gathered = gather_to_main(done, world)
     if gathered is None:

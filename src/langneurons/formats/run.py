@@ -3,6 +3,7 @@
 manifest.json + stats.safetensors   `record` (only the manifest is read here)
 pooled.json + pooled.safetensors    `similarity` (sentence vectors; only the JSON is read here)
 similarity.json                     `similarity` (LRDS/SADS)
+routing.json                        `routing` (MoE expert usage per language)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
 """
@@ -20,6 +21,7 @@ from langneurons.formats.neuronset import NEURONSET_FORMAT, NeuronSet
 MANIFEST = "manifest.json"
 POOLED_JSON = "pooled.json"
 SIMILARITY_JSON = "similarity.json"
+ROUTING_JSON = "routing.json"
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Run:
     manifest: dict[str, Any] = field(default_factory=dict)
     pooled_manifest: dict[str, Any] = field(default_factory=dict)
     similarity: dict[str, Any] | None = None
+    routing: dict[str, Any] | None = None
     neuron_sets: dict[str, NeuronSet] = field(default_factory=dict)
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -90,6 +93,8 @@ def load_run(path: str | Path) -> Run:
                 run.pooled_manifest = {k: v for k, v in data.items() if k not in ("ids", "row_languages")}
             elif name == SIMILARITY_JSON:
                 run.similarity = data
+            elif name == ROUTING_JSON:
+                run.routing = data
             elif data.get("format") == NEURONSET_FORMAT:
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
             elif name.startswith("ppl"):
@@ -100,7 +105,8 @@ def load_run(path: str | Path) -> Run:
                 run.skipped[name] = "not a known result file"
         except LangneuronsError as exc:
             run.skipped[name] = str(exc)
-    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer):
+    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
+            or run.routing):  # fmt: skip
         raise LangneuronsError(
             f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)"
         )

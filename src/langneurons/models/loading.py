@@ -47,6 +47,7 @@ class LoadedModel:
             "intermediate_size": self.adapter.intermediate_size,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": self.device.type,
+            **(self.adapter.describe() if self.adapter.is_moe else {}),
         }
 
     @property

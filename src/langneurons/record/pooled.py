@@ -150,9 +150,29 @@ def record_pooled(
         state["out"][:, layer] = torch.einsum("bt,btf->bf", weights, x).to("cpu", pooled.dtype)
         return None
 
+    def observe_block(layer: int, x: torch.Tensor, where) -> None:
+        """MoE: a block of routed rows (or a shared expert / dense layer) into its columns of the mean."""
+        if where.tokens is None:
+            return observe_dense_block(layer, x, where.start)
+        weights = state["weights"].to(x.device).reshape(-1)
+        batch, g = state["weights"].shape[0], where.n_groups
+        rows = (where.tokens // state["weights"].shape[1]) * g + where.groups  # (sentence, expert) pairs
+        acc = torch.zeros(batch * g, x.shape[1], dtype=torch.float32, device=x.device)
+        acc.index_add_(0, rows, x.to(torch.float32) * weights.index_select(0, where.tokens).unsqueeze(1))
+        width = g * x.shape[1]
+        state["out"][:, layer, where.start : where.start + width] += acc.reshape(batch, width).to("cpu", pooled.dtype)
+        return None
+
+    def observe_dense_block(layer: int, x: torch.Tensor, start: int) -> None:
+        weights = state["weights"]
+        weights = weights if weights.device == x.device else weights.to(x.device)
+        mean = torch.einsum("bt,btf->bf", weights, x.reshape(*weights.shape, x.shape[-1]).to(torch.float32))
+        state["out"][:, layer, start : start + x.shape[1]] += mean.to("cpu", pooled.dtype)
+        return None
+
     started = time.time()
     body = adapter.body()
-    handles = adapter.hook(site, observe)
+    handles = adapter.hook_blocks(site, observe_block) if adapter.is_moe else adapter.hook(site, observe)
     bar = progress_bar(progress and world.is_main, "sentences")
     starts = [range(0, n, batch_size)[i] for i in share(len(range(0, n, batch_size)), world)]
     mine: list[int] = []

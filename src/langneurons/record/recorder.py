@@ -109,11 +109,12 @@ def record(
     manifest = _manifest(loaded, corpus, settings, units, world)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
+    extra = _extra_shapes(loaded)
     if out is None:
-        totals, next_unit = _zeros(shape), 0
+        totals, next_unit = _zeros(shape, extra), 0
     else:
-        totals, next_unit = _resume(out, fingerprint, shape, overwrite, world)
-    rows = _per_language(totals)
+        totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, extra)
+    rows = _per_language(totals, sorted(extra))
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
     counter = Counter(loaded.adapter, settings.site, loaded.device, update)
@@ -162,7 +163,8 @@ def record(
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
-    stats = Stats(*totals, manifest=manifest, path=None if out is None else str(out))
+    stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[4:], strict=True)),
+                  path=None if out is None else str(out))  # fmt: skip
     if out is not None and world.is_main:
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -212,19 +214,30 @@ def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Co
 
 def _add(row: Partial, partial: Partial) -> Partial:
     """A new row (no in-place change, so the previous totals stay valid until swapped)."""
-    return Partial(*(a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)))
+    return row.with_tensors([a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)])
 
 
-def _per_language(totals: list[torch.Tensor]) -> list[Partial]:
-    count, total, total_sq, n_tokens = totals
-    return [Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1]) for k in range(len(n_tokens))]
+def _per_language(totals: list[torch.Tensor], extra_names: list[str]) -> list[Partial]:
+    count, total, total_sq, n_tokens, *extra = totals
+    return [
+        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1],
+                {n: t[k] for n, t in zip(extra_names, extra, strict=True)})  # fmt: skip
+        for k in range(len(n_tokens))
+    ]
 
 
 def _stack(rows: list[Partial]) -> list[torch.Tensor]:
-    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file."""
-    return [torch.stack([getattr(r, name) for r in rows]) for name in ("count", "sum", "sum_sq")] + [
-        torch.cat([r.n_tokens for r in rows])
-    ]
+    """Per-language rows back into the [K, L, F] / [K] (and extra [K, ...]) tensors of the stats file."""
+    columns = list(zip(*(r.tensors() for r in rows), strict=True))
+    return [torch.cat(col) if i == 3 else torch.stack(col) for i, col in enumerate(columns)]
+
+
+def _extra_shapes(loaded: LoadedModel) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-language tensors besides count/sum/sum_sq: an MoE model's routing statistics."""
+    if not loaded.adapter.is_moe:
+        return {}
+    shape = (loaded.adapter.num_layers, loaded.adapter.num_experts)
+    return {"routed_tokens": (shape, torch.int64), "router_probability": (shape, torch.float64)}
 
 
 def _plan(corpus: Corpus, loaded: LoadedModel, s: RecordSettings) -> list[Unit]:
@@ -236,13 +249,16 @@ def _sentences_done(units: list[Unit], next_unit: int) -> int:
     return sum(u.stop - u.start for u in units[:next_unit])
 
 
-def _zeros(shape: tuple[int, int, int]) -> list[torch.Tensor]:
+def _zeros(shape: tuple[int, int, int], extra: dict | None = None) -> list[torch.Tensor]:
+    """Empty totals: count, sum, sum_sq [K, L, F], n_tokens [K], then the extra tensors in name order."""
+    extra = extra or {}
+    k = shape[0]
     return [
         torch.zeros(shape, dtype=torch.int64),
         torch.zeros(shape, dtype=torch.float64),
         torch.zeros(shape, dtype=torch.float64),
-        torch.zeros(shape[0], dtype=torch.int64),
-    ]
+        torch.zeros(k, dtype=torch.int64),
+    ] + [torch.zeros((k, *extra[n][0]), dtype=extra[n][1]) for n in sorted(extra)]
 
 
 # Manifest fields a finished run adds after recording (not part of what was asked for).
@@ -274,17 +290,18 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"{out} exists and is not a directory")
 
 
-def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World):
+def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World, extra=None):
     """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
-    result = _read_checkpoint(out, fingerprint, shape, overwrite) if world.is_main else None
+    result = _read_checkpoint(out, fingerprint, shape, overwrite, extra or {}) if world.is_main else None
     result = broadcast_object(result, world)
     if isinstance(result, str):
         raise LangneuronsError(result)
     return result
 
 
-def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool):
-    totals = _zeros(shape)
+def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, extra: dict):
+    totals = _zeros(shape, extra)
+    names = ["count", "sum", "sum_sq", "n_tokens"] + [f"extra.{i}" for i in range(len(extra))]
     path = out / CHECKPOINT_FILE
     if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
         for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE):
@@ -295,7 +312,7 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as fh:
             state = json.loads(fh.metadata()["state"])
-        resumed = [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")]
+        resumed = [tensors[name] for name in names]
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError):
         return f"{path} is corrupt; delete it to start over"
     if state.get("fingerprint") != fingerprint:
@@ -308,7 +325,7 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
 def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
     """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
-    names = ("count", "sum", "sum_sq", "n_tokens")
+    names = ["count", "sum", "sum_sq", "n_tokens"] + [f"extra.{i}" for i in range(len(totals) - 4)]
     write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
 
 

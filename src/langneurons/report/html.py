@@ -168,7 +168,23 @@ def build_figures(run: Run) -> list[Figure]:
             f"{(peaks.get('lrds') or {}).get('layer')}, SADS layer {(peaks.get('sads') or {}).get('layer')}."
         )
         out.append(Figure("similarity.png", fig.similarity_figure(sim), "LRDS and SADS per layer", text))
+    if run.routing and isinstance(run.routing.get("usage"), dict):
+        out.append(routing_report_figure(run.routing))
     return out
+
+
+def routing_report_figure(data: dict[str, Any]) -> Figure:
+    """The MoE routing figure with its caption (from routing.json)."""
+    from langneurons.report.routing_figure import routing_figure
+
+    prov = data.get("provenance") or {}
+    text = (
+        f"Expert usage (share of each language's routing decisions per MoE layer and expert, top-{data.get('top_k')} "
+        f"of {data.get('num_experts')} experts) and the Jensen–Shannon divergence of each language's usage from "
+        f"{data.get('reference')}'s, per layer; model {prov.get('model')}, corpus {prov.get('corpus')}, counted "
+        f"tokens {json.dumps(prov.get('n_tokens'))}."
+    )
+    return Figure("routing.png", routing_figure(data), "Expert routing per language", text)
 
 
 def ppl_matrix(data: dict[str, Any]):
