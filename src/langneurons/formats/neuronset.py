@@ -60,6 +60,15 @@ class NeuronSet:
     model: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{lang} {self.count(lang)}" for lang in self.languages[:10])
+        more = ", …" if len(self.languages) > 10 else ""
+        return (
+            f"NeuronSet({self.method}, {len(self.languages)} languages, {self.n_distinct()} neurons, "
+            f"{self.n_pairs()} pairs ({counts}{more}), {self.num_layers} layers × {self.intermediate_size}, "
+            f"site {self.site})"
+        )
+
     # ---- views -------------------------------------------------------------------------------------
     def _mask_of(self, layers: list[list[int]]) -> torch.Tensor:
         mask = torch.zeros(self.num_layers, self.intermediate_size, dtype=torch.bool)

@@ -3,6 +3,7 @@
 manifest.json + stats.safetensors   `record` (only the manifest is read here; ``stats_path`` says where)
 pooled.json + pooled.safetensors    `similarity` (sentence vectors; only the JSON is read here)
 similarity.json                     `similarity` (LRDS/SADS)
+routing.json                        `routing` (MoE expert usage per language)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
 
@@ -25,6 +26,7 @@ from langneurons.formats.stats import STATS_FILE
 MANIFEST = "manifest.json"
 POOLED_JSON = "pooled.json"
 SIMILARITY_JSON = "similarity.json"
+ROUTING_JSON = "routing.json"
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Run:
     manifest: dict[str, Any] = field(default_factory=dict)
     pooled_manifest: dict[str, Any] = field(default_factory=dict)
     similarity: dict[str, Any] | None = None
+    routing: dict[str, Any] | None = None
     neuron_sets: dict[str, NeuronSet] = field(default_factory=dict)
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -104,6 +107,8 @@ def load_run(
                 run.pooled_manifest = {k: v for k, v in data.items() if k not in ("ids", "row_languages")}
             elif name == SIMILARITY_JSON:
                 run.similarity = data
+            elif name == ROUTING_JSON:
+                run.routing = data
             elif data.get("format") == NEURONSET_FORMAT:
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
             elif name.startswith("ppl"):
@@ -117,7 +122,8 @@ def load_run(
     for kind, files in (("neurons", neurons), ("ppl", ppl), ("steer", steer)):
         for file in files:
             _add_given(run, kind, Path(file))
-    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer):
+    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
+            or run.routing):  # fmt: skip
         raise LangneuronsError(f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)")
     return run
 

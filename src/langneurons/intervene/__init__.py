@@ -31,3 +31,7 @@ __all__ = [
     "random_control",
     "random_mask",
 ]
+
+from langneurons._verbs import make_verb  # noqa: E402
+
+make_verb(__name__)  # `ln.intervene(...)` calls langneurons.api.intervene

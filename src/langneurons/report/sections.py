@@ -92,6 +92,8 @@ def build_sections(run: Run) -> list[Section]:
     sections += [steer_section(name, data) for name, data in run.steer.items()]
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
         sections.append(similarity_section(run.similarity))
+    if run.routing and isinstance(run.routing.get("usage"), dict):
+        sections.append(routing_section(run.routing))
     if run.stats_path is not None:
         sections.append(recording_section(run))
     return sections
@@ -327,6 +329,25 @@ def similarity_section(sim: dict[str, Any]) -> Section:
         "Activation similarity across languages",
         intro,
         [Figure("similarity.png", fig.similarity_figure(sim), "LRDS and SADS per layer", text)],
+    )
+
+
+def routing_section(data: dict[str, Any]) -> Section:
+    """The MoE routing figure with its caption (from routing.json)."""
+    from langneurons.report.routing_figure import routing_figure
+
+    prov = data.get("provenance") or {}
+    text = (
+        f"Expert usage (share of each language's routing decisions per MoE layer and expert, top-{data.get('top_k')} "
+        f"of {data.get('num_experts')} experts) and the Jensen–Shannon divergence of each language's usage from "
+        f"{data.get('reference')}'s, per layer; model {prov.get('model')}, corpus {prov.get('corpus')}, counted "
+        f"tokens {json.dumps(prov.get('n_tokens'))}."
+    )
+    return Section(
+        "routing",
+        "Expert routing per language",
+        "",
+        [Figure("routing.png", routing_figure(data), "Expert routing per language", text)],
     )
 
 
