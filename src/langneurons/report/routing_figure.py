@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from langneurons.report.figures import _png, plt
+from langneurons.report.figures import plt
+from langneurons.report.figures import png as _png
 
 
 def routing_figure(data: dict[str, Any]) -> bytes:
