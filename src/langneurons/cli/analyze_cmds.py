@@ -54,7 +54,7 @@ def similarity_cmd(
     corpus: str = corpus_option("ntrex"),
     texts: str | None = texts_alias_option(),
     languages: str | None = languages_option(),
-    sentences: int | None = sentences_option(None),
+    sentences: int | None = sentences_option(100),
     site: str = typer.Option("act", "--site", help="act or down_in."),
     batch_size: int = batch_size_option(),
     max_length: int = max_length_option(),

@@ -61,7 +61,7 @@ def ppl_cmd(
     corpus: str = corpus_option("ntrex:dev"),
     texts: str | None = texts_alias_option(),
     languages: str | None = languages_option("Evaluation languages (default: the set's)."),
-    sentences: int | None = sentences_option(None),
+    sentences: int | None = sentences_option(50),
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
     any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
     strength: float = typer.Option(0.0, "--strength", help="Deactivation multiplies by this (0 = zero)."),

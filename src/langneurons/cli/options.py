@@ -71,8 +71,9 @@ def batch_size_option(default: int = 8) -> Any:
 
 
 def sentences_option(default: int | None, what: str = "Sentences per language") -> Any:
-    suffix = " (default: all)." if default is None else "."
-    return typer.Option(default, "--sentences", help=f"{what}, the first N{suffix}")
+    suffix = " (default: all)." if default is None else f" (default {default}; the first N, N ≥ 1)."
+    text = f"{what}, the first N{suffix}" if default is None else f"{what}{suffix}"
+    return typer.Option(default, "--sentences", help=text)
 
 
 def max_length_option() -> Any:
