@@ -63,7 +63,7 @@ def gather_partials(partial: Partial, world: World) -> list[Partial]:
     if world.size == 1:
         return [partial]
     partial = partial.to(_comm_device(world))
-    out = [Partial.zeros(*partial.count.shape, device=partial.count.device) for _ in range(world.size)]
+    out = [Partial.zeros(*partial.count.shape, partial.count.device, partial.num_shards) for _ in range(world.size)]
     for i, tensor in enumerate(partial.tensors()):
         dist.all_gather([p.tensors()[i] for p in out], tensor.contiguous())
     return out

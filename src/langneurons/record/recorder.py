@@ -19,6 +19,7 @@ from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_safetensors
 from langneurons.formats.provenance import now, software
+from langneurons.formats.shards import SHARD_RULE, SHARDS_FILE, Shards, save_shards, shard_of_sentences
 from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, id_ranges, save_stats
 from langneurons.models import SITES
 from langneurons.models.loading import LoadedModel
@@ -54,6 +55,7 @@ class RecordSettings:
     checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
     compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
+    shards: int | None = None  # also keep per-shard counts (formats/shards.py); None: no shards
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -69,6 +71,8 @@ class RecordSettings:
             raise LangneuronsError("--checkpoint-minutes must be positive")
         if self.checkpoint_every_units is not None and self.checkpoint_every_units <= 0:
             raise LangneuronsError("--checkpoint-every-units must be positive")
+        if self.shards is not None and self.shards < 2:
+            raise LangneuronsError(f"--shards must be at least 2, got {self.shards}")
 
 
 # Settings that change when/how fast work is saved, never the recorded numbers (kept out of the
@@ -100,13 +104,14 @@ def record(
         tokens=settings.tokens,
     )
     manifest = _manifest(loaded, corpus, settings, units, world)
+    per_language = _check_shards(corpus, settings, manifest)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
-    totals, next_unit = _resume(out, fingerprint, shape, overwrite, world)
+    totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, settings.shards)
     rows = _per_language(totals)
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
-    counter = Counter(loaded.adapter, settings.site, loaded.device, update)
+    counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards)
     body = loaded.adapter.body()
     bar = progress_bar(progress and world.is_main, "units {task.fields[rate]}")
     counted_before = int(totals[3].sum())
@@ -118,7 +123,7 @@ def record(
                 mine = first + world.rank
                 counter.reset()
                 if mine < len(units):
-                    _run_unit(units[mine], corpus, loaded, body, counter, settings)
+                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
                 for offset, partial in enumerate(gather_partials(counter.partial, world)):
                     if first + offset < len(units):
@@ -146,8 +151,10 @@ def record(
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
-    stats = Stats(*totals, manifest=manifest)
+    stats = Stats(*totals[:4], manifest=manifest)
     if world.is_main:
+        if settings.shards:  # before the manifest, whose presence marks a finished run
+            save_shards(out, Shards(totals[4].transpose(0, 1), totals[5].transpose(0, 1)))
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(world)
@@ -180,11 +187,16 @@ class _StopOnSigint:
         self.requested = True
 
 
-def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings):
+def _run_unit(
+    unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language
+):
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
     batches = packed_batches if s.packing else unit_batches
+    shard_of_text = None
+    if s.shards:
+        shard_of_text = shard_of_sentences(per_language[unit.lang], s.shards, unit.start, unit.stop)
     for batch in batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
-        counter.set_batch(batch.counted)
+        counter.set_batch(batch.counted, None if shard_of_text is None else shard_of_text[batch.text])
         body(
             input_ids=batch.input_ids.to(loaded.device),
             attention_mask=batch.attention_mask.to(loaded.device),
@@ -200,15 +212,30 @@ def _add(row: Partial, partial: Partial) -> Partial:
 
 
 def _per_language(totals: list[torch.Tensor]) -> list[Partial]:
-    count, total, total_sq, n_tokens = totals
-    return [Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1]) for k in range(len(n_tokens))]
+    count, total, total_sq, n_tokens, *shards = totals  # shards: [K, S, L, F] and [K, S]
+    return [
+        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1], *(t[k] for t in shards))
+        for k in range(len(n_tokens))
+    ]
 
 
 def _stack(rows: list[Partial]) -> list[torch.Tensor]:
-    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file."""
-    return [torch.stack([getattr(r, name) for r in rows]) for name in ("count", "sum", "sum_sq")] + [
-        torch.cat([r.n_tokens for r in rows])
-    ]
+    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file (and [K, S, ...] shards)."""
+    names = ("count", "sum", "sum_sq") + (("count_shards", "n_tokens_shards") if rows[0].num_shards else ())
+    stacked = [torch.stack([getattr(r, name) for r in rows]) for name in names]
+    return stacked[:3] + [torch.cat([r.n_tokens for r in rows])] + stacked[3:]
+
+
+def _check_shards(corpus: Corpus, s: RecordSettings, manifest: dict) -> list[int]:
+    """Counted sentences per language; with shards, each must have at least one sentence per shard."""
+    counted = [int(manifest["sentences"][lang]) for lang in corpus.languages]
+    if s.shards:
+        short = [f"{lang} ({n})" for lang, n in zip(corpus.languages, counted, strict=True) if n < s.shards]
+        if short:
+            raise LangneuronsError(f"--shards {s.shards} needs at least {s.shards} sentences per language: "
+                                   f"{', '.join(short)}")  # fmt: skip
+        manifest["shards"] = {"count": s.shards, "file": SHARDS_FILE, "rule": SHARD_RULE}
+    return counted
 
 
 def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
@@ -222,16 +249,20 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"{out} exists and is not a directory")
 
 
-def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World):
+def _resume(
+    out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World, shards: int | None
+):
     """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
-    result = _read_checkpoint(out, fingerprint, shape, overwrite) if world.is_main else None
+    result = _read_checkpoint(out, fingerprint, shape, overwrite, shards) if world.is_main else None
     result = broadcast_object(result, world)
     if isinstance(result, str):
         raise LangneuronsError(result)
     return result
 
 
-def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool):
+def _read_checkpoint(
+    out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, shards: int | None = None
+):
     k, n_layers, width = shape
     totals = [
         torch.zeros(shape, dtype=torch.int64),
@@ -239,9 +270,11 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
         torch.zeros(shape, dtype=torch.float64),
         torch.zeros(k, dtype=torch.int64),
     ]
+    if shards:
+        totals += [torch.zeros((k, shards, n_layers, width), dtype=torch.int64), torch.zeros((k, shards), dtype=torch.int64)]
     path = out / CHECKPOINT_FILE
     if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
-        for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE):
+        for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE, SHARDS_FILE):
             (out / name).unlink(missing_ok=True)
     if not path.exists():
         return totals, 0
@@ -249,7 +282,7 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as fh:
             state = json.loads(fh.metadata()["state"])
-        resumed = [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")]
+        resumed = [tensors[name] for name in _CHECKPOINT_NAMES[: len(totals)]]
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError):
         return f"{path} is corrupt; delete it to start over"
     if state.get("fingerprint") != fingerprint:
@@ -262,8 +295,11 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
 def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
     """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
-    names = ("count", "sum", "sum_sq", "n_tokens")
+    names = _CHECKPOINT_NAMES[: len(totals)]
     write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
+
+
+_CHECKPOINT_NAMES = ("count", "sum", "sum_sq", "n_tokens", "count_shards", "n_tokens_shards")
 
 
 def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: list[Unit], world: World) -> dict:
