@@ -17,7 +17,9 @@ AA2, BB2 = AA + [t[::-1] for t in AA] + AA[:2], BB + BB[::-1] + BB[:3]  # 12 and
 
 
 def corpus(aa=AA2, bb=BB2) -> Corpus:
-    return Corpus("test", {"aa": [(str(i), t) for i, t in enumerate(aa)], "bb": [(str(i), t) for i, t in enumerate(bb)]})
+    return Corpus(
+        "test", {"aa": [(str(i), t) for i, t in enumerate(aa)], "bb": [(str(i), t) for i, t in enumerate(bb)]}
+    )
 
 
 def test_shard_rule_is_contiguous_blocks():

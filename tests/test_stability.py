@@ -47,7 +47,11 @@ def planted_shards(seed: int = 0) -> tuple[Stats, Shards]:
     p[:, 0, list(STRONG_BB)] = torch.tensor([[0.0], [0.5]], dtype=torch.float64)
     p[0, 0, list(WEAK)] = 0.3
     gen = torch.Generator().manual_seed(seed)
-    count = torch.binomial(torch.full((S, 2, 1, 100), float(TOKENS), dtype=torch.float64), p.expand(S, 2, 1, 100).contiguous(), generator=gen)
+    count = torch.binomial(
+        torch.full((S, 2, 1, 100), float(TOKENS), dtype=torch.float64),
+        p.expand(S, 2, 1, 100).contiguous(),
+        generator=gen,
+    )
     count = count.to(torch.int64)
     n_tokens = torch.full((S, 2), TOKENS, dtype=torch.int64)
     zeros = torch.zeros(2, 1, 100, dtype=torch.float64)
@@ -164,6 +168,8 @@ def test_cli_on_a_planted_model(tmp_path):
     record(loaded, Corpus("t", items), plain, RecordSettings(batch_size=4, max_length=32), progress=False)
     res = runner.invoke(app, ["stability", str(plain), "--out", str(tmp_path / "x.json")])
     assert res.exit_code == 2 and "--shards" in res.output and not (tmp_path / "x.json").exists()
-    res = runner.invoke(app, ["stability", str(plain), "--bootstrap", "0", "--no-data-size", "--out", str(tmp_path / "x.json")])
+    res = runner.invoke(
+        app, ["stability", str(plain), "--bootstrap", "0", "--no-data-size", "--out", str(tmp_path / "x.json")]
+    )
     assert res.exit_code == 0, res.output
     assert "sensitivity" in json.loads((tmp_path / "x.json").read_text())

@@ -40,7 +40,9 @@ def parse_fractions(text: str) -> list[float]:
     try:
         values = [float(Fraction(x.strip())) for x in text.split(",") if x.strip()]
     except (ValueError, ZeroDivisionError):
-        raise LangneuronsError(f"--fractions must be numbers or n/d fractions separated by commas, got {text!r}") from None
+        raise LangneuronsError(
+            f"--fractions must be numbers or n/d fractions separated by commas, got {text!r}"
+        ) from None
     if not values or min(values) <= 0 or max(values) > 1:
         raise LangneuronsError(f"--fractions must lie in (0, 1], got {text!r}")
     return values
@@ -60,8 +62,12 @@ def stability_cmd(
     ),
     resamples: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the shards (0: skip)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the resamples and of the data-size shard orders."),
-    threshold: float = typer.Option(0.9, "--threshold", help="Stable core: selected in at least this share of resamples."),
-    data_size: bool = typer.Option(True, "--data-size/--no-data-size", help="Identification on nested shard fractions."),
+    threshold: float = typer.Option(
+        0.9, "--threshold", help="Stable core: selected in at least this share of resamples."
+    ),
+    data_size: bool = typer.Option(
+        True, "--data-size/--no-data-size", help="Identification on nested shard fractions."
+    ),
     fractions: str = typer.Option("1/16,1/8,1/4,1/2,1", "--fractions", help="Data-size fractions of the shards."),
     repeats: int = typer.Option(5, "--repeats", help="Data-size: random shard orders averaged."),
     sens: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="The method over a grid of its thresholds."),
@@ -96,8 +102,11 @@ def stability_cmd(
         "method": method,
         "params": {("lambda" if k == "lam" else k): v for k, v in params.items()},
         "languages": stats.languages,
-        "full": {"pairs_per_language": {lang: full.count(lang) for lang in full.languages},
-                 "distinct": full.n_distinct(), "params": _scalars(full.params)},  # fmt: skip
+        "full": {
+            "pairs_per_language": {lang: full.count(lang) for lang in full.languages},
+            "distinct": full.n_distinct(),
+            "params": _scalars(full.params),
+        },  # fmt: skip
     }
     timings: dict[str, float] = {}
     total = resamples + (len(fraction_list) * repeats if data_size else 0)
@@ -113,11 +122,14 @@ def stability_cmd(
             core = stable_core(boot, full, source={"run": str(run_dir), "stability": str(out)})
             core.save(core_path)
             tensors = {"frequency": boot.frequency, "selected_frequency": boot.selected_frequency}
-            write_safetensors(freq_path, tensors, metadata={"format": STABILITY_FORMAT, "languages": ",".join(stats.languages)})
+            write_safetensors(
+                freq_path, tensors, metadata={"format": STABILITY_FORMAT, "languages": ",".join(stats.languages)}
+            )
             result["bootstrap"] = {
                 **boot.summary,
-                "jaccard_per_resample": {lang: [round(float(x), 6) for x in boot.jaccard[:, k]]
-                                         for k, lang in enumerate(stats.languages)},  # fmt: skip
+                "jaccard_per_resample": {
+                    lang: [round(float(x), 6) for x in boot.jaccard[:, k]] for k, lang in enumerate(stats.languages)
+                },  # fmt: skip
                 "frequency_file": freq_path.name,
                 "core_file": core_path.name,
                 "core_pairs": core.n_pairs(),
@@ -141,8 +153,15 @@ def stability_cmd(
         "corpus": stats.manifest.get("corpus"),
         "corpus_sha256": stats.manifest.get("corpus_sha256"),
         "shards": None if shards is None else shards.num_shards,
-        "settings": {"bootstrap": resamples, "seed": seed, "threshold": threshold, "data_size": data_size,
-                     "fractions": fraction_list, "repeats": repeats, "sensitivity": sens},  # fmt: skip
+        "settings": {
+            "bootstrap": resamples,
+            "seed": seed,
+            "threshold": threshold,
+            "data_size": data_size,
+            "fractions": fraction_list,
+            "repeats": repeats,
+            "sensitivity": sens,
+        },  # fmt: skip
         "wall_seconds": round(time.time() - started, 3),
         "timings": timings,
         "created": now(),

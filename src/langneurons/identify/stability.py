@@ -45,7 +45,9 @@ def check_method(method: str) -> str:
     """Only methods that read counts and token totals alone can be rerun on shard counts."""
     key = method.strip().lower().replace("_", "-")
     if key not in COUNT_METHODS:
-        raise LangneuronsError(f"stability works with the count-based methods {', '.join(COUNT_METHODS)}, not {method!r}")
+        raise LangneuronsError(
+            f"stability works with the count-based methods {', '.join(COUNT_METHODS)}, not {method!r}"
+        )
     return key
 
 
@@ -204,9 +206,7 @@ def bootstrap(
     return BootstrapResult(frequency, sel_frequency, jac_t, sizes_t, summary)
 
 
-def stable_core(
-    result: BootstrapResult, full: NeuronSet, *, source: dict[str, Any] | None = None
-) -> NeuronSet:
+def stable_core(result: BootstrapResult, full: NeuronSet, *, source: dict[str, Any] | None = None) -> NeuronSet:
     """The neurons whose bootstrap frequency reaches the threshold, in the neuron-set format.
 
     ``selected`` = neurons selected (with or without a language) in at least as many resamples, a

@@ -271,7 +271,10 @@ def _read_checkpoint(
         torch.zeros(k, dtype=torch.int64),
     ]
     if shards:
-        totals += [torch.zeros((k, shards, n_layers, width), dtype=torch.int64), torch.zeros((k, shards), dtype=torch.int64)]
+        totals += [
+            torch.zeros((k, shards, n_layers, width), dtype=torch.int64),
+            torch.zeros((k, shards), dtype=torch.int64),
+        ]
     path = out / CHECKPOINT_FILE
     if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
         for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE, SHARDS_FILE):
