@@ -41,7 +41,10 @@ def ppl_cmd(
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
     any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
     strength: float = typer.Option(0.0, "--strength", help="Deactivation multiplies by this (0 = zero)."),
-    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    controls: int = typer.Option(
+        1, "--controls", help="Matched random control sets per language (0: none); p-values go down to 1/(R+1)."
+    ),
+    no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random controls."),
     batch_size: int = typer.Option(8, "--batch-size"),
     max_length: int = typer.Option(256, "--max-length"),
@@ -55,6 +58,7 @@ def ppl_cmd(
     _check_out(out, overwrite)
     if batch_size <= 0 or max_length <= 1:
         raise LangneuronsError("--batch-size must be positive and --max-length > 1")
+    controls = _controls(controls, no_controls)
     ns = NeuronSet.load(neurons)
     langs = parse_languages(languages) or [lang for lang in ns.languages]
     corpus = load_corpus(texts, langs, sentences or None)
@@ -69,6 +73,20 @@ def ppl_cmd(
             f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others {_pct(row['others_mean'])}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
+    for lang, sig in (result.get("significance") or {}).get("per_language", {}).items():
+        ci = sig["ci95"]
+        z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
+        console.print(
+            f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_pct(sig['control_max'])}), "
+            f"z = {z}, 95 % CI of ΔPPL {_pct(ci[0])} … {_pct(ci[1])}"
+        )
+
+
+def _controls(controls: int, no_controls: bool) -> int:
+    """``--controls R`` (R ≥ 0); the old ``--no-controls`` flag means 0."""
+    if controls < 0:
+        raise LangneuronsError(f"--controls must be 0 or more, got {controls}")
+    return 0 if no_controls else controls
 
 
 def _pct(value: float | None) -> str:
@@ -125,7 +143,8 @@ def steer_cmd(
     temperature: float = typer.Option(1.0, "--temperature"),
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: int = typer.Option(0, "--seed"),
-    controls: bool = typer.Option(True, "--controls/--no-controls"),
+    controls: int = typer.Option(1, "--controls", help="Matched random control sets (0: none); R > 1 gives p-values."),
+    no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
     batch_size: int = typer.Option(8, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
@@ -140,6 +159,7 @@ def steer_cmd(
         raise LangneuronsError("--to needs at least one language")
     if max_new_tokens <= 0 or batch_size <= 0:
         raise LangneuronsError("--max-new-tokens and --batch-size must be positive")
+    controls = _controls(controls, no_controls)
     ns = NeuronSet.load(neurons)
     for lang in targets:
         ns.mask(lang)

@@ -12,9 +12,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.nll import text_nll
+from langneurons.evaluate.nll import sentence_nll
+from langneurons.evaluate.significance import bootstrap_ratio_ci, summarise_effect
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
@@ -30,7 +33,7 @@ class PPLSettings:
 
     site: str | None = None  # None: the neuron set's site (or act)
     strength: float = 0.0  # deactivation: x ← strength · x
-    controls: bool = True
+    controls: int = 1  # matched random controls per language (0: none; files before 1.x wrote true = 1)
     seed: int = 0
     batch_size: int = 8
     max_length: int = 256
@@ -74,21 +77,29 @@ def ppl_matrix(
     started = time.time()
     nll: dict[str, dict[str, float]] = {}
     tokens: dict[str, int] = {}
+    per_text: dict[tuple[str, str], tuple] = {}  # (row, language) -> per-sentence NLL and tokens
+    extra = _extra_controls(neurons, s, site, corpus.languages)
     bar = progress_bar(progress, "perplexities")
     with bar:
-        task = bar.add_task("", total=len(rows) * len(corpus.languages))
+        task = bar.add_task("", total=len(rows) * len(corpus.languages) + len(extra))
         for name, iv in rows:
             nll[name] = {}
             for lang in corpus.languages:
                 bar.update(task, description=f"ppl {name} on {lang}")
                 with intervene(loaded, [] if iv is None else [iv]):
-                    total, count = text_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
+                    per_text[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
+                total, count = float(per_text[name, lang][0].sum()), int(per_text[name, lang][1].sum())
                 if count == 0:
                     raise LangneuronsError(f"no predicted tokens in the {lang} texts")
                 nll[name][lang], tokens[lang] = total, count
                 bar.advance(task)
+        for name, lang, iv in extra:  # controls 1..R-1, on their own language only
+            bar.update(task, description=f"ppl {name} on {lang}")
+            with intervene(loaded, [iv]):
+                per_text[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
+            bar.advance(task)
     ppl = {r: {lang: math.exp(v / tokens[lang]) for lang, v in row.items()} for r, row in nll.items()}
-    return {
+    result = {
         "format": PPL_FORMAT,
         "interventions": [r for r, _ in rows],
         "languages": corpus.languages,
@@ -121,6 +132,50 @@ def ppl_matrix(
             "created": now(),
             **software(),
         },
+    }
+    if s.controls:
+        result["significance"] = significance(per_text, s, neurons, corpus.languages)
+    return result
+
+
+def _extra_controls(neurons: NeuronSet, s: PPLSettings, site: str, eval_langs: list[str]):
+    """Controls 1..R-1 of each set language that is also evaluated (draw 0 is the ``random:<lang>`` row)."""
+    langs = [lang for lang in (s.languages or neurons.languages) if lang in eval_langs]
+    return [
+        (f"random:{lang}#{r}", lang, deactivate(random_control(neurons, lang, s.seed, r), s.strength, site=site,
+                                                label=lang))
+        for lang in langs
+        for r in range(1, int(s.controls))
+    ]  # fmt: skip
+
+
+def _own_delta(per_text: dict[tuple[str, str], tuple], name: str, lang: str) -> float:
+    """Relative ΔPPL of row ``name`` on ``lang``'s text, from the per-sentence NLLs."""
+    (nll, tok), (base, _) = per_text[name, lang], per_text["none", lang]
+    return math.expm1(float((nll - base).sum()) / max(int(tok.sum()), 1))
+
+
+def significance(
+    per_text: dict[tuple[str, str], tuple], s: PPLSettings, neurons: NeuronSet, eval_langs: list[str]
+) -> dict[str, Any]:
+    """Per language: ΔPPL on itself vs its R controls' (empirical p, z) and a bootstrap CI over sentences."""
+    out: dict[str, Any] = {}
+    for lang in s.languages or neurons.languages:
+        if lang not in eval_langs:
+            continue
+        base_nll, tok = per_text["none", lang]
+        names = [f"random:{lang}"] + [f"random:{lang}#{r}" for r in range(1, int(s.controls))]
+        controls = [_own_delta(per_text, name, lang) for name in names]
+        real = _own_delta(per_text, f"neurons:{lang}", lang)
+        diff = per_text[f"neurons:{lang}", lang][0] - base_nll
+        ci = bootstrap_ratio_ci(diff, tok, transform=torch.expm1, seed=s.seed)
+        out[lang] = {**summarise_effect(real, controls), "ci95": ci, "control_deltas": controls}
+    return {
+        "effect": "relative ΔPPL of a language's own text when its neurons are deactivated",
+        "p": "(1 + #{controls with ΔPPL >= real}) / (1 + R), one-sided",
+        "z": "(real - mean of controls) / sd of controls (ddof 1)",
+        "ci95": "percentile bootstrap over sentences (2000 resamples) of the real ΔPPL",
+        "per_language": out,
     }
 
 

@@ -27,6 +27,7 @@ import torch
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.langid import identify_language, to_label
 from langneurons.evaluate.nll import sequence_nll
+from langneurons.evaluate.significance import summarise_effect, wilson
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
 from langneurons.formats.stats import Stats
@@ -63,7 +64,7 @@ class SteerSettings:
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8
-    controls: bool = True
+    controls: int = 1  # matched random control sets (0: none; files before 1.x wrote true = 1)
     any_site: bool = False
     force_value: float = 1.0  # force mode on a set without per-unit values (AP sets carry on_p50)
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
@@ -81,11 +82,12 @@ def steering_interventions(
     site: str,
     *,
     control: bool = False,
+    draw: int = 0,
 ) -> list[Intervention]:
     """Deactivate ``source``'s neurons and activate ``target``'s (or their random controls if ``control``)."""
 
     def mask(lang: str):
-        return random_control(neurons, lang, s.seed) if control else neurons.mask(lang)
+        return random_control(neurons, lang, s.seed, draw) if control else neurons.mask(lang)
 
     out: list[Intervention] = []
     if s.deactivate_source and source is not None and source in neurons.languages and source != target:
@@ -249,6 +251,21 @@ def _public(gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: g.get(k) for k in keys} for g in gens]
 
 
+def steer_significance(row: dict[str, Any], controls: int) -> dict[str, Any]:
+    """Steering success against the R controls' (empirical p, z) with Wilson 95 % intervals."""
+    real = row["steered"]
+    names = ["random"] + [f"random#{r}" for r in range(1, controls)]
+    rates = [row[name]["success"] for name in names]
+    n = int(real.get("n") or 0)
+    return {
+        **summarise_effect(real["success"], rates),
+        "wilson95": wilson(round(real["success"] * n), n),
+        "control_wilson95": wilson(round(row["random"]["success"] * n), n),
+        "control_rates": rates,
+        "p_rule": "(1 + #{controls with success >= steered}) / (1 + R), one-sided",
+    }
+
+
 def steer(
     loaded: LoadedModel,
     neurons: NeuronSet,
@@ -273,11 +290,8 @@ def steer(
     if s.deactivate_source and source is not None and source not in neurons.languages:
         raise LangneuronsError(f"source {source!r} is not in the neuron set: pass --keep-source or another --from")
     started = time.time()
-    runs = [
-        (t, st, ctrl)
-        for t in targets
-        for st in s.strengths
-        for ctrl in ((False, True) if s.controls else (False,))
+    runs = [  # (target, strength, None: steered | r: the r-th random control)
+        (t, st, draw) for t in targets for st in s.strengths for draw in (None, *range(int(s.controls)))
     ]
     bar = progress_bar(progress, "generation passes")
     results: dict[str, Any] = {}
@@ -286,16 +300,19 @@ def steer(
         base = assess(loaded, generate(loaded, prompts, [], s))
         base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
         bar.advance(task)
-        for target, strength, ctrl in runs:
-            kind = "random" if ctrl else "steered"
+        for target, strength, draw in runs:
+            kind = "steered" if draw is None else "random" if draw == 0 else f"random#{draw}"
             bar.update(task, description=f"{kind} → {target} s={strength:g}")
-            ivs = steering_interventions(neurons, stats, source, target, strength, s, site, control=ctrl)
+            ivs = steering_interventions(neurons, stats, source, target, strength, s, site,
+                                         control=draw is not None, draw=draw or 0)  # fmt: skip
             gens = assess(loaded, generate(loaded, prompts, ivs, s))
             entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
-            entry["strengths"].setdefault(f"{strength:g}", {})[kind] = {
-                **judge(gens, target, base_median, s),
-                "generations": _public(gens),
-            }
+            row = entry["strengths"].setdefault(f"{strength:g}", {})
+            row[kind] = judge(gens, target, base_median, s)
+            if draw is None or draw == 0:  # further controls keep their judgement only (file size)
+                row[kind]["generations"] = _public(gens)
+            if draw == int(s.controls) - 1:
+                row["significance"] = steer_significance(row, int(s.controls))
             bar.advance(task)
     return {
         "format": STEER_FORMAT,

@@ -30,10 +30,17 @@ def random_mask(count_per_layer: torch.Tensor, exclude: torch.Tensor, seed: int)
     return ranks < count_per_layer.view(-1, 1)
 
 
-def random_control(neurons: NeuronSet, lang: str, seed: int = 0) -> torch.Tensor:
-    """Bool [L, F]: seeded random neurons, ``lang``'s count in every layer, disjoint from all languages."""
+def random_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) -> torch.Tensor:
+    """Bool [L, F]: seeded random neurons, ``lang``'s count in every layer, disjoint from all languages.
+
+    ``draw`` r picks the r-th of several independent controls (``--controls R``); draw 0 is the single
+    control of earlier versions, unchanged.
+    """
     counts = neurons.mask(lang).sum(1)
     exclude = neurons.selected_mask()
     for other in neurons.languages:
         exclude |= neurons.mask(other)
-    return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang))
+    return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang) + draw * CONTROL_STRIDE)
+
+
+CONTROL_STRIDE = 1_000_000_007  # seed offset between the draws of one language (a prime, far from seed steps)
