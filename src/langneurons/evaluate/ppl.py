@@ -20,7 +20,7 @@ from langneurons.evaluate.nll import sentence_nll
 from langneurons.evaluate.significance import bootstrap_ratio_ci, summarise_effect
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
-from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
+from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, null_control, random_control
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 
@@ -33,7 +33,9 @@ class PPLSettings:
 
     site: str | None = None  # None: the neuron set's site (or act)
     strength: float = 0.0  # deactivation: x ← strength · x
-    controls: int = 1  # matched random controls per language (0: none; files before 1.x wrote true = 1)
+    # 0: no control; 1: the matched disjoint control row (files before wrote true = 1); R >= 2: that row
+    # and R null draws per language on its own text, for p-values (`significance`).
+    controls: int = 1
     seed: int = 0
     batch_size: int = 8
     max_length: int = 256
@@ -93,7 +95,7 @@ def ppl_matrix(
                     raise LangneuronsError(f"no predicted tokens in the {lang} texts")
                 nll[name][lang], tokens[lang] = total, count
                 bar.advance(task)
-        for name, lang, iv in extra:  # controls 1..R-1, on their own language only
+        for name, lang, iv in extra:  # null draws, on their own language only
             bar.update(task, description=f"ppl {name} on {lang}")
             with intervene(loaded, [iv]):
                 per_text[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
@@ -133,19 +135,21 @@ def ppl_matrix(
             **software(),
         },
     }
-    if s.controls:
+    if s.controls >= 2:
         result["significance"] = significance(per_text, s, neurons, corpus.languages)
     return result
 
 
 def _extra_controls(neurons: NeuronSet, s: PPLSettings, site: str, eval_langs: list[str]):
-    """Controls 1..R-1 of each set language that is also evaluated (draw 0 is the ``random:<lang>`` row)."""
+    """With ``controls`` R >= 2: R null draws (`null_control`) per set language that is also evaluated."""
+    if s.controls < 2:
+        return []
     langs = [lang for lang in (s.languages or neurons.languages) if lang in eval_langs]
     return [
-        (f"random:{lang}#{r}", lang, deactivate(random_control(neurons, lang, s.seed, r), s.strength, site=site,
-                                                label=lang))
+        (f"null:{lang}#{r}", lang, deactivate(null_control(neurons, lang, s.seed, r), s.strength, site=site,
+                                              label=lang))
         for lang in langs
-        for r in range(1, int(s.controls))
+        for r in range(int(s.controls))
     ]  # fmt: skip
 
 
@@ -164,14 +168,15 @@ def significance(
         if lang not in eval_langs:
             continue
         base_nll, tok = per_text["none", lang]
-        names = [f"random:{lang}"] + [f"random:{lang}#{r}" for r in range(1, int(s.controls))]
-        controls = [_own_delta(per_text, name, lang) for name in names]
+        controls = [_own_delta(per_text, f"null:{lang}#{r}", lang) for r in range(int(s.controls))]
         real = _own_delta(per_text, f"neurons:{lang}", lang)
         diff = per_text[f"neurons:{lang}", lang][0] - base_nll
         ci = bootstrap_ratio_ci(diff, tok, transform=torch.expm1, seed=s.seed)
         out[lang] = {**summarise_effect(real, controls), "ci95": ci, "control_deltas": controls}
     return {
         "effect": "relative ΔPPL of a language's own text when its neurons are deactivated",
+        "controls": "R seeded random sets with the language's per-layer counts, uniform over each layer "
+        "(nothing excluded: exchangeable with the real set under the null)",
         "p": "(1 + #{controls with ΔPPL >= real}) / (1 + R), one-sided",
         "z": "(real - mean of controls) / sd of controls (ddof 1)",
         "ci95": "percentile bootstrap over sentences (2000 resamples) of the real ΔPPL",

@@ -39,6 +39,7 @@ from langneurons.intervene import (
     deactivate,
     force,
     intervene,
+    null_control,
     random_control,
 )
 from langneurons.models.loading import LoadedModel
@@ -64,7 +65,9 @@ class SteerSettings:
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8
-    controls: int = 1  # matched random control sets (0: none; files before 1.x wrote true = 1)
+    # 0: no control; 1: the matched disjoint control (files before wrote true = 1); R >= 2: also R null
+    # draws (`intervene.null_control`) for p-values (`significance`).
+    controls: int = 1
     any_site: bool = False
     force_value: float = 1.0  # force mode on a set without per-unit values (AP sets carry on_p50)
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
@@ -82,12 +85,15 @@ def steering_interventions(
     site: str,
     *,
     control: bool = False,
-    draw: int = 0,
+    draw: int | None = None,
 ) -> list[Intervention]:
-    """Deactivate ``source``'s neurons and activate ``target``'s (or their random controls if ``control``)."""
+    """Deactivate ``source``'s neurons and activate ``target``'s (or their random controls if ``control``;
+    ``draw`` r: the r-th null draw instead)."""
 
     def mask(lang: str):
-        return random_control(neurons, lang, s.seed, draw) if control else neurons.mask(lang)
+        if draw is not None:
+            return null_control(neurons, lang, s.seed, draw)
+        return random_control(neurons, lang, s.seed) if control else neurons.mask(lang)
 
     out: list[Intervention] = []
     if s.deactivate_source and source is not None and source in neurons.languages and source != target:
@@ -254,15 +260,15 @@ def _public(gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def steer_significance(row: dict[str, Any], controls: int) -> dict[str, Any]:
     """Steering success against the R controls' (empirical p, z) with Wilson 95 % intervals."""
     real = row["steered"]
-    names = ["random"] + [f"random#{r}" for r in range(1, controls)]
-    rates = [row[name]["success"] for name in names]
+    rates = [row[f"null#{r}"]["success"] for r in range(controls)]
     n = int(real.get("n") or 0)
     return {
         **summarise_effect(real["success"], rates),
         "wilson95": wilson(round(real["success"] * n), n),
-        "control_wilson95": wilson(round(row["random"]["success"] * n), n),
+        "control_wilson95": None if "random" not in row else wilson(round(row["random"]["success"] * n), n),
         "control_rates": rates,
-        "p_rule": "(1 + #{controls with success >= steered}) / (1 + R), one-sided",
+        "p_rule": "(1 + #{null draws with success >= steered}) / (1 + R), one-sided; null draws are uniform "
+        "over each layer with the target's per-layer counts",
     }
 
 
@@ -290,9 +296,9 @@ def steer(
     if s.deactivate_source and source is not None and source not in neurons.languages:
         raise LangneuronsError(f"source {source!r} is not in the neuron set: pass --keep-source or another --from")
     started = time.time()
-    runs = [  # (target, strength, None: steered | r: the r-th random control)
-        (t, st, draw) for t in targets for st in s.strengths for draw in (None, *range(int(s.controls)))
-    ]
+    kinds = ["steered"] + (["random"] if s.controls else [])
+    kinds += [f"null#{r}" for r in range(int(s.controls))] if s.controls >= 2 else []
+    runs = [(t, st, kind) for t in targets for st in s.strengths for kind in kinds]
     bar = progress_bar(progress, "generation passes")
     results: dict[str, Any] = {}
     with bar:
@@ -300,18 +306,18 @@ def steer(
         base = assess(loaded, generate(loaded, prompts, [], s))
         base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
         bar.advance(task)
-        for target, strength, draw in runs:
-            kind = "steered" if draw is None else "random" if draw == 0 else f"random#{draw}"
+        for target, strength, kind in runs:
             bar.update(task, description=f"{kind} → {target} s={strength:g}")
+            draw = int(kind[5:]) if kind.startswith("null#") else None
             ivs = steering_interventions(neurons, stats, source, target, strength, s, site,
-                                         control=draw is not None, draw=draw or 0)  # fmt: skip
+                                         control=kind == "random", draw=draw)  # fmt: skip
             gens = assess(loaded, generate(loaded, prompts, ivs, s))
             entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
             row = entry["strengths"].setdefault(f"{strength:g}", {})
             row[kind] = judge(gens, target, base_median, s)
-            if draw is None or draw == 0:  # further controls keep their judgement only (file size)
+            if draw is None:  # null draws keep their judgement only (file size)
                 row[kind]["generations"] = _public(gens)
-            if draw == int(s.controls) - 1:
+            if kind == kinds[-1] and draw is not None:
                 row["significance"] = steer_significance(row, int(s.controls))
             bar.advance(task)
     return {

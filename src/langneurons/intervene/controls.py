@@ -30,17 +30,27 @@ def random_mask(count_per_layer: torch.Tensor, exclude: torch.Tensor, seed: int)
     return ranks < count_per_layer.view(-1, 1)
 
 
-def random_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) -> torch.Tensor:
-    """Bool [L, F]: seeded random neurons, ``lang``'s count in every layer, disjoint from all languages.
-
-    ``draw`` r picks the r-th of several independent controls (``--controls R``); draw 0 is the single
-    control of earlier versions, unchanged.
-    """
+def random_control(neurons: NeuronSet, lang: str, seed: int = 0) -> torch.Tensor:
+    """Bool [L, F]: seeded random neurons, ``lang``'s count in every layer, disjoint from all languages."""
     counts = neurons.mask(lang).sum(1)
     exclude = neurons.selected_mask()
     for other in neurons.languages:
         exclude |= neurons.mask(other)
-    return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang) + draw * CONTROL_STRIDE)
+    return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang))
 
 
-CONTROL_STRIDE = 1_000_000_007  # seed offset between the draws of one language (a prime, far from seed steps)
+CONTROL_STRIDE = 1_000_000_007  # seed offset between the null draws of one language (a prime)
+
+
+def null_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) -> torch.Tensor:
+    """Bool [L, F]: the ``draw``-th random set with ``lang``'s count per layer, uniform over the whole layer.
+
+    Nothing is excluded, so under the null ("these neurons matter no more than random ones") the real
+    set and the draws are exchangeable and the empirical p-value is exact. A control disjoint from the
+    real set (`random_control`) is not: if one neuron dominates an effect, a real set that happens to
+    hold it beats every control, so such p-values come out too small (METHODS.md §13).
+    """
+    counts = neurons.mask(lang).sum(1)
+    nothing = torch.zeros(neurons.num_layers, neurons.intermediate_size, dtype=torch.bool)
+    index = neurons.languages.index(lang)
+    return random_mask(counts, nothing, seed * 1_000_003 + index + (draw + 1) * CONTROL_STRIDE)
