@@ -80,7 +80,7 @@ def test_a_random_set_tested_as_real_is_rarely_significant():
     assert 0.35 < sum(ps) / len(ps) < 0.65  # p-values spread over (0, 1], mean near 1/2
 
 
-def test_ppl_controls_r_keeps_draw_zero_and_adds_own_language_rows():
+def test_ppl_controls_r_keeps_draw_zero_and_adds_own_language_rows(tmp_path):
     loaded = tiny_model("llama")
     ns = neuron_set(loaded)
     one = ppl_matrix(loaded, ns, corpus(), PPLSettings(controls=1), progress=False)
@@ -99,6 +99,12 @@ def test_ppl_controls_r_keeps_draw_zero_and_adds_own_language_rows():
     assert not torch.equal(masks[0], random_control(ns, "aa", 0))
     none = ppl_matrix(loaded, ns, corpus(), PPLSettings(controls=0), progress=False)
     assert "significance" not in none and not any(r.startswith("random") for r in none["interventions"])
+    (tmp_path / "ppl.json").write_text(json.dumps(many))
+    from langneurons.report import write_report
+
+    (page,) = write_report(tmp_path, tmp_path / "report.html")
+    text = page.read_text()
+    assert "Significance against random controls" in text and "p (5 controls)" in text
 
 
 def test_steer_controls_r(tmp_path):

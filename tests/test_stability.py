@@ -173,3 +173,14 @@ def test_cli_on_a_planted_model(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "sensitivity" in json.loads((tmp_path / "x.json").read_text())
+    # the report draws the three figures from the result files alone
+    from langneurons.report import write_report
+
+    paths = {p.name for p in write_report(tmp_path, tmp_path / "figs", "png")}
+    assert {"stab-bootstrap.png", "stab-data-size.png", "stab-sensitivity.png", "x-sensitivity.png"} <= paths
+    assert "x-bootstrap.png" not in paths and "stab.core-heatmap.png" in paths  # the core is a neuron set
+    assert (tmp_path / "figs" / "stab-bootstrap.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["stability", str(plain), "--method", "entropy-lambda", "--bootstrap", "0",
+                              "--no-data-size", "--out", str(tmp_path / "el.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "el-sensitivity.png" in {p.name for p in write_report(tmp_path, tmp_path / "figs2", "png")}

@@ -5,6 +5,7 @@ pooled.json + pooled.safetensors    `similarity` (sentence vectors; only the JSO
 similarity.json                     `similarity` (LRDS/SADS)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
+*.json with format langneurons-stability/1   `stability` results (read as plain JSON)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from langneurons.formats.neuronset import NEURONSET_FORMAT, NeuronSet
 MANIFEST = "manifest.json"
 POOLED_JSON = "pooled.json"
 SIMILARITY_JSON = "similarity.json"
+STABILITY_FORMAT = "langneurons-stability/1"
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Run:
     neuron_sets: dict[str, NeuronSet] = field(default_factory=dict)
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stability: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
 
     @property
@@ -92,6 +95,8 @@ def load_run(path: str | Path) -> Run:
                 run.similarity = data
             elif data.get("format") == NEURONSET_FORMAT:
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
+            elif data.get("format") == STABILITY_FORMAT:
+                run.stability[file.stem] = data
             elif name.startswith("ppl"):
                 run.ppl[file.stem] = data
             elif name.startswith("steer"):
@@ -100,7 +105,8 @@ def load_run(path: str | Path) -> Run:
                 run.skipped[name] = "not a known result file"
         except LangneuronsError as exc:
             run.skipped[name] = str(exc)
-    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer):
+    found = run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
+    if not (found or run.stability):
         raise LangneuronsError(
             f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)"
         )

@@ -21,6 +21,7 @@ from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_json
 from langneurons.formats.run import Run, load_run
 from langneurons.report import figures as fig
+from langneurons.report.stability_figures import significance_table, stability_figures
 
 STATUS_SCRIPT = """
 window.addEventListener('error', function (e) {
@@ -155,6 +156,8 @@ def build_figures(run: Run) -> list[Figure]:
                     + (f"; settings: {settings}" if settings else "") + ".",
                 )
             )
+    for name, data in run.stability.items():
+        out += [Figure(*parts) for parts in stability_figures(name, data)]
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
         sim = run.similarity
         peaks = sim.get("peaks") or {}
@@ -270,6 +273,10 @@ def tables_html(run: Run) -> str:
         parts.append(
             f"<h2>Similarity, whole model</h2><table><tr><th>score</th><th>value</th></tr>{rows}</table>"
         )
+    for name, data in run.ppl.items():
+        table = significance_table(data)
+        if table:
+            parts.append(f"<h2>Significance against random controls: {e(name)}</h2>" + table)
     for name, data in run.steer.items():
         parts.append(f"<h2>Steering: {e(name)}</h2>" + steer_table(data))
     if run.skipped:
