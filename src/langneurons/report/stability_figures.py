@@ -9,6 +9,8 @@ import html
 import math
 from typing import Any
 
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
 from langneurons.report.figures import _png, plt
 
 STABILITY_FORMAT = "langneurons-stability/1"
@@ -62,8 +64,13 @@ def data_size_figure(data: dict[str, Any]) -> bytes:
         ax2.plot(tokens, [p["size"]["mean"] for p in pts], marker="o", ms=3, color=colour, label=lang)
     for ax in (ax1, ax2):
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
         ax.set_xlabel("counted tokens per language")
-    ax1.set_ylim(0, 1.02)
+    lows = [p["per_language"][lang]["jaccard"]["min"] for p in curve["points"] for lang in langs]
+    lows = [v for v in lows if v is not None]
+    ax1.set_ylim(max(0.0, min(lows, default=0.0) - 0.05) if lows else 0.0, 1.02)
     ax1.set_ylabel("Jaccard with the full-data set")
     ax2.set_ylabel("neurons in the language's set")
     ax1.legend(fontsize=7, ncol=2)
