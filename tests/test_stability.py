@@ -184,3 +184,29 @@ def test_cli_on_a_planted_model(tmp_path):
                               "--no-data-size", "--out", str(tmp_path / "el.json")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "el-sensitivity.png" in {p.name for p in write_report(tmp_path, tmp_path / "figs2", "png")}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "ap"], "count-based"),
+        (["--fractions", "1/0"], "--fractions"),
+        (["--fractions", "0.5,2"], "(0, 1]"),
+        (["--bootstrap", "-1"], "--bootstrap"),
+        (["--threshold", "1.5"], "threshold"),
+        (["--lambda", "0.1"], "--lambda does not apply"),
+        (["--method", "entropy-lambda", "--filter-rate", "0.9"], "--filter-rate does not apply"),
+        (["--bootstrap", "0", "--no-data-size", "--no-sensitivity"], "nothing to do"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    stats, shards = planted_shards()
+    from langneurons.formats.shards import save_shards
+    from langneurons.formats.stats import save_stats
+
+    stats.sum_sq = stats.sum.clone()  # safetensors refuses two names for one tensor
+    save_stats(tmp_path / "run", stats)
+    save_shards(tmp_path / "run", shards)
+    res = CliRunner().invoke(app, ["stability", str(tmp_path / "run"), "--out", str(tmp_path / "s.json"), *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "s.json").exists()
