@@ -178,7 +178,7 @@ def test_cli_on_a_planted_model(tmp_path):
 
     paths = {p.name for p in write_report(tmp_path, tmp_path / "figs", "png")}
     assert {"stab-bootstrap.png", "stab-data-size.png", "stab-sensitivity.png", "x-sensitivity.png"} <= paths
-    assert "x-bootstrap.png" not in paths and "stab.core-heatmap.png" in paths  # the core is a neuron set
+    assert "x-bootstrap.png" not in paths and "stab_core-heatmap.png" in paths  # the core is a neuron set
     assert (tmp_path / "figs" / "stab-bootstrap.png").read_bytes()[:4] == b"\x89PNG"
     res = runner.invoke(app, ["stability", str(plain), "--method", "entropy-lambda", "--bootstrap", "0",
                               "--no-data-size", "--out", str(tmp_path / "el.json")])  # fmt: skip

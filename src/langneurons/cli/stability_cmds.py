@@ -14,15 +14,6 @@ from rich.table import Table
 from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import check_out, out_option, overwrite_option
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json, write_safetensors
-from langneurons.formats.provenance import now, software
-from langneurons.formats.shards import has_shards, load_shards
-from langneurons.formats.stats import load_stats
-from langneurons.identify import identify
-from langneurons.identify.common import check_rate
-from langneurons.identify.entropy_lambda import parse_lambda
-from langneurons.identify.stability import bootstrap, check_method, data_size_curve, sensitivity, stable_core
-from langneurons.progress import progress_bar
 
 STABILITY_FORMAT = "langneurons-stability/1"
 console = Console(stderr=True)
@@ -75,6 +66,16 @@ def stability_cmd(
 ) -> None:
     """How much to trust a neuron set: bootstrap selection frequencies and stable core, data-size curve,
     threshold sensitivity (METHODS.md §13)."""
+    # heavy modules (torch) load here, not at import: `langneurons --help` stays fast
+    from langneurons.formats.atomic import write_json, write_safetensors
+    from langneurons.formats.provenance import now, software
+    from langneurons.formats.shards import has_shards, load_shards
+    from langneurons.formats.stats import load_stats
+    from langneurons.identify import identify
+    from langneurons.identify.common import check_rate
+    from langneurons.identify.stability import bootstrap, check_method, data_size_curve, sensitivity, stable_core
+    from langneurons.progress import progress_bar
+
     method = check_method(method)
     params = _params(method, top_rate, filter_rate, bar_ratio, lam)
     freq_path, core_path = companion_paths(out)
@@ -172,6 +173,9 @@ def stability_cmd(
 
 
 def _params(method: str, top_rate, filter_rate, bar_ratio, lam) -> dict[str, Any]:
+    from langneurons.identify.common import check_rate
+    from langneurons.identify.entropy_lambda import parse_lambda
+
     given: dict[str, Any] = {"top_rate": top_rate, "bar_ratio": bar_ratio}
     if method == "lape":
         if lam is not None:

@@ -31,6 +31,11 @@ class Corpus:
     # What was removed from the loaded text and why (e.g. `--lid-filter`); recorded in the manifest.
     filters: list[dict] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{lang} {len(pairs)}" for lang, pairs in list(self.items.items())[:10])
+        more = ", …" if len(self.items) > 10 else ""
+        return f"Corpus({self.name!r}, {len(self.items)} languages: {sizes}{more} sentences)"
+
     @property
     def languages(self) -> list[str]:
         return list(self.items)

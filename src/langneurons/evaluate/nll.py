@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from langneurons.models.loading import LoadedModel
@@ -26,16 +28,32 @@ def sequence_nll(
     return ((lse - picked) * keep).sum(1).double().cpu()
 
 
-def text_nll(loaded: LoadedModel, texts: list[str], batch_size: int, max_length: int) -> tuple[float, int]:
-    """Total NLL and number of predicted tokens of ``texts`` (real text tokens; BOS/EOS/padding not)."""
-    nll, tokens = sentence_nll(loaded, texts, batch_size, max_length)
+def text_nll(
+    loaded: LoadedModel,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[float, int]:
+    """Total NLL and number of predicted tokens of ``texts`` (real text tokens; BOS/EOS/padding not).
+
+    ``on_batch(sentences, tokens)`` is called after each batch (progress).
+    """
+    nll, tokens = sentence_nll(loaded, texts, batch_size, max_length, on_batch)
     return float(nll.sum()), int(tokens.sum())
 
 
 def sentence_nll(
-    loaded: LoadedModel, texts: list[str], batch_size: int, max_length: int
+    loaded: LoadedModel,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per text, in input order: summed NLL (float64) and predicted tokens (int64), for bootstraps over texts."""
+    """Per text, in input order: summed NLL (float64) and predicted tokens (int64), for bootstraps over texts.
+
+    ``on_batch(sentences, tokens)`` is called after each batch (progress).
+    """
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     nll = torch.zeros(len(texts), dtype=torch.float64)
     tokens = torch.zeros(len(texts), dtype=torch.int64)
@@ -44,4 +62,6 @@ def sentence_nll(
         b = encode(loaded.tokenizer, [texts[j] for j in rows.tolist()], max_length, count_bos=False)
         nll[rows] = sequence_nll(loaded, b.input_ids, b.attention_mask, b.counted)
         tokens[rows] = b.counted[:, 1:].sum(1)
+        if on_batch is not None:
+            on_batch(len(b.input_ids), int(b.counted[:, 1:].sum()))
     return nll, tokens

@@ -83,42 +83,61 @@ _SCHEDULE_ONLY = ("checkpoint_minutes", "checkpoint_every_units")
 def record(
     loaded: LoadedModel,
     corpus: Corpus,
-    out: str | Path,
+    out: str | Path | None = None,
     settings: RecordSettings = RecordSettings(),
     *,
     overwrite: bool = False,
+    reuse: bool = False,
     progress: bool = True,
     world: World | None = None,
 ) -> Stats:
-    """Record ``corpus`` through ``loaded`` at ``settings.site`` into ``out`` (stats + manifest)."""
-    out = Path(out)
+    """Record ``corpus`` through ``loaded`` at ``settings.site`` into ``out`` (stats + manifest).
+
+    ``out=None`` records in memory (no checkpoint, no file). ``reuse=True`` returns the finished run
+    already in ``out`` when it was made from the same model, corpus and settings (same fingerprint).
+    """
+    out = None if out is None else Path(out)
     world = world or init_world()
-    _check(loaded, settings, out, overwrite, world)
-    units = plan_units(
-        corpus,
-        loaded.tokenizer,
-        batch_size=settings.batch_size,
-        chunk_batches=settings.chunk_batches,
-        max_length=settings.max_length,
-        count_bos=settings.count_bos,
-        tokens=settings.tokens,
-    )
+    if reuse and out is not None and not overwrite and (out / MANIFEST_FILE).exists():
+        settings.validate()
+        units = _plan(corpus, loaded, settings)
+        finished = _reusable(out, _manifest(loaded, corpus, settings, units, world))
+        if finished is not None:
+            return finished
+    if out is None:
+        settings.validate()
+        _check_max_length(loaded, settings)
+    else:
+        _check(loaded, settings, out, overwrite, world)
+    units = _plan(corpus, loaded, settings)
     manifest = _manifest(loaded, corpus, settings, units, world)
     per_language = _check_shards(corpus, settings, manifest)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
-    totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, settings.shards)
-    rows = _per_language(totals)
+    extra = _extra_shapes(loaded)
+    if out is None:
+        totals, next_unit = _zeros(shape, extra, settings.shards), 0
+    else:
+        totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, extra, settings.shards)
+    rows = _per_language(totals, sorted(extra), bool(settings.shards))
+    n_fixed = 6 if settings.shards else 4  # count, sum, sum_sq, n_tokens (+ the two shard tensors)
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
     counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards)
     body = loaded.adapter.body()
-    bar = progress_bar(progress and world.is_main, "units {task.fields[rate]}")
+    bar = progress_bar(progress and world.is_main, "sentences")
     counted_before = int(totals[3].sum())
+    done_before = _sentences_done(units, next_unit)
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
         with _StopOnSigint() as stop, bar, counter, torch.inference_mode():
-            task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
+            task = bar.add_task(
+                _describe(corpus, units, next_unit),
+                total=_sentences_done(units, len(units)),
+                completed=done_before,
+                tokens=counted_before,
+                tokens_start=counted_before,
+            )
             for first in range(next_unit, len(units), world.size):
                 mine = first + world.rank
                 counter.reset()
@@ -131,28 +150,28 @@ def record(
                         new_rows[lang] = _add(new_rows[lang], partial.to("cpu"))
                 rows, next_unit = new_rows, min(first + world.size, len(units))
                 counted = sum(int(r.n_tokens) for r in rows)
-                rate = (counted - counted_before) / max(time.time() - started, 1e-9)
                 desc = _describe(corpus, units, next_unit)
-                bar.update(task, completed=next_unit, description=desc, rate=f"{rate:,.0f} tok/s")
+                bar.update(task, completed=_sentences_done(units, next_unit), description=desc, tokens=counted)
                 due = time.time() - last_save > 60 * settings.checkpoint_minutes
                 every = settings.checkpoint_every_units
                 due = due or (every is not None and next_unit - saved_unit >= every)
-                if world.is_main and due and next_unit < len(units):
-                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+                if out is not None and world.is_main and due and next_unit < len(units):
+                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards))
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
                 if any_rank(stop.requested, world):
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if world.is_main and next_unit > saved_unit:
-            _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+        if out is not None and world.is_main and next_unit > saved_unit:
+            _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards))
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
-    stats = Stats(*totals[:4], manifest=manifest)
-    if world.is_main:
+    stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[n_fixed:], strict=True)),
+                  path=None if out is None else str(out))  # fmt: skip
+    if out is not None and world.is_main:
         if settings.shards:  # before the manifest, whose presence marks a finished run
             save_shards(out, Shards(totals[4].transpose(0, 1), totals[5].transpose(0, 1)))
         save_stats(out, stats)
@@ -208,22 +227,25 @@ def _run_unit(
 
 def _add(row: Partial, partial: Partial) -> Partial:
     """A new row (no in-place change, so the previous totals stay valid until swapped)."""
-    return Partial(*(a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)))
+    return row.with_tensors([a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)])
 
 
-def _per_language(totals: list[torch.Tensor]) -> list[Partial]:
-    count, total, total_sq, n_tokens, *shards = totals  # shards: [K, S, L, F] and [K, S]
+def _per_language(totals: list[torch.Tensor], extra_names: list[str], shards: bool = False) -> list[Partial]:
+    count, total, total_sq, n_tokens, *rest = totals  # rest: shards [K, S, L, F] and [K, S], then extra
+    shard_totals, extra = (rest[:2], rest[2:]) if shards else ([], rest)
     return [
-        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1], *(t[k] for t in shards))
+        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1],
+                {n: t[k] for n, t in zip(extra_names, extra, strict=True)},
+                *(t[k] for t in shard_totals))  # fmt: skip
         for k in range(len(n_tokens))
     ]
 
 
 def _stack(rows: list[Partial]) -> list[torch.Tensor]:
-    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file (and [K, S, ...] shards)."""
-    names = ("count", "sum", "sum_sq") + (("count_shards", "n_tokens_shards") if rows[0].num_shards else ())
-    stacked = [torch.stack([getattr(r, name) for r in rows]) for name in names]
-    return stacked[:3] + [torch.cat([r.n_tokens for r in rows])] + stacked[3:]
+    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file, then (with shards) the
+    [K, S, L, F] / [K, S] shard counts, then the extra [K, ...] tensors (the order of Partial.tensors)."""
+    columns = list(zip(*(r.tensors() for r in rows), strict=True))
+    return [torch.cat(col) if i == 3 else torch.stack(col) for i, col in enumerate(columns)]
 
 
 def _check_shards(corpus: Corpus, s: RecordSettings, manifest: dict) -> list[int]:
@@ -238,31 +260,27 @@ def _check_shards(corpus: Corpus, s: RecordSettings, manifest: dict) -> list[int
     return counted
 
 
-def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
-    s.validate()
-    if s.max_length > loaded.max_length:
-        raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
-    finished = broadcast_flag((out / MANIFEST_FILE).exists(), world)
-    if finished and not overwrite:
-        raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise LangneuronsError(f"{out} exists and is not a directory")
+def _extra_shapes(loaded: LoadedModel) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-language tensors besides count/sum/sum_sq: an MoE model's routing statistics."""
+    if not loaded.adapter.is_moe:
+        return {}
+    shape = (loaded.adapter.num_layers, loaded.adapter.num_experts)
+    return {"routed_tokens": (shape, torch.int64), "router_probability": (shape, torch.float64)}
 
 
-def _resume(
-    out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World, shards: int | None
-):
-    """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
-    result = _read_checkpoint(out, fingerprint, shape, overwrite, shards) if world.is_main else None
-    result = broadcast_object(result, world)
-    if isinstance(result, str):
-        raise LangneuronsError(result)
-    return result
+def _plan(corpus: Corpus, loaded: LoadedModel, s: RecordSettings) -> list[Unit]:
+    return plan_units(corpus, loaded.tokenizer, batch_size=s.batch_size, chunk_batches=s.chunk_batches,
+                      max_length=s.max_length, count_bos=s.count_bos, tokens=s.tokens)  # fmt: skip
 
 
-def _read_checkpoint(
-    out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, shards: int | None = None
-):
+def _sentences_done(units: list[Unit], next_unit: int) -> int:
+    return sum(u.stop - u.start for u in units[:next_unit])
+
+
+def _zeros(shape: tuple[int, int, int], extra: dict | None = None, shards: int | None = None) -> list[torch.Tensor]:
+    """Empty totals: count, sum, sum_sq [K, L, F], n_tokens [K], with ``shards`` the [K, S, L, F] / [K, S]
+    shard counts, then the extra tensors in name order."""
+    extra = extra or {}
     k, n_layers, width = shape
     totals = [
         torch.zeros(shape, dtype=torch.int64),
@@ -275,6 +293,65 @@ def _read_checkpoint(
             torch.zeros((k, shards, n_layers, width), dtype=torch.int64),
             torch.zeros((k, shards), dtype=torch.int64),
         ]
+    return totals + [torch.zeros((k, *extra[n][0]), dtype=extra[n][1]) for n in sorted(extra)]
+
+
+def _checkpoint_names(n_totals: int, shards: bool) -> list[str]:
+    fixed = list(_CHECKPOINT_NAMES if shards else _CHECKPOINT_NAMES[:4])
+    return fixed + [f"extra.{i}" for i in range(n_totals - len(fixed))]
+
+
+# Manifest fields a finished run adds after recording (not part of what was asked for).
+_AFTER_THE_FACT = ("format", "wall_seconds", "created")
+
+
+def _reusable(out: Path, manifest: dict) -> Stats | None:
+    """The finished run in ``out`` if its manifest describes the same job, else None."""
+    from langneurons.formats.stats import load_stats
+
+    finished = load_stats(out)
+    theirs = {k: v for k, v in finished.manifest.items() if k not in _AFTER_THE_FACT}
+    mine = json.loads(json.dumps(manifest))
+    return finished if theirs == mine else None
+
+
+def _check_max_length(loaded: LoadedModel, s: RecordSettings) -> None:
+    if s.max_length > loaded.max_length:
+        raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
+
+
+def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
+    s.validate()
+    _check_max_length(loaded, s)
+    finished = broadcast_flag((out / MANIFEST_FILE).exists(), world)
+    if finished and not overwrite:
+        raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+
+
+def _resume(
+    out: Path,
+    fingerprint: str,
+    shape: tuple[int, int, int],
+    overwrite: bool,
+    world: World,
+    extra=None,
+    shards: int | None = None,
+):
+    """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
+    result = _read_checkpoint(out, fingerprint, shape, overwrite, extra or {}, shards) if world.is_main else None
+    result = broadcast_object(result, world)
+    if isinstance(result, str):
+        raise LangneuronsError(result)
+    return result
+
+
+def _read_checkpoint(
+    out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, extra: dict, shards: int | None = None
+):
+    totals = _zeros(shape, extra, shards)
+    names = _checkpoint_names(len(totals), bool(shards))
     path = out / CHECKPOINT_FILE
     if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
         for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE, SHARDS_FILE):
@@ -285,7 +362,7 @@ def _read_checkpoint(
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as fh:
             state = json.loads(fh.metadata()["state"])
-        resumed = [tensors[name] for name in _CHECKPOINT_NAMES[: len(totals)]]
+        resumed = [tensors[name] for name in names]
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError):
         return f"{path} is corrupt; delete it to start over"
     if state.get("fingerprint") != fingerprint:
@@ -295,10 +372,12 @@ def _read_checkpoint(
     return resumed, int(state["next_unit"])
 
 
-def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
+def _save_checkpoint(
+    out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str, shards: bool = False
+) -> None:
     """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
-    names = _CHECKPOINT_NAMES[: len(totals)]
+    names = _checkpoint_names(len(totals), shards)
     write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
 
 
@@ -334,5 +413,5 @@ def _counted_sha256(corpus: Corpus, lang: str, n: int) -> str:
 
 def _describe(corpus: Corpus, units: list[Unit], next_unit: int) -> str:
     lang = corpus.languages[units[min(next_unit, len(units) - 1)].lang] if units else "-"
-    return f"recording [bold]{lang}[/]"
+    return f"recording {lang}"
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from langneurons.report.figures import _png, plt
+from langneurons.report.figures import plt
+from langneurons.report.figures import png as _png
 
 STABILITY_FORMAT = "langneurons-stability/1"
 FigureParts = tuple[str, bytes, str, str]
