@@ -78,3 +78,21 @@ def test_similarity_split_across_ranks_equals_one_process(inputs):
     assert a.pooled.abs().sum() > 0 and b.manifest["processes"] == 2
     sa, sb = (json.loads((root / d / "similarity.json").read_text()) for d in ("sim1", "sim2"))
     assert sa["per_layer"] == sb["per_layer"] and sa["whole_model"] == sb["whole_model"]
+
+
+def test_controls_with_p_values_split_across_ranks_equal_one_process(inputs):
+    """`--controls R` (R >= 2): the null-draw cells are shared out too; rank 0 gathers the per-sentence NLLs."""
+    root = inputs["root"]
+    args = ["ppl", "--model", inputs["model"], "--neurons", str(root / "run" / "set.json"), "--corpus",
+            inputs["corpus"], "--batch-size", "3", "--max-length", "32", "--device", "cpu",
+            "--controls", "3"]  # fmt: skip
+    both(args, str(root / "pplc1.json"), str(root / "pplc2.json"))
+    a, b = (json.loads((root / name).read_text()) for name in ("pplc1.json", "pplc2.json"))
+    assert a["ppl"] == b["ppl"] and a["significance"] == b["significance"]
+    assert a["significance"]["per_language"] and b["provenance"]["processes"] == 2
+    args = ["steer", "--model", inputs["model"], "--neurons", str(root / "run" / "set.json"), "--from", "aa",
+            "--to", "bb", "--prompts", str(root / "prompts.txt"), "--max-new-tokens", "3", "--batch-size", "2",
+            "--device", "cpu", "--controls", "2"]  # fmt: skip
+    both(args, str(root / "steerc1.json"), str(root / "steerc2.json"))
+    a, b = (json.loads((root / name).read_text()) for name in ("steerc1.json", "steerc2.json"))
+    assert a["results"] == b["results"] and "significance" in next(iter(a["results"]["bb"]["strengths"].values()))

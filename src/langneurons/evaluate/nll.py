@@ -39,14 +39,29 @@ def text_nll(
 
     ``on_batch(sentences, tokens)`` is called after each batch (progress).
     """
+    nll, tokens = sentence_nll(loaded, texts, batch_size, max_length, on_batch)
+    return float(nll.sum()), int(tokens.sum())
+
+
+def sentence_nll(
+    loaded: LoadedModel,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per text, in input order: summed NLL (float64) and predicted tokens (int64), for bootstraps over texts.
+
+    ``on_batch(sentences, tokens)`` is called after each batch (progress).
+    """
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-    total, count = 0.0, 0
+    nll = torch.zeros(len(texts), dtype=torch.float64)
+    tokens = torch.zeros(len(texts), dtype=torch.int64)
     for i in range(0, len(order), batch_size):
-        b = encode(
-            loaded.tokenizer, [texts[j] for j in order[i : i + batch_size]], max_length, count_bos=False
-        )
-        total += float(sequence_nll(loaded, b.input_ids, b.attention_mask, b.counted).sum())
-        count += int(b.counted[:, 1:].sum())
+        rows = torch.tensor(order[i : i + batch_size])
+        b = encode(loaded.tokenizer, [texts[j] for j in rows.tolist()], max_length, count_bos=False)
+        nll[rows] = sequence_nll(loaded, b.input_ids, b.attention_mask, b.counted)
+        tokens[rows] = b.counted[:, 1:].sum(1)
         if on_batch is not None:
             on_batch(len(b.input_ids), int(b.counted[:, 1:].sum()))
-    return total, count
+    return nll, tokens

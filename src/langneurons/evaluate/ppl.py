@@ -14,12 +14,15 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.nll import text_nll
+from langneurons.evaluate.nll import sentence_nll
+from langneurons.evaluate.significance import bootstrap_ratio_ci, summarise_effect
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
-from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
+from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, null_control, random_control
 from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
@@ -34,7 +37,9 @@ class PPLSettings:
 
     site: str | None = None  # None: the neuron set's site (or act)
     strength: float = 0.0  # deactivation: x ← strength · x
-    controls: bool = True
+    # 0: no control; 1: the matched disjoint control row (files before wrote true = 1); R >= 2: that row
+    # and R null draws per language on its own text, for p-values (`significance`).
+    controls: int = 1
     seed: int = 0
     batch_size: int = 8
     max_length: int = 512
@@ -89,12 +94,14 @@ def ppl_matrix(
         route = parse_route(s.route)
         rows.insert(1, ("route", None))
     started = time.time()
-    cells = [(r, lang) for r in range(len(rows)) for lang in corpus.languages]
+    extra = _extra_controls(neurons, s, site, corpus.languages)
+    # one job per (row, language) cell, then the null draws (their own language only); split over ranks
+    cells = [(name, lang, iv) for name, iv in rows for lang in corpus.languages] + extra
     mine = [cells[i] for i in share(len(cells), world)]
-    done: dict[tuple[int, str], tuple[float, int]] = {}
+    done: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}  # per-sentence NLL and tokens
     bar = progress_bar(progress and world.is_main, "sentences")
     with bar:
-        total_sentences = sum(len(corpus.items[lang]) for _, lang in mine)
+        total_sentences = sum(len(corpus.items[lang]) for _, lang, _ in mine)
         task = bar.add_task("perplexity", total=total_sentences, tokens=0)
         seen = {"tokens": 0}
 
@@ -102,24 +109,25 @@ def ppl_matrix(
             seen["tokens"] += n_tokens
             bar.update(task, advance=n_sentences, tokens=seen["tokens"])
 
-        for r, lang in mine:
-            name, iv = rows[r]
+        for name, lang, iv in mine:
             bar.update(task, description=f"ppl {name} on {lang}")
             routing = steer_routing(loaded, route) if name == "route" else nullcontext()
             with intervene(loaded, [] if iv is None else [iv]), routing:
-                done[(r, lang)] = text_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
-    gathered = gather_to_main(done, world)
+                done[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
+    gathered = gather_to_main(done, world)  # per-sentence NLLs too: rank 0 computes the p-values
     if gathered is None:
         return None
+    per_text: dict[tuple[str, str], tuple] = {key: value for part in gathered for key, value in part.items()}
     nll: dict[str, dict[str, float]] = {name: {} for name, _ in rows}
     tokens: dict[str, int] = {}
-    for r, lang in cells:
-        total, count = next(part[(r, lang)] for part in gathered if (r, lang) in part)
-        if count == 0:
-            raise LangneuronsError(f"no predicted tokens in the {lang} texts")
-        nll[rows[r][0]][lang], tokens[lang] = total, count
+    for name, _ in rows:
+        for lang in corpus.languages:
+            total, count = float(per_text[name, lang][0].sum()), int(per_text[name, lang][1].sum())
+            if count == 0:
+                raise LangneuronsError(f"no predicted tokens in the {lang} texts")
+            nll[name][lang], tokens[lang] = total, count
     ppl = {r: {lang: math.exp(v / tokens[lang]) for lang, v in row.items()} for r, row in nll.items()}
-    return {
+    result = {
         "format": PPL_FORMAT,
         "interventions": [r for r, _ in rows],
         "languages": corpus.languages,
@@ -153,6 +161,53 @@ def ppl_matrix(
             "created": now(),
             **software(),
         },
+    }
+    if s.controls >= 2:
+        result["significance"] = significance(per_text, s, neurons, corpus.languages)
+    return result
+
+
+def _extra_controls(neurons: NeuronSet, s: PPLSettings, site: str, eval_langs: list[str]):
+    """With ``controls`` R >= 2: R null draws (`null_control`) per set language that is also evaluated."""
+    if s.controls < 2:
+        return []
+    langs = [lang for lang in (s.languages or neurons.languages) if lang in eval_langs]
+    return [
+        (f"null:{lang}#{r}", lang, deactivate(null_control(neurons, lang, s.seed, r), s.strength, site=site,
+                                              label=lang))
+        for lang in langs
+        for r in range(int(s.controls))
+    ]  # fmt: skip
+
+
+def _own_delta(per_text: dict[tuple[str, str], tuple], name: str, lang: str) -> float:
+    """Relative ΔPPL of row ``name`` on ``lang``'s text, from the per-sentence NLLs."""
+    (nll, tok), (base, _) = per_text[name, lang], per_text["none", lang]
+    return math.expm1(float((nll - base).sum()) / max(int(tok.sum()), 1))
+
+
+def significance(
+    per_text: dict[tuple[str, str], tuple], s: PPLSettings, neurons: NeuronSet, eval_langs: list[str]
+) -> dict[str, Any]:
+    """Per language: ΔPPL on itself vs its R controls' (empirical p, z) and a bootstrap CI over sentences."""
+    out: dict[str, Any] = {}
+    for lang in s.languages or neurons.languages:
+        if lang not in eval_langs:
+            continue
+        base_nll, tok = per_text["none", lang]
+        controls = [_own_delta(per_text, f"null:{lang}#{r}", lang) for r in range(int(s.controls))]
+        real = _own_delta(per_text, f"neurons:{lang}", lang)
+        diff = per_text[f"neurons:{lang}", lang][0] - base_nll
+        ci = bootstrap_ratio_ci(diff, tok, transform=torch.expm1, seed=s.seed)
+        out[lang] = {**summarise_effect(real, controls), "ci95": ci, "control_deltas": controls}
+    return {
+        "effect": "relative ΔPPL of a language's own text when its neurons are deactivated",
+        "controls": "R seeded random sets with the language's per-layer counts, uniform over each layer "
+        "(nothing excluded: exchangeable with the real set under the null)",
+        "p": "(1 + #{controls with ΔPPL >= real}) / (1 + R), one-sided",
+        "z": "(real - mean of controls) / sd of controls (ddof 1)",
+        "ci95": "percentile bootstrap over sentences (2000 resamples) of the real ΔPPL",
+        "per_language": out,
     }
 
 

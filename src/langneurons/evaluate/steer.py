@@ -28,6 +28,7 @@ import torch
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.langid import identify_language, to_label
 from langneurons.evaluate.nll import sequence_nll
+from langneurons.evaluate.significance import summarise_effect, wilson
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
 from langneurons.formats.stats import Stats
@@ -39,6 +40,7 @@ from langneurons.intervene import (
     deactivate,
     force,
     intervene,
+    null_control,
     random_control,
 )
 from langneurons.intervene.routing import parse_route, steer_routing
@@ -66,7 +68,9 @@ class SteerSettings:
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8
-    controls: bool = True
+    # 0: no control; 1: the matched disjoint control (files before wrote true = 1); R >= 2: also R null
+    # draws (`intervene.null_control`) for p-values (`significance`).
+    controls: int = 1
     any_site: bool = False
     force_value: float = 1.0  # force mode on a set without per-unit values (AP sets carry on_p50)
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
@@ -86,10 +90,14 @@ def steering_interventions(
     site: str,
     *,
     control: bool = False,
+    draw: int | None = None,
 ) -> list[Intervention]:
-    """Deactivate ``source``'s neurons and activate ``target``'s (or their random controls if ``control``)."""
+    """Deactivate ``source``'s neurons and activate ``target``'s (or their random controls if ``control``;
+    ``draw`` r: the r-th null draw instead)."""
 
     def mask(lang: str):
+        if draw is not None:
+            return null_control(neurons, lang, s.seed, draw)
         return random_control(neurons, lang, s.seed) if control else neurons.mask(lang)
 
     out: list[Intervention] = []
@@ -264,6 +272,21 @@ def _public(gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: g.get(k) for k in keys} for g in gens]
 
 
+def steer_significance(row: dict[str, Any], controls: int) -> dict[str, Any]:
+    """Steering success against the R controls' (empirical p, z) with Wilson 95 % intervals."""
+    real = row["steered"]
+    rates = [row[f"null#{r}"]["success"] for r in range(controls)]
+    n = int(real.get("n") or 0)
+    return {
+        **summarise_effect(real["success"], rates),
+        "wilson95": wilson(round(real["success"] * n), n),
+        "control_wilson95": None if "random" not in row else wilson(round(row["random"]["success"] * n), n),
+        "control_rates": rates,
+        "p_rule": "(1 + #{null draws with success >= steered}) / (1 + R), one-sided; null draws are uniform "
+        "over each layer with the target's per-layer counts",
+    }
+
+
 def steer(
     loaded: LoadedModel,
     neurons: NeuronSet,
@@ -294,16 +317,18 @@ def steer(
     if s.deactivate_source and source is not None and source not in neurons.languages:
         raise LangneuronsError(f"source {source!r} is not in the neuron set: pass --keep-source or another --from")
     started = time.time()
-    runs = [
-        (t, st, ctrl)
-        for t in targets
-        for st in s.strengths
-        for ctrl in ((False, True) if s.controls else (False,))
-    ]
+    kinds = ["steered"] + (["random"] if s.controls else [])
+    kinds += [f"null#{r}" for r in range(int(s.controls))] if s.controls >= 2 else []
+    runs = [(t, st, kind) for t in targets for st in s.strengths for kind in kinds]
     world = world or World()
-    passes: list[tuple[str, float, bool] | None] = [None, *runs]  # None: the baseline
+    passes: list[tuple[str, float, str] | None] = [None, *runs]  # None: the baseline
+
+    def draw_of(kind: str) -> int | None:
+        return int(kind[5:]) if kind.startswith("null#") else None
+
     ivs_of = {
-        i: steering_interventions(neurons, stats, source, run[0], run[1], s, site, control=run[2])
+        i: steering_interventions(neurons, stats, source, run[0], run[1], s, site,
+                                  control=run[2] == "random", draw=draw_of(run[2]))  # fmt: skip
         for i, run in enumerate(passes)
         if run is not None
     }  # built on every rank first: a bad setting fails everywhere alike, before any generation
@@ -315,7 +340,7 @@ def steer(
         for i in mine:
             run = passes[i]
             if run is not None:
-                bar.update(task, description=f"{'random' if run[2] else 'steered'} → {run[0]} s={run[1]:g}")
+                bar.update(task, description=f"{run[2]} → {run[0]} s={run[1]:g}")
             done[i] = assess(loaded, generate(loaded, prompts, ivs_of.get(i, []), s, route=run is not None))
             bar.advance(task, len(prompts))
     gathered = gather_to_main(done, world)
@@ -325,13 +350,16 @@ def steer(
     base = every[0]
     base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
     results: dict[str, Any] = {}
-    for i, (target, strength, ctrl) in enumerate(runs, start=1):
+    for i, (target, strength, kind) in enumerate(runs, start=1):
         gens = every[i]
         entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
-        entry["strengths"].setdefault(f"{strength:g}", {})["random" if ctrl else "steered"] = {
-            **judge(gens, target, base_median, s),
-            "generations": _public(gens),
-        }
+        row = entry["strengths"].setdefault(f"{strength:g}", {})
+        row[kind] = judge(gens, target, base_median, s)
+        draw = draw_of(kind)
+        if draw is None:  # null draws keep their judgement only (file size)
+            row[kind]["generations"] = _public(gens)
+        if kind == kinds[-1] and draw is not None:
+            row["significance"] = steer_significance(row, int(s.controls))
     return {
         "format": STEER_FORMAT,
         "source": source,

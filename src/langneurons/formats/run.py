@@ -6,6 +6,7 @@ similarity.json                     `similarity` (LRDS/SADS)
 routing.json                        `routing` (MoE expert usage per language)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
+*.json with format langneurons-stability/1   `stability` results (read as plain JSON)
 
 Results kept elsewhere join the run by name (``load_run(path, neurons=[...], ppl=[...], steer=[...])``):
 such a file must exist and be of its kind, else a one-line error.
@@ -26,6 +27,7 @@ from langneurons.formats.stats import STATS_FILE
 MANIFEST = "manifest.json"
 POOLED_JSON = "pooled.json"
 SIMILARITY_JSON = "similarity.json"
+STABILITY_FORMAT = "langneurons-stability/1"
 ROUTING_JSON = "routing.json"
 
 
@@ -41,6 +43,7 @@ class Run:
     neuron_sets: dict[str, NeuronSet] = field(default_factory=dict)
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stability: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
     stats_path: Path | None = None  # stats.safetensors beside manifest.json, when present
     given: list[str] = field(default_factory=list)  # names of the results given explicitly (shown first)
@@ -111,6 +114,8 @@ def load_run(
                 run.routing = data
             elif data.get("format") == NEURONSET_FORMAT:
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
+            elif data.get("format") == STABILITY_FORMAT:
+                run.stability[file.stem] = data
             elif name.startswith("ppl"):
                 run.ppl[file.stem] = data
             elif name.startswith("steer"):
@@ -123,7 +128,7 @@ def load_run(
         for file in files:
             _add_given(run, kind, Path(file))
     if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
-            or run.routing):  # fmt: skip
+            or run.routing or run.stability):  # fmt: skip
         raise LangneuronsError(f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)")
     return run
 

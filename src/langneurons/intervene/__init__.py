@@ -3,7 +3,7 @@
 ``with intervene(loaded, [deactivate(mask_en), activate(mask_fr, stats, "fr")]): model(...)``
 """
 
-from langneurons.intervene.controls import random_control, random_mask
+from langneurons.intervene.controls import null_control, random_control, random_mask
 from langneurons.intervene.hooks import intervene
 from langneurons.intervene.spec import (
     ACTIVATION_MODES,
@@ -28,6 +28,7 @@ __all__ = [
     "force",
     "intervene",
     "language_mask",
+    "null_control",
     "random_control",
     "random_mask",
 ]

@@ -37,3 +37,20 @@ def random_control(neurons: NeuronSet, lang: str, seed: int = 0) -> torch.Tensor
     for other in neurons.languages:
         exclude |= neurons.mask(other)
     return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang))
+
+
+CONTROL_STRIDE = 1_000_000_007  # seed offset between the null draws of one language (a prime)
+
+
+def null_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) -> torch.Tensor:
+    """Bool [L, F]: the ``draw``-th random set with ``lang``'s count per layer, uniform over the whole layer.
+
+    Nothing is excluded, so under the null ("these neurons matter no more than random ones") the real
+    set and the draws are exchangeable and the empirical p-value is exact. A control disjoint from the
+    real set (`random_control`) is not: if one neuron dominates an effect, a real set that happens to
+    hold it beats every control, so such p-values come out too small (METHODS.md §13).
+    """
+    counts = neurons.mask(lang).sum(1)
+    nothing = torch.zeros(neurons.num_layers, neurons.intermediate_size, dtype=torch.bool)
+    index = neurons.languages.index(lang)
+    return random_mask(counts, nothing, seed * 1_000_003 + index + (draw + 1) * CONTROL_STRIDE)

@@ -32,12 +32,20 @@ class Partial:
     sum_sq: torch.Tensor
     n_tokens: torch.Tensor
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    # ``record --shards S`` only: counts [S, L, F] and tokens [S] per shard (formats/shards.py).
+    count_shards: torch.Tensor | None = None
+    n_tokens_shards: torch.Tensor | None = None
 
     @classmethod
     def zeros(
-        cls, num_layers: int, width: int, device: torch.device | str = "cpu", extra: dict | None = None
+        cls,
+        num_layers: int,
+        width: int,
+        device: torch.device | str = "cpu",
+        extra: dict | None = None,
+        shards: int | None = None,
     ) -> Partial:
-        """Zeros; ``extra`` maps a name to (shape, dtype)."""
+        """Zeros; ``extra`` maps a name to (shape, dtype); ``shards`` adds the per-shard counts."""
         shape = (num_layers, width)
         return cls(
             torch.zeros(shape, dtype=torch.int64, device=device),
@@ -45,23 +53,41 @@ class Partial:
             torch.zeros(shape, dtype=torch.float64, device=device),
             torch.zeros(1, dtype=torch.int64, device=device),
             {k: torch.zeros(s, dtype=d, device=device) for k, (s, d) in (extra or {}).items()},
+            *_shard_zeros(shards, shape, device),
         )
 
+    @property
+    def num_shards(self) -> int | None:
+        return None if self.count_shards is None else int(self.count_shards.shape[0])
+
+    def _shard_names(self) -> list[str]:
+        return [] if self.count_shards is None else ["count_shards", "n_tokens_shards"]
+
     def names(self) -> list[str]:
-        return ["count", "sum", "sum_sq", "n_tokens", *sorted(self.extra)]
+        return ["count", "sum", "sum_sq", "n_tokens", *self._shard_names(), *sorted(self.extra)]
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.count, self.sum, self.sum_sq, self.n_tokens, *(self.extra[k] for k in sorted(self.extra))]
+        shards = [] if self.count_shards is None else [self.count_shards, self.n_tokens_shards]
+        return [self.count, self.sum, self.sum_sq, self.n_tokens, *shards, *(self.extra[k] for k in sorted(self.extra))]
 
     def with_tensors(self, tensors: list[torch.Tensor]) -> Partial:
         """A partial of the same layout holding ``tensors`` (in :meth:`tensors` order)."""
-        return Partial(*tensors[:4], dict(zip(sorted(self.extra), tensors[4:], strict=True)))
+        n = 4 + len(self._shard_names())
+        extra = dict(zip(sorted(self.extra), tensors[n:], strict=True))
+        return Partial(*tensors[:4], extra, *tensors[4:n])
 
     def zeros_like(self) -> Partial:
         return self.with_tensors([torch.zeros_like(t) for t in self.tensors()])
 
     def to(self, device) -> Partial:
         return self.with_tensors([t.to(device) for t in self.tensors()])
+
+
+def _shard_zeros(shards: int | None, shape: tuple[int, int], device) -> list[torch.Tensor]:
+    if not shards:
+        return []
+    return [torch.zeros((shards, *shape), dtype=torch.int64, device=device),
+            torch.zeros(shards, dtype=torch.int64, device=device)]  # fmt: skip
 
 
 def batch_statistics(x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,8 +130,19 @@ class Counter:
     under ``device_map="auto"``); :meth:`collect` brings them to one device.
     """
 
-    def __init__(self, adapter: Adapter, site: str, device: torch.device, update: UpdateFn = batch_statistics):
+    def __init__(
+        self,
+        adapter: Adapter,
+        site: str,
+        device: torch.device,
+        update: UpdateFn = batch_statistics,
+        shards: int | None = None,
+    ):
         self.adapter, self.site, self.device, self.update = adapter, site, torch.device(device), update
+        self.shards = shards or None  # also count per shard (``record --shards``)
+        self.shard_layers: dict[int, torch.Tensor] = {}  # layer -> [S, F] int64 on its device
+        self.shard_batch: dict = {}
+        self.n_tokens_shards = torch.zeros(shards or 0, dtype=torch.int64)
         self.layers: dict[int, list[torch.Tensor]] = {}  # layer -> [count, sum, sum_sq] on its device
         self.n_tokens = torch.zeros(1, dtype=torch.int64, device=self.device)
         self.masks: dict = {"rows": None}
@@ -114,6 +151,8 @@ class Counter:
         self.checked = False  # every layer's hook seen firing once (after the first forward)
 
     def __enter__(self) -> Counter:
+        if self.adapter.is_moe and self.shards:
+            raise LangneuronsError("record --shards does not support MoE models yet (experts come as sparse blocks)")
         if self.adapter.is_moe:  # experts come as sparse blocks; routing is counted too (record/routing.py)
             from langneurons.record.routing import RoutingCounter
 
@@ -131,18 +170,24 @@ class Counter:
     def reset(self) -> None:
         self.layers = {}
         self.n_tokens = torch.zeros(1, dtype=torch.int64, device=self.device)
+        self.shard_layers = {}
+        self.n_tokens_shards = torch.zeros(self.shards or 0, dtype=torch.int64)
         if self.routing is not None:
             self.routing.reset()
 
     @property
     def partial(self) -> Partial:
         """This unit's statistics so far, on ``self.device``."""
-        out = Partial.zeros(self.adapter.num_layers, self.adapter.intermediate_size, self.device)
+        out = Partial.zeros(self.adapter.num_layers, self.adapter.intermediate_size, self.device, shards=self.shards)
         for layer, (count, total, total_sq) in self.layers.items():
             out.count[layer] = count.to(self.device)
             out.sum[layer] = total.to(self.device)
             out.sum_sq[layer] = total_sq.to(self.device)
         out.n_tokens += self.n_tokens
+        if self.shards:
+            for layer, count in self.shard_layers.items():
+                out.count_shards[:, layer] = count.to(self.device)
+            out.n_tokens_shards += self.n_tokens_shards.to(self.device)
         if self.routing is not None:
             out.extra = self.routing.totals(self.device)
         return out
@@ -158,9 +203,16 @@ class Counter:
             )
         self.checked = True
 
-    def set_batch(self, counted: torch.Tensor) -> None:
-        """Say which tokens of the next forward count ([B, T] bool, on the host); no device sync."""
+    def set_batch(self, counted: torch.Tensor, shard: torch.Tensor | None = None) -> None:
+        """Say which tokens of the next forward count ([B, T] bool, on the host); no device sync.
+
+        With shards, ``shard`` [B, T] (int64, host) gives each token's shard.
+        """
         flat = counted.reshape(-1)
+        if self.shards:
+            if shard is None:
+                raise ValueError("a Counter with shards needs each token's shard")
+            self._set_shards(flat.cpu(), shard.reshape(-1).cpu())
         if getattr(self.update, "uses_mask", False):
             rows = _to_device(flat.cpu(), self.device)
         else:  # `counted` comes from the tokenizer on the host: nonzero() there never waits for a GPU
@@ -178,8 +230,38 @@ class Counter:
             self.masks[device] = rows.to(device, non_blocking=True)
         return self.masks[device]
 
+    def _set_shards(self, flat: torch.Tensor, shard: torch.Tensor) -> None:
+        """Host-side: counted rows, the shards present and a [P, N'] one-hot of counted row → shard."""
+        rows = flat.nonzero().squeeze(1)
+        labels = shard.index_select(0, rows)
+        present, local = torch.unique(labels, return_inverse=True)
+        onehot = torch.zeros(present.numel(), rows.numel(), dtype=torch.float32)
+        onehot.scatter_(0, local.view(1, -1), 1.0)
+        self.n_tokens_shards += torch.bincount(labels, minlength=self.shards)
+        self.shard_batch = {"host": (rows, present, onehot)}
+
+    def _shard_inputs(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if device not in self.shard_batch:
+            self.shard_batch[device] = tuple(_to_device(t, device) for t in self.shard_batch["host"])
+        return self.shard_batch[device]
+
+    def _observe_shards(self, layer: int, x: torch.Tensor) -> None:
+        """Per-shard counts of this batch: one [P, N'] × [N', F] product (exact: N' < 2**24 rows)."""
+        rows, present, onehot = self._shard_inputs(x.device)
+        fired = (x.index_select(0, rows) > 0).to(torch.float32)
+        if rows.numel() >= EXACT_ROWS:  # pragma: no cover - a 16M-token batch
+            counts = torch.stack([fired[onehot[i] > 0].sum(0, dtype=torch.int64) for i in range(len(present))])
+        else:
+            counts = (onehot @ fired).round_().to(torch.int64)
+        acc = self.shard_layers.get(layer)
+        if acc is None:
+            acc = self.shard_layers[layer] = torch.zeros(self.shards, x.shape[1], dtype=torch.int64, device=x.device)
+        acc.index_add_(0, present, counts)
+
     def _observe(self, layer: int, act: torch.Tensor) -> None:
         x = act.reshape(-1, act.shape[-1])
+        if self.shards:
+            self._observe_shards(layer, x)
         count, total, total_sq = self.update(x, self._mask(x.device))
         acc = self.layers.get(layer)
         if acc is None:

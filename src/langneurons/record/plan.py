@@ -29,6 +29,7 @@ class Batch:
     input_ids: torch.Tensor  # [B, T]
     attention_mask: torch.Tensor  # [B, T]
     counted: torch.Tensor  # [B, T] bool: tokens whose activations are counted
+    text: torch.Tensor | None = None  # [B, T] int64: index of the unit's text each position belongs to
 
 
 def encode(tokenizer, texts: list[str], max_length: int, count_bos: bool) -> Batch:
@@ -88,7 +89,9 @@ def unit_batches(texts: list[str], tokenizer, batch_size: int, max_length: int, 
     """A unit's batches, texts sorted by length (less padding); the order is deterministic."""
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     for i in range(0, len(order), batch_size):
-        yield encode(tokenizer, [texts[j] for j in order[i : i + batch_size]], max_length, count_bos)
+        batch = encode(tokenizer, [texts[j] for j in order[i : i + batch_size]], max_length, count_bos)
+        batch.text = torch.tensor(order[i : i + batch_size]).view(-1, 1).expand_as(batch.counted)
+        yield batch
 
 
 def packed_batches(texts: list[str], tokenizer, batch_size: int, max_length: int, count_bos: bool):
@@ -101,12 +104,15 @@ def packed_batches(texts: list[str], tokenizer, batch_size: int, max_length: int
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
     stream: list[int] = []
     real: list[bool] = []
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+    source: list[int] = []  # which text each stream token comes from (EOS: the text it follows)
+    for t, ids in enumerate(tokenizer(texts, add_special_tokens=False)["input_ids"]):
         if stream and eos is not None:
             stream.append(eos)
             real.append(False)
+            source.append(t - 1)
         stream += ids
         real += [True] * len(ids)
+        source += [t] * len(ids)
     width = max_length - (bos is not None)
     if width <= 0:
         raise LangneuronsError("--max-length is too small for packing")
@@ -117,6 +123,7 @@ def packed_batches(texts: list[str], tokenizer, batch_size: int, max_length: int
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
         attention = torch.zeros((len(rows), length), dtype=torch.long)
         counted = torch.zeros((len(rows), length), dtype=torch.bool)
+        text = torch.zeros((len(rows), length), dtype=torch.long)
         for r, s in enumerate(rows):
             chunk, mask = stream[s : s + width], real[s : s + width]
             offset = 0
@@ -125,4 +132,5 @@ def packed_batches(texts: list[str], tokenizer, batch_size: int, max_length: int
             input_ids[r, offset : offset + len(chunk)] = torch.tensor(chunk, dtype=torch.long)
             attention[r, offset : offset + len(chunk)] = 1
             counted[r, offset : offset + len(chunk)] = torch.tensor(mask, dtype=torch.bool)
-        yield Batch(input_ids, attention, counted)
+            text[r, offset : offset + len(chunk)] = torch.tensor(source[s : s + width], dtype=torch.long)
+        yield Batch(input_ids, attention, counted, text)

@@ -19,6 +19,7 @@ from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import write_safetensors
 from langneurons.formats.provenance import now, software
+from langneurons.formats.shards import SHARD_RULE, SHARDS_FILE, Shards, save_shards, shard_of_sentences
 from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, id_ranges, save_stats
 from langneurons.models import SITES
 from langneurons.models.loading import LoadedModel
@@ -54,6 +55,7 @@ class RecordSettings:
     checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
     compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
+    shards: int | None = None  # also keep per-shard counts (formats/shards.py); None: no shards
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -69,6 +71,8 @@ class RecordSettings:
             raise LangneuronsError("--checkpoint-minutes must be positive")
         if self.checkpoint_every_units is not None and self.checkpoint_every_units <= 0:
             raise LangneuronsError("--checkpoint-every-units must be positive")
+        if self.shards is not None and self.shards < 2:
+            raise LangneuronsError(f"--shards must be at least 2, got {self.shards}")
 
 
 # Settings that change when/how fast work is saved, never the recorded numbers (kept out of the
@@ -107,17 +111,19 @@ def record(
         _check(loaded, settings, out, overwrite, world)
     units = _plan(corpus, loaded, settings)
     manifest = _manifest(loaded, corpus, settings, units, world)
+    per_language = _check_shards(corpus, settings, manifest)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
     extra = _extra_shapes(loaded)
     if out is None:
-        totals, next_unit = _zeros(shape, extra), 0
+        totals, next_unit = _zeros(shape, extra, settings.shards), 0
     else:
-        totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, extra)
-    rows = _per_language(totals, sorted(extra))
+        totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, extra, settings.shards)
+    rows = _per_language(totals, sorted(extra), bool(settings.shards))
+    n_fixed = 6 if settings.shards else 4  # count, sum, sum_sq, n_tokens (+ the two shard tensors)
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
-    counter = Counter(loaded.adapter, settings.site, loaded.device, update)
+    counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards)
     body = loaded.adapter.body()
     bar = progress_bar(progress and world.is_main, "sentences")
     counted_before = int(totals[3].sum())
@@ -136,7 +142,7 @@ def record(
                 mine = first + world.rank
                 counter.reset()
                 if mine < len(units):
-                    _run_unit(units[mine], corpus, loaded, body, counter, settings)
+                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
                 for offset, partial in enumerate(gather_partials(counter.partial, world)):
                     if first + offset < len(units):
@@ -150,7 +156,7 @@ def record(
                 every = settings.checkpoint_every_units
                 due = due or (every is not None and next_unit - saved_unit >= every)
                 if out is not None and world.is_main and due and next_unit < len(units):
-                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards))
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
@@ -158,14 +164,16 @@ def record(
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if out is not None and world.is_main and next_unit > saved_unit:
-            _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+            _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards))
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
-    stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[4:], strict=True)),
+    stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[n_fixed:], strict=True)),
                   path=None if out is None else str(out))  # fmt: skip
     if out is not None and world.is_main:
+        if settings.shards:  # before the manifest, whose presence marks a finished run
+            save_shards(out, Shards(totals[4].transpose(0, 1), totals[5].transpose(0, 1)))
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(world)
@@ -198,11 +206,16 @@ class _StopOnSigint:
         self.requested = True
 
 
-def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings):
+def _run_unit(
+    unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language
+):
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
     batches = packed_batches if s.packing else unit_batches
+    shard_of_text = None
+    if s.shards:
+        shard_of_text = shard_of_sentences(per_language[unit.lang], s.shards, unit.start, unit.stop)
     for batch in batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
-        counter.set_batch(batch.counted)
+        counter.set_batch(batch.counted, None if shard_of_text is None else shard_of_text[batch.text])
         body(
             input_ids=batch.input_ids.to(loaded.device),
             attention_mask=batch.attention_mask.to(loaded.device),
@@ -217,19 +230,34 @@ def _add(row: Partial, partial: Partial) -> Partial:
     return row.with_tensors([a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)])
 
 
-def _per_language(totals: list[torch.Tensor], extra_names: list[str]) -> list[Partial]:
-    count, total, total_sq, n_tokens, *extra = totals
+def _per_language(totals: list[torch.Tensor], extra_names: list[str], shards: bool = False) -> list[Partial]:
+    count, total, total_sq, n_tokens, *rest = totals  # rest: shards [K, S, L, F] and [K, S], then extra
+    shard_totals, extra = (rest[:2], rest[2:]) if shards else ([], rest)
     return [
         Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1],
-                {n: t[k] for n, t in zip(extra_names, extra, strict=True)})  # fmt: skip
+                {n: t[k] for n, t in zip(extra_names, extra, strict=True)},
+                *(t[k] for t in shard_totals))  # fmt: skip
         for k in range(len(n_tokens))
     ]
 
 
 def _stack(rows: list[Partial]) -> list[torch.Tensor]:
-    """Per-language rows back into the [K, L, F] / [K] (and extra [K, ...]) tensors of the stats file."""
+    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file, then (with shards) the
+    [K, S, L, F] / [K, S] shard counts, then the extra [K, ...] tensors (the order of Partial.tensors)."""
     columns = list(zip(*(r.tensors() for r in rows), strict=True))
     return [torch.cat(col) if i == 3 else torch.stack(col) for i, col in enumerate(columns)]
+
+
+def _check_shards(corpus: Corpus, s: RecordSettings, manifest: dict) -> list[int]:
+    """Counted sentences per language; with shards, each must have at least one sentence per shard."""
+    counted = [int(manifest["sentences"][lang]) for lang in corpus.languages]
+    if s.shards:
+        short = [f"{lang} ({n})" for lang, n in zip(corpus.languages, counted, strict=True) if n < s.shards]
+        if short:
+            raise LangneuronsError(f"--shards {s.shards} needs at least {s.shards} sentences per language: "
+                                   f"{', '.join(short)}")  # fmt: skip
+        manifest["shards"] = {"count": s.shards, "file": SHARDS_FILE, "rule": SHARD_RULE}
+    return counted
 
 
 def _extra_shapes(loaded: LoadedModel) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -249,16 +277,28 @@ def _sentences_done(units: list[Unit], next_unit: int) -> int:
     return sum(u.stop - u.start for u in units[:next_unit])
 
 
-def _zeros(shape: tuple[int, int, int], extra: dict | None = None) -> list[torch.Tensor]:
-    """Empty totals: count, sum, sum_sq [K, L, F], n_tokens [K], then the extra tensors in name order."""
+def _zeros(shape: tuple[int, int, int], extra: dict | None = None, shards: int | None = None) -> list[torch.Tensor]:
+    """Empty totals: count, sum, sum_sq [K, L, F], n_tokens [K], with ``shards`` the [K, S, L, F] / [K, S]
+    shard counts, then the extra tensors in name order."""
     extra = extra or {}
-    k = shape[0]
-    return [
+    k, n_layers, width = shape
+    totals = [
         torch.zeros(shape, dtype=torch.int64),
         torch.zeros(shape, dtype=torch.float64),
         torch.zeros(shape, dtype=torch.float64),
         torch.zeros(k, dtype=torch.int64),
-    ] + [torch.zeros((k, *extra[n][0]), dtype=extra[n][1]) for n in sorted(extra)]
+    ]
+    if shards:
+        totals += [
+            torch.zeros((k, shards, n_layers, width), dtype=torch.int64),
+            torch.zeros((k, shards), dtype=torch.int64),
+        ]
+    return totals + [torch.zeros((k, *extra[n][0]), dtype=extra[n][1]) for n in sorted(extra)]
+
+
+def _checkpoint_names(n_totals: int, shards: bool) -> list[str]:
+    fixed = list(_CHECKPOINT_NAMES if shards else _CHECKPOINT_NAMES[:4])
+    return fixed + [f"extra.{i}" for i in range(n_totals - len(fixed))]
 
 
 # Manifest fields a finished run adds after recording (not part of what was asked for).
@@ -290,21 +330,31 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"{out} exists and is not a directory")
 
 
-def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World, extra=None):
+def _resume(
+    out: Path,
+    fingerprint: str,
+    shape: tuple[int, int, int],
+    overwrite: bool,
+    world: World,
+    extra=None,
+    shards: int | None = None,
+):
     """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
-    result = _read_checkpoint(out, fingerprint, shape, overwrite, extra or {}) if world.is_main else None
+    result = _read_checkpoint(out, fingerprint, shape, overwrite, extra or {}, shards) if world.is_main else None
     result = broadcast_object(result, world)
     if isinstance(result, str):
         raise LangneuronsError(result)
     return result
 
 
-def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, extra: dict):
-    totals = _zeros(shape, extra)
-    names = ["count", "sum", "sum_sq", "n_tokens"] + [f"extra.{i}" for i in range(len(extra))]
+def _read_checkpoint(
+    out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, extra: dict, shards: int | None = None
+):
+    totals = _zeros(shape, extra, shards)
+    names = _checkpoint_names(len(totals), bool(shards))
     path = out / CHECKPOINT_FILE
     if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
-        for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE):
+        for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE, SHARDS_FILE):
             (out / name).unlink(missing_ok=True)
     if not path.exists():
         return totals, 0
@@ -322,11 +372,16 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
     return resumed, int(state["next_unit"])
 
 
-def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
+def _save_checkpoint(
+    out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str, shards: bool = False
+) -> None:
     """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
-    names = ["count", "sum", "sum_sq", "n_tokens"] + [f"extra.{i}" for i in range(len(totals) - 4)]
+    names = _checkpoint_names(len(totals), shards)
     write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
+
+
+_CHECKPOINT_NAMES = ("count", "sum", "sum_sq", "n_tokens", "count_shards", "n_tokens_shards")
 
 
 def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: list[Unit], world: World) -> dict:
@@ -346,6 +401,7 @@ def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: lis
         "sentence_ranges": {lang: id_ranges(corpus.ids(lang)[:n]) for lang, n in sentences.items()},
         "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
         "settings": asdict(s) | dict.fromkeys(_SCHEDULE_ONLY),
+        **({"filters": corpus.filters} if corpus.filters else {}),
         **software(),
     }
 

@@ -20,6 +20,7 @@ from langneurons.formats.stats import load_stats
 from langneurons.report import evaluation as ev
 from langneurons.report import figures as fig
 from langneurons.report import recording as rec
+from langneurons.report.stability_figures import significance_table, stability_figures
 
 
 @dataclass
@@ -90,6 +91,7 @@ def build_sections(run: Run) -> list[Section]:
     sections = [neuron_set_section(run, name, run.neuron_sets[name]) for name in set_order(run)]
     sections += [ppl_section(run, name, data) for name, data in run.ppl.items()]
     sections += [steer_section(name, data) for name, data in run.steer.items()]
+    sections += [stability_section(name, data) for name, data in run.stability.items()]
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
         sections.append(similarity_section(run.similarity))
     if run.routing and isinstance(run.routing.get("usage"), dict):
@@ -197,6 +199,9 @@ def ppl_section(run: Run, name: str, data: dict[str, Any]) -> Section:
     settings = _settings_text(data)
     where = (_ppl_provenance(data) or describe_run(run)) + (f"; settings: {settings}" if settings else "")
     section = Section(f"ppl-{_anchor(name)}", f"Perplexity with neurons switched off: {name}")
+    table = significance_table(data)
+    if table:  # `ppl --controls R` (R >= 2): p-values against R random sets
+        section.html = f"<h3>Significance against random controls</h3>{table}"
     ratios = ev.ppl_ratios(data)
     if ratios is not None and ratios.rows:
         summary = ev.ppl_summary(ratios)
@@ -215,7 +220,7 @@ def ppl_section(run: Run, name: str, data: dict[str, Any]) -> Section:
         return section
     matrix = ppl_matrix(data)
     if matrix is None:
-        section.html = f'<p class="note">{e(name)}.json holds no perplexity table this report understands.</p>'
+        section.html += f'<p class="note">{e(name)}.json holds no perplexity table this report understands.</p>'
         return section
     rows, cols, values, label, centre = matrix
     section.figures.append(
@@ -226,6 +231,15 @@ def ppl_section(run: Run, name: str, data: dict[str, Any]) -> Section:
             f"{label} for each intervention (rows) and evaluated language (columns), from {name}.json; {where}.",
         )
     )
+    return section
+
+
+def stability_section(name: str, data: dict[str, Any]) -> Section:
+    """The figures of a `langneurons stability` result (bootstrap, data size, sensitivity)."""
+    figures = [Figure(*parts) for parts in stability_figures(name, data)]
+    section = Section(f"stability-{_anchor(name)}", f"Stability of the neuron set: {name}", figures=figures)
+    if not figures:
+        section.html = f'<p class="note">{e(name)}.json holds no stability result this report understands.</p>'
     return section
 
 
