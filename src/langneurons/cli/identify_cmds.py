@@ -128,8 +128,8 @@ def describe(ns: NeuronSet) -> str:
 @one_line_errors
 def identify_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (stats.safetensors + manifest.json)."),
-    method: str = typer.Option(..., "--method", "-m", help=f"One of: {', '.join(METHODS)}."),
-    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set JSON file to write."),
+    method: str = typer.Option(..., "--method", "-m", help=f"One of: {', '.join(METHODS)}, diffmean."),
+    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set (diffmean: direction-set) JSON file to write."),
     top_rate: float | None = typer.Option(
         None, "--top-rate", help="Share of all neurons to select, in (0, 1]; default 0.01."
     ),
@@ -144,7 +144,11 @@ def identify_cmd(
     ),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
 ) -> None:
-    """Find language neurons in recorded statistics and write a neuron-set file."""
+    """Find language neurons in recorded statistics and write a neuron-set file (diffmean: residual
+    directions, a direction-set file)."""
+    if method.strip().lower() == "diffmean":
+        _identify_diffmean(run_dir, out, languages, top_rate, filter_rate, bar_ratio, lam)
+        return
     spec = get_method(method)
     if spec.input != "stats":
         raise LangneuronsError(
@@ -174,6 +178,32 @@ def identify_cmd(
         f"selected {selected} neurons ({unassigned} with no language); wrote {escape(str(out))}",
         highlight=False,
     )
+
+
+def _identify_diffmean(run_dir: Path, out: Path, languages: str | None, *neuron_options) -> None:
+    from langneurons.identify.common import subset_languages
+    from langneurons.identify.diffmean import diffmean
+
+    if any(value is not None for value in neuron_options):
+        raise LangneuronsError("--top-rate/--filter-rate/--bar-ratio/--lambda do not apply to method diffmean")
+    stats = subset_languages(load_stats(run_dir), split_languages(languages))
+    ds = diffmean(stats)
+    ds.save(out)
+    norms = ds.norms()
+    table = Table(title=escape(f"diffmean on {run_dir}: ‖d‖ / r_l per layer"))
+    table.add_column("layer", justify="right")
+    for lang in ds.languages:
+        table.add_column(escape(lang), justify="right")
+    for layer in range(ds.num_layers):
+        r = float(ds.resid_norm[layer]) or 1.0
+        table.add_row(str(layer), *(f"{float(norms[k, layer]) / r:.3f}" for k in range(len(ds.languages))))
+    console = Console()
+    console.print(table)
+    console.print(
+        escape(f"{len(ds.languages)} languages × {ds.num_layers} layers × hidden {ds.hidden_size}; wrote {out} "
+               f"and {out.with_suffix('.safetensors').name}"),
+        highlight=False,
+    )  # fmt: skip
 
 
 @app.command("show")

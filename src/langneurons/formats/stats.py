@@ -5,6 +5,10 @@ Tensors (language order = ``manifest["languages"]``):
   sum      float64 [K, L, F]  sum of activations
   sum_sq   float64 [K, L, F]  sum of squared activations
   n_tokens int64   [K]        counted tokens per language
+
+Optional (``record`` writes them unless ``--no-residual``; DiffMean needs them, METHODS.md §11):
+  resid_sum      float64 [K, L, H]  sum of the residual stream after decoder layer l (H = hidden size)
+  resid_norm_sum float64 [K, L]     sum of its L2 norm (mean residual norm r_l = this / n_tokens)
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ class Stats:
     n_tokens: torch.Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # where it was read from (for error messages)
+    resid_sum: torch.Tensor | None = None  # float64 [K, L, H]: residual stream after each decoder layer
+    resid_norm_sum: torch.Tensor | None = None  # float64 [K, L]: its L2 norm, summed
+
+    @property
+    def has_residual(self) -> bool:
+        """True when the run also summed the residual stream (needed by DiffMean)."""
+        return self.resid_sum is not None and self.resid_norm_sum is not None
 
     @property
     def has_sums(self) -> bool:
@@ -93,6 +104,12 @@ class Stats:
             problems.append(f"{k} languages in the manifest but tensors hold {shape[0]}")
         elif (self.manifest.get("num_layers"), self.manifest.get("intermediate_size")) != shape[1:]:
             problems.append("manifest num_layers/intermediate_size disagree with the tensors")
+        if self.has_residual:
+            r, rn = self.resid_sum, self.resid_norm_sum
+            if r.dtype != torch.float64 or rn.dtype != torch.float64:
+                problems.append("resid_sum/resid_norm_sum must be float64")
+            if r.dim() != 3 or tuple(r.shape[:2]) != shape[:2] or tuple(rn.shape) != shape[:2]:
+                problems.append(f"residual tensors {tuple(r.shape)}, {tuple(rn.shape)} do not match {shape[:2]}")
         if problems:
             raise LangneuronsError("invalid statistics: " + "; ".join(problems))
 
@@ -103,6 +120,8 @@ def save_stats(run_dir: str | Path, stats: Stats) -> None:
     run_dir = Path(run_dir)
     manifest = {"format": STATS_FORMAT, **stats.manifest}
     tensors = {"count": stats.count, "sum": stats.sum, "sum_sq": stats.sum_sq, "n_tokens": stats.n_tokens}
+    if stats.has_residual:
+        tensors |= {"resid_sum": stats.resid_sum, "resid_norm_sum": stats.resid_norm_sum}
     write_safetensors(run_dir / STATS_FILE, tensors, metadata={"format": STATS_FORMAT})
     write_json(run_dir / MANIFEST_FILE, manifest)
 
@@ -120,7 +139,8 @@ def load_stats(run_dir: str | Path) -> Stats:
     missing = {"count", "sum", "sum_sq", "n_tokens"} - tensors.keys()
     if missing:
         raise LangneuronsError(f"{stats_path} lacks tensors: {', '.join(sorted(missing))}")
-    stats = Stats(tensors["count"], tensors["sum"], tensors["sum_sq"], tensors["n_tokens"], manifest, str(run_dir))
+    stats = Stats(tensors["count"], tensors["sum"], tensors["sum_sq"], tensors["n_tokens"], manifest, str(run_dir),
+                  tensors.get("resid_sum"), tensors.get("resid_norm_sum"))  # fmt: skip
     stats.validate()
     return stats
 
@@ -242,4 +262,12 @@ def merge_stats(runs: list[Stats]) -> Stats:
         manifest.pop(key, None)
     counted = [run.manifest.get("sentences") or {} for run in runs]
     manifest["sentences"] = {lang: sum(int(c.get(lang, 0)) for c in counted) for lang in languages}
-    return Stats(count, total, total_sq, n_tokens, manifest)
+    resid = resid_norm = None
+    if all(run.has_residual for run in runs):  # residual sums add like the counts; else they are dropped
+        resid = torch.zeros(k, n_layers, runs[0].resid_sum.shape[2], dtype=torch.float64)
+        resid_norm = torch.zeros(k, n_layers, dtype=torch.float64)
+        for run in runs:
+            for i, lang in enumerate(run.languages):
+                resid[languages.index(lang)] += run.resid_sum[i]
+                resid_norm[languages.index(lang)] += run.resid_norm_sum[i]
+    return Stats(count, total, total_sq, n_tokens, manifest, None, resid, resid_norm)

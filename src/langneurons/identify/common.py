@@ -157,6 +157,9 @@ def subset_languages(stats: Stats, languages: Sequence[str] | None) -> Stats:
         stats.sum_sq.index_select(0, index),
         stats.n_tokens.index_select(0, index),
         manifest,
+        stats.path,
+        None if stats.resid_sum is None else stats.resid_sum.index_select(0, index),
+        None if stats.resid_norm_sum is None else stats.resid_norm_sum.index_select(0, index),
     )
 
 

@@ -69,6 +69,16 @@ def gather_partials(partial: Partial, world: World) -> list[Partial]:
     return out
 
 
+def gather_tensor(tensor: torch.Tensor, world: World) -> list[torch.Tensor]:
+    """Every rank's ``tensor`` (same shape and dtype on all ranks), in rank order."""
+    if world.size == 1:
+        return [tensor]
+    tensor = tensor.to(_comm_device(world)).contiguous()
+    out = [torch.empty_like(tensor) for _ in range(world.size)]
+    dist.all_gather(out, tensor)
+    return out
+
+
 def any_rank(flag: bool, world: World) -> bool:
     """True on every rank if it is True on any (e.g. 'Ctrl-C was pressed'): all stop at the same round."""
     if world.size == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,9 +32,11 @@ from langneurons.record.distributed import (
     broadcast_flag,
     broadcast_object,
     gather_partials,
+    gather_tensor,
     init_world,
 )
 from langneurons.record.plan import Unit, packed_batches, plan_units, unit_batches
+from langneurons.record.residual import ResidualCounter, split_residual
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 # Seconds to sleep after each unit: lets tests interrupt a real run at a known point. Not for users.
@@ -54,6 +57,7 @@ class RecordSettings:
     checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
     compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
+    residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, METHODS.md §11)
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -102,21 +106,25 @@ def record(
     manifest = _manifest(loaded, corpus, settings, units, world)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
-    totals, next_unit = _resume(out, fingerprint, shape, overwrite, world)
+    resid_shape = (shape[0], shape[1], loaded.adapter.hidden_size + 1) if settings.residual else None
+    totals, next_unit, resid = _resume(out, fingerprint, shape, overwrite, world, resid_shape)
     rows = _per_language(totals)
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
     counter = Counter(loaded.adapter, settings.site, loaded.device, update)
+    residual = ResidualCounter(loaded.adapter, counter) if settings.residual else contextlib.nullcontext()
     body = loaded.adapter.body()
     bar = progress_bar(progress and world.is_main, "units {task.fields[rate]}")
     counted_before = int(totals[3].sum())
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
-        with _StopOnSigint() as stop, bar, counter, torch.inference_mode():
+        with _StopOnSigint() as stop, bar, counter, residual, torch.inference_mode():
             task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
             for first in range(next_unit, len(units), world.size):
                 mine = first + world.rank
                 counter.reset()
+                if settings.residual:
+                    residual.reset()
                 if mine < len(units):
                     _run_unit(units[mine], corpus, loaded, body, counter, settings)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
@@ -124,6 +132,12 @@ def record(
                     if first + offset < len(units):
                         lang = units[first + offset].lang
                         new_rows[lang] = _add(new_rows[lang], partial.to("cpu"))
+                if settings.residual:
+                    new_resid = resid.clone()  # like the rows: swapped in whole, never half-added
+                    for offset, part in enumerate(gather_tensor(residual.partial(loaded.device), world)):
+                        if first + offset < len(units):
+                            new_resid[units[first + offset].lang] += part.to("cpu")
+                    resid = new_resid
                 rows, next_unit = new_rows, min(first + world.size, len(units))
                 counted = sum(int(r.n_tokens) for r in rows)
                 rate = (counted - counted_before) / max(time.time() - started, 1e-9)
@@ -133,7 +147,7 @@ def record(
                 every = settings.checkpoint_every_units
                 due = due or (every is not None and next_unit - saved_unit >= every)
                 if world.is_main and due and next_unit < len(units):
-                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint, resid)
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
@@ -141,12 +155,14 @@ def record(
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if world.is_main and next_unit > saved_unit:
-            _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
+            _save_checkpoint(out, _stack(rows), next_unit, fingerprint, resid)
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
     stats = Stats(*totals, manifest=manifest)
+    if resid is not None:
+        stats.resid_sum, stats.resid_norm_sum = split_residual(resid)
     if world.is_main:
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -222,17 +238,21 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"{out} exists and is not a directory")
 
 
-def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World):
-    """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
-    result = _read_checkpoint(out, fingerprint, shape, overwrite) if world.is_main else None
+def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World,
+            resid_shape: tuple[int, int, int] | None = None):  # fmt: skip
+    """Totals, next unit and residual sums (None when not recorded) from a checkpoint of the same
+    configuration, else zeros (rank 0 decides)."""
+    result = _read_checkpoint(out, fingerprint, shape, overwrite, resid_shape) if world.is_main else None
     result = broadcast_object(result, world)
     if isinstance(result, str):
         raise LangneuronsError(result)
     return result
 
 
-def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool):
+def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool,
+                     resid_shape: tuple[int, int, int] | None = None):  # fmt: skip
     k, n_layers, width = shape
+    resid = None if resid_shape is None else torch.zeros(resid_shape, dtype=torch.float64)
     totals = [
         torch.zeros(shape, dtype=torch.int64),
         torch.zeros(shape, dtype=torch.float64),
@@ -244,26 +264,33 @@ def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], o
         for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE):
             (out / name).unlink(missing_ok=True)
     if not path.exists():
-        return totals, 0
+        return totals, 0, resid
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as fh:
             state = json.loads(fh.metadata()["state"])
         resumed = [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")]
+        if resid is not None:
+            resumed.append(tensors["resid"])
+            totals.append(resid)
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError):
         return f"{path} is corrupt; delete it to start over"
     if state.get("fingerprint") != fingerprint:
         return f"{path} comes from a different model, corpus or settings; delete it or pass --overwrite"
     if [tuple(t.shape) for t in resumed] != [tuple(t.shape) for t in totals]:
         return f"{path} has the wrong shape for this run; delete it to start over"
-    return resumed, int(state["next_unit"])
+    if resid is not None:
+        return resumed[:4], int(state["next_unit"]), resumed[4]
+    return resumed, int(state["next_unit"]), None
 
 
-def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
+def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str,
+                     resid: torch.Tensor | None = None) -> None:  # fmt: skip
     """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
     names = ("count", "sum", "sum_sq", "n_tokens")
-    write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
+    tensors = dict(zip(names, totals, strict=True)) | ({} if resid is None else {"resid": resid})
+    write_safetensors(out / CHECKPOINT_FILE, tensors, metadata={"state": state})
 
 
 def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: list[Unit], world: World) -> dict:
