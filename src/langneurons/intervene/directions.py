@@ -55,7 +55,9 @@ def add_direction(
     ds: DirectionSet, lang: str, layers: list[int], alpha: float, *, positions: str = "all", label: str = ""
 ) -> DirectionIntervention:
     """Steer towards ``lang``: add ``α · r_l · d/‖d‖`` after each of ``layers``."""
-    vectors = {layer: float(alpha) * float(ds.resid_norm[layer]) * ds.unit(lang, layer) for layer in _layers(ds, layers)}
+    vectors = {
+        layer: float(alpha) * float(ds.resid_norm[layer]) * ds.unit(lang, layer) for layer in _layers(ds, layers)
+    }
     return DirectionIntervention(vectors, "add", positions, label or f"add {lang} α={alpha:g}")
 
 

@@ -1,0 +1,183 @@
+"""DiffMean: residual sums equal a hand computation, a planted language direction is recovered and
+steers, directional ablation removes it, the file round-trips and the CLI writes it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny import COMMON, VOCAB, WORDS, tiny_model, word_tokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
+from typer.testing import CliRunner
+
+from langneurons.cli import app
+from langneurons.data import Corpus
+from langneurons.errors import LangneuronsError
+from langneurons.evaluate.steer import SteerSettings, generate
+from langneurons.formats.directions import DirectionSet
+from langneurons.formats.stats import load_stats, save_stats
+from langneurons.identify.diffmean import diffmean
+from langneurons.intervene import ablate_direction, add_direction, intervene, random_direction_control
+from langneurons.models.loading import wrap_model
+from langneurons.record import RecordSettings, record
+
+AA = ["a1 a2 s1 a3", "a0 a0", "s2 a5 a6 a7 s3 s4", "a4 a1", "a1 s0 a2 a3 a4 a5 a6 a7"]
+BB = ["b1 s1", "b0 b2 b3 b4 b5", "s5 s6 b6", "b7 b7 b7 s7", "b3 b1"]
+H = 16
+
+
+def corpus() -> Corpus:
+    return Corpus("t", {lang: [(str(i), t) for i, t in enumerate(texts)] for lang, texts in (("aa", AA), ("bb", BB))})
+
+
+def settings(**kw) -> RecordSettings:
+    return RecordSettings(batch_size=2, max_length=64, **kw)
+
+
+def planted_residual_model(seed: int = 0):
+    """A LLaMA whose residual stream is its embedding (attention and MLP outputs zero) and whose
+    embeddings carry a planted language direction v: +2v for aa words, −2v for bb words, plus small
+    noise; the LM head reads v, so +v makes it say aa words and −v bb words."""
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(H, generator=gen)
+    v /= v.norm()
+    config = AutoConfig.for_model(
+        "llama", **COMMON, hidden_size=H, intermediate_size=8, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=128, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    sign = {w: 1.0 for w in WORDS["aa"]} | {w: -1.0 for w in WORDS["bb"]}
+    with torch.no_grad():
+        emb = 0.05 * torch.randn(len(VOCAB), H, generator=gen)
+        head = torch.zeros(len(VOCAB), H)
+        for i, word in enumerate(VOCAB):
+            emb[i] += 2.0 * sign.get(word, 0.0) * v
+            head[i] = 5.0 * sign.get(word, 0.0) * v + 0.01 * torch.randn(H, generator=gen)
+        model.model.embed_tokens.weight.copy_(emb)
+        model.lm_head.weight.copy_(head)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+    return wrap_model(model, word_tokenizer(), "planted-residual"), v
+
+
+def hand_residual_sums(loaded, texts):
+    """Sum of each decoder layer's output over every text token (BOS excluded), one sentence at a time."""
+    layers = loaded.adapter.layers
+    sums = torch.zeros(len(layers), loaded.adapter.hidden_size, dtype=torch.float64)
+    norms = torch.zeros(len(layers), dtype=torch.float64)
+    for text in texts:
+        seen = {}
+        handles = [
+            layer.register_forward_hook(
+                lambda m, a, o, i=i, seen=seen: seen.__setitem__(i, o[0] if isinstance(o, tuple) else o)
+            )
+            for i, layer in enumerate(layers)
+        ]
+        ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            loaded.model(input_ids=ids)
+        for h in handles:
+            h.remove()
+        first = int(ids[0, 0] == loaded.tokenizer.bos_token_id)  # GPT-2's tokenizer adds no BOS
+        for i in range(len(layers)):
+            h = seen[i][0, first:].double()
+            sums[i] += h.sum(0)
+            norms[i] += h.norm(dim=1).sum()
+    return sums, norms
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2"])
+def test_residual_sums_equal_a_hand_computation(tmp_path, family):
+    loaded = tiny_model(family)
+    stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    assert stats.has_residual
+    for k, texts in enumerate((AA, BB)):
+        sums, norms = hand_residual_sums(loaded, texts)
+        torch.testing.assert_close(stats.resid_sum[k], sums, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stats.resid_norm_sum[k], norms, rtol=1e-5, atol=1e-5)
+    again = load_stats(tmp_path / "run")  # saved and read back
+    assert torch.equal(again.resid_sum, stats.resid_sum)
+
+
+def test_no_residual_setting_and_merge(tmp_path):
+    loaded = tiny_model("llama")
+    plain = record(loaded, corpus(), tmp_path / "a", settings(residual=False), progress=False)
+    assert not plain.has_residual and not load_stats(tmp_path / "a").has_residual
+    with pytest.raises(LangneuronsError, match="no residual-stream sums"):
+        diffmean(load_stats(tmp_path / "a"))
+
+
+def test_planted_direction_is_recovered(tmp_path):
+    loaded, v = planted_residual_model()
+    stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    ds = diffmean(stats)
+    for layer in range(ds.num_layers):
+        assert float(torch.dot(ds.unit("aa", layer), v)) > 0.99
+        assert float(torch.dot(ds.unit("bb", layer), v)) < -0.99
+    # direction = μ_aa − μ_bb; r_l = mean over languages of the mean ‖embedding‖ of their tokens
+    mu = stats.resid_sum / stats.n_tokens.view(-1, 1, 1).double()
+    torch.testing.assert_close(ds.directions[0], (mu[0] - mu[1]).float())
+    emb = loaded.model.model.embed_tokens.weight.double()
+    per_lang = [emb[[VOCAB.index(w) for t in texts for w in t.split()]].norm(dim=1).mean() for texts in (AA, BB)]
+    torch.testing.assert_close(float(ds.resid_norm[1]), float(sum(per_lang) / 2), rtol=1e-5, atol=1e-5)
+    ds.save(tmp_path / "dm.json")
+    back = DirectionSet.load(tmp_path / "dm.json")
+    assert torch.equal(back.directions, ds.directions) and back.languages == ["aa", "bb"]
+
+
+def test_adding_the_direction_steers_the_planted_model(tmp_path):
+    loaded, _ = planted_residual_model()
+    ds = diffmean(record(loaded, corpus(), tmp_path / "run", settings(), progress=False))
+    s = SteerSettings(max_new_tokens=3, batch_size=2)
+    prompts = ["b1 b2 s1", "b3 b4"]
+    words = {w: lang for lang in ("aa", "bb") for w in WORDS[lang]}
+
+    def langs(ivs):
+        return {words.get(w) for g in generate(loaded, prompts, ivs, s) for w in g["text"].split()}
+
+    assert langs([]) == {"bb"}
+    assert langs([add_direction(ds, "aa", [0], 2.0)]) == {"aa"}
+    control = random_direction_control(add_direction(ds, "aa", [0], 2.0), seed=1)
+    assert langs([control]) == {"bb"}  # the same norm in a random direction does not switch
+    torch.testing.assert_close(control.vectors[0].norm(), add_direction(ds, "aa", [0], 2.0).vectors[0].norm())
+
+
+def test_ablation_projects_the_direction_out(tmp_path):
+    loaded, v = planted_residual_model()
+    ds = diffmean(record(loaded, corpus(), tmp_path / "run", settings(), progress=False))
+    seen = {}
+    handle = loaded.adapter.layers[1].register_forward_hook(lambda m, a, o: seen.__setitem__("h", o))
+    ids = loaded.tokenizer(["a1 a2 b1"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loaded.model(input_ids=ids)
+        before = seen["h"].clone()
+        with intervene(loaded, [ablate_direction(ds, "aa")]):
+            loaded.model(input_ids=ids)
+    handle.remove()
+    u = ds.unit("aa", 1)
+    assert float((before @ u).abs().max()) > 1.5
+    assert float((seen["h"] @ u).abs().max()) < 1e-4
+    torch.testing.assert_close(seen["h"], before - (before @ u).unsqueeze(-1) * u)
+
+
+def test_identify_diffmean_cli(tmp_path):
+    loaded = tiny_model("llama")
+    record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    out = tmp_path / "dm.json"
+    result = CliRunner().invoke(app, ["identify", str(tmp_path / "run"), "--method", "diffmean", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["format"] == "langneurons-directions/1" and data["site"] == "residual"
+    assert len(data["norms"]["aa"]) == loaded.adapter.num_layers
+    assert (tmp_path / "dm.safetensors").exists()
+    bad = CliRunner().invoke(
+        app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "-o", str(out), "--top-rate", "0.1"]
+    )
+    assert bad.exit_code == 2
+    stats = load_stats(tmp_path / "run")
+    stats.resid_sum = stats.resid_norm_sum = None
+    save_stats(tmp_path / "old", stats)
+    old = CliRunner().invoke(app, ["identify", str(tmp_path / "old"), "-m", "diffmean", "-o", str(tmp_path / "x.json")])
+    assert old.exit_code == 2 and "no residual-stream sums" in old.output
