@@ -98,7 +98,13 @@ def _floats(text: str) -> list[float]:
 
 @app.command("steer")
 def steer_cmd(
-    neurons: Path = typer.Option(..., "--neurons", help="Neuron-set JSON (from `identify`)."),
+    neurons: Path | None = typer.Option(None, "--neurons", help="Neuron-set JSON (from `identify`)."),
+    directions: Path | None = typer.Option(
+        None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
+    ),
+    layers: str | None = typer.Option(
+        None, "--layers", help="--directions: layer(s) to add the direction at; a comma list sweeps (default: middle)."
+    ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
     out: Path = typer.Option(..., "--out", help="Result JSON to write."),
     source: str | None = typer.Option(
@@ -135,6 +141,15 @@ def steer_cmd(
     from langneurons.evaluate.steer import SteerSettings, steer
 
     _check_out(out, overwrite)
+    if (neurons is None) == (directions is None):
+        raise LangneuronsError("pass exactly one of --neurons and --directions")
+    if directions is not None:
+        _steer_directions(directions, layers, to, out, source, prompts, model, revision, strength, positions,
+                          max_new_tokens, sample, temperature, top_p, seed, controls, batch_size, device,
+                          dtype)  # fmt: skip
+        return
+    if layers is not None:
+        raise LangneuronsError("--layers applies to --directions only")
     targets = parse_languages(to) or []
     if not targets:
         raise LangneuronsError("--to needs at least one language")
@@ -168,4 +183,46 @@ def steer_cmd(
                 f"{entry['baseline']['success']:.0%}"
                 + ("" if rnd is None else f", random {rnd:.0%}")
                 + f"), distinct-2 {steered['distinct_2'] or 0:.2f}"
+            )
+
+
+def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
+                      model: str, revision: str | None, strength: str, positions: str, max_new_tokens: int,
+                      sample: bool, temperature: float, top_p: float, seed: int, controls: bool, batch_size: int,
+                      device: str, dtype: str) -> None:  # fmt: skip
+    """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
+    from langneurons.evaluate.steer import SteerSettings
+    from langneurons.evaluate.steer_directions import steer_directions
+    from langneurons.formats.directions import DirectionSet
+
+    ds = DirectionSet.load(directions)
+    targets = parse_languages(to) or []
+    if not targets:
+        raise LangneuronsError("--to needs at least one language")
+    for lang in targets:
+        ds.index(lang)
+    if max_new_tokens <= 0 or batch_size <= 0:
+        raise LangneuronsError("--max-new-tokens and --batch-size must be positive")
+    try:
+        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else [ds.num_layers // 2]
+    except ValueError:
+        raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}") from None
+    for layer in layer_list:
+        ds.check_layer(layer)
+    prompt_list = load_prompts(prompts, source or "en")
+    loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+    settings = SteerSettings(mode="add", strengths=_floats(strength), deactivate_source=False, positions=positions,
+                             site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
+                             top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
+    result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,
+                              directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
+    write_json(out, result)
+    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    for target, entry in result["results"].items():
+        for key, row in entry["strengths"].items():
+            steered, rnd = row["steered"], row.get("random", {}).get("success")
+            console.print(
+                f"  → {target} α={key}: success {steered['success']:.0%} (target language "
+                f"{steered['language_rate']:.0%}, {steered['not_fluent']} not fluent; baseline "
+                f"{entry['baseline']['success']:.0%}" + ("" if rnd is None else f", random direction {rnd:.0%}") + ")"
             )
