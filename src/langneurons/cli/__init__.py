@@ -50,6 +50,8 @@ def one_line_errors(fn: F) -> F:
 from langneurons.cli import record_cmds  # noqa: E402,F401
 from langneurons.cli import identify_cmds  # noqa: E402,F401
 from langneurons.cli import evaluate_cmds  # noqa: E402,F401
+from langneurons.cli import translate_cmds  # noqa: E402,F401
+from langneurons.cli import benchmark_cmds  # noqa: E402,F401
 from langneurons.cli import analyze_cmds  # noqa: E402,F401
 from langneurons.cli import report_cmds  # noqa: E402,F401
 # isort: on
