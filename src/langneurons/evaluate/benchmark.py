@@ -66,6 +66,8 @@ class BenchmarkSettings:
     languages: list[str] = field(default_factory=lambda: ["en", "fr", "ru", "zh"])
     source: str = "en"
     methods: list[str] = field(default_factory=lambda: list(METHODS))
+    # identification parameters per method (the rest are each method's reference defaults)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=lambda: {"entropy-lambda": {"lam": "auto"}})
     identify_corpus: str = "ntrex:identify"
     heldout_corpus: str = "ntrex:dev"
     sentences: int = 100  # identification sentences per language
@@ -204,7 +206,9 @@ def _identify_all(loaded, out: Path, s: BenchmarkSettings, stages: _Stages, prog
             comp: NeuronSet | DirectionSet = diffmean(stats)
             comp.save(out / "diffmean.json")
         else:
-            params = {"lam": "auto"} if method == "entropy-lambda" else {}
+            params = dict(s.method_params.get(method, {}))
+            if method == "key-neurons" and "threshold" not in params:
+                params["threshold"] = key_threshold(len(s.languages))
             comp = identify(pooled if method in POOLED_METHODS else stats, method, **params)
             comp.save(out / f"{method}.json")
         seconds = time.time() - t
@@ -216,8 +220,15 @@ def _identify_all(loaded, out: Path, s: BenchmarkSettings, stages: _Stages, prog
             "data": "pooled sentence vectors" if method in POOLED_METHODS else "recorded statistics",
             "size": _size(comp, s.languages),
             "file": f"{method}.json",
+            "params": {k: v for k, v in comp.params.items() if isinstance(v, (int, float, str, bool))},
         }
     return components, ident
+
+
+def key_threshold(k: int) -> float:
+    """Zeng et al.'s z > 2, unless it is unreachable: with K languages the largest z-score is sqrt(K − 1),
+    so below 6 languages the benchmark uses 0.85 · sqrt(K − 1) (a named deviation, recorded in the file)."""
+    return 2.0 if k >= 6 else round(0.85 * math.sqrt(k - 1), 4)
 
 
 def _size(comp: NeuronSet | DirectionSet, langs: list[str]) -> dict[str, Any]:
