@@ -17,6 +17,9 @@ from langneurons.report.benchmark_figure import benchmark_figure
 
 # three "languages" of the tiny vocabulary: aa words, bb words, and the shared words as cc
 LANGS = {"aa": WORDS["aa"], "bb": WORDS["bb"], "cc": WORDS["shared"]}
+# small sets for a 3-layer × 48-neuron model (the reference defaults select all or nothing there)
+PARAMS = {"lape": {"top_rate": 0.2}, "entropy-lambda": {"lam": "auto", "top_rate": 0.2}, "ap": {"n": 6},
+          "key-neurons": {"threshold": 1.38}}  # fmt: skip
 TIMING = {"wall_seconds", "identify_seconds", "data_seconds", "record_seconds", "pooled_seconds", "created"}
 
 
@@ -38,7 +41,7 @@ def settings(tmp_path) -> BenchmarkSettings:
         heldout_corpus=str(tmp_path / "held"), sentences=30, eval_sentences=4, prompts=4,
         prompts_spec=str(tmp_path / "prompts.txt"), strengths=[1.0, 2.0], direction_strengths=[1.0, 4.0],
         translate_sentences=3, shots=1, max_new_tokens=4, translate_max_new_tokens=4, batch_size=4,
-        max_length=64, bootstrap=20, method_params={"lape": {"top_rate": 0.2}, "entropy-lambda": {"lam": "auto", "top_rate": 0.2}, "ap": {"n": 6}, "key-neurons": {"threshold": 1.38}},
+        max_length=64, bootstrap=20, method_params=PARAMS,
     )  # fmt: skip
 
 
@@ -85,10 +88,12 @@ def test_resume_reuses_finished_stages(tmp_path):
     again = benchmark(loaded, out, settings(tmp_path), progress=False)
     assert (out / "stage-steer.json").stat().st_mtime_ns == stamp  # reused, not recomputed
     assert strip_timing(again["summary"]) == strip_timing(first["summary"])
+    data_stamp = (out / "stage-data.json").stat().st_mtime_ns
     changed = settings(tmp_path)
-    changed.seed = 1  # other settings: stages are recomputed, not reused
+    changed.seed = 1  # other settings: the evaluations are recomputed, the identification data reused
     benchmark(loaded, out, changed, progress=False)
     assert (out / "stage-steer.json").stat().st_mtime_ns != stamp
+    assert (out / "stage-data.json").stat().st_mtime_ns == data_stamp
 
 
 def test_bad_settings(tmp_path):

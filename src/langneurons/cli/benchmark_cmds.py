@@ -55,7 +55,7 @@ def benchmark_cmd(
     prompts: int | None = typer.Option(None, "--prompts", help="Steering prompts, half dev half test (8)."),
     strengths: str | None = typer.Option(None, "--strengths", help="Neuron steering strengths swept on dev (0.5,1,2)."),
     direction_strengths: str | None = typer.Option(
-        None, "--direction-strengths", help="DiffMean α swept on dev (0.5,1,2)."
+        None, "--direction-strengths", help="DiffMean α swept on dev (0.25,0.5,1)."
     ),
     direction_layers: str | None = typer.Option(
         None, "--direction-layers", help="DiffMean layers swept on dev (default: 1/4, 1/2, 3/4 of the depth)."

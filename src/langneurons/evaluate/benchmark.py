@@ -75,7 +75,7 @@ class BenchmarkSettings:
     prompts: int = 8  # steering prompts: the first half is the dev split, the second the test split
     prompts_spec: str = "default"
     strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # neuron replace strengths
-    direction_strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # α of α·r_l·d/‖d‖
+    direction_strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # α of α·r_l·d/‖d‖
     direction_layers: list[int] | None = None  # None: layers at 1/4, 1/2 and 3/4 of the depth
     translate_sentences: int = 8
     shots: int = 3
@@ -113,22 +113,37 @@ FULL = dict(sentences=1000, eval_sentences=100, prompts=40, translate_sentences=
             bootstrap=1000, shots=5)  # fmt: skip
 
 
+# Settings that decide the identification data (the "data" stage); every other stage depends on all.
+DATA_FIELDS = ("languages", "identify_corpus", "sentences", "max_length", "batch_size", "methods")
+
+
 class _Stages:
     """Stage results saved as JSON in the output folder, reused when their settings fingerprint matches."""
 
-    def __init__(self, out: Path, fingerprint: str):
-        self.out, self.fingerprint = out, fingerprint
+    def __init__(self, out: Path, settings: BenchmarkSettings, model: dict[str, Any]):
+        self.out = out
+        full = asdict(settings)
+        data = {k: full[k] for k in DATA_FIELDS}
+        self.fingerprints = {"data": _hash([data, model]), "all": _hash([full, model])}
+
+    def _fingerprint(self, name: str) -> str:
+        return self.fingerprints["data" if name == "data" else "all"]
 
     def get(self, name: str) -> Any | None:
         path = self.out / f"stage-{name}.json"
         if not path.exists():
             return None
         data = read_json(path)
-        return data.get("result") if isinstance(data, dict) and data.get("fingerprint") == self.fingerprint else None
+        ok = isinstance(data, dict) and data.get("fingerprint") == self._fingerprint(name)
+        return data.get("result") if ok else None
 
     def put(self, name: str, result: Any) -> Any:
-        write_json(self.out / f"stage-{name}.json", {"fingerprint": self.fingerprint, "result": result})
+        write_json(self.out / f"stage-{name}.json", {"fingerprint": self._fingerprint(name), "result": result})
         return result
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def benchmark(
@@ -140,8 +155,7 @@ def benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    fingerprint = hashlib.sha256(json.dumps([asdict(s), loaded.describe()], sort_keys=True).encode()).hexdigest()
-    stages = _Stages(out, fingerprint)
+    stages = _Stages(out, s, loaded.describe())
     components, ident = _identify_all(loaded, out, s, stages, progress)
     ppl = stages.get("ppl") or stages.put("ppl", _ppl_stage(loaded, components, s, progress))
     steer = stages.get("steer") or stages.put("steer", _steer_stage(loaded, components, out, s, progress))
