@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from langneurons.cli import app
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.benchmark import METHODS, BenchmarkSettings, benchmark, markdown_table
-from langneurons.report.benchmark_figure import benchmark_figure
+from langneurons.evaluate.benchmark import METHODS, BenchmarkSettings, benchmark
+from langneurons.report import write_report
+from langneurons.report.benchmark import benchmark_figure, markdown_table
 
 # three "languages" of the tiny vocabulary: aa words, bb words, and the shared words as cc
 LANGS = {"aa": WORDS["aa"], "bb": WORDS["bb"], "cc": WORDS["shared"]}
@@ -72,6 +73,9 @@ def test_every_cell_and_bit_for_bit(tmp_path):
         assert sum(facts["size"]["per_language"].values()) > 0, (method, facts["size"])
     assert "n/a" not in markdown_table(first)
     assert benchmark_figure(first)[:4] == b"\x89PNG"
+    write_report(tmp_path / "one", tmp_path / "report.html")  # the report reads the benchmark folder
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Benchmark</h2>" in page and "Benchmark: every method" in page
     on_disk = json.loads((tmp_path / "one" / "benchmark.json").read_text())
     assert strip_timing(on_disk) == strip_timing(json.loads(json.dumps(first)))
     second = benchmark(tiny_model("llama"), tmp_path / "two", settings(tmp_path), progress=False)

@@ -76,8 +76,8 @@ def benchmark_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Rank LAPE, entropy−λ, AP, key neurons and DiffMean (and their random controls) on the same tests."""
-    from langneurons.evaluate.benchmark import FULL, BenchmarkSettings, benchmark, markdown_table, table_rows
-    from langneurons.report.benchmark_figure import benchmark_figure
+    from langneurons.evaluate.benchmark import FULL, BenchmarkSettings, benchmark
+    from langneurons.report.benchmark import benchmark_figure, markdown_table, table_rows
 
     if (out / "benchmark.json").exists() and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished benchmark; pass --overwrite to replace it")

@@ -5,6 +5,8 @@ pooled.json + pooled.safetensors    `similarity` (sentence vectors; only the JSO
 similarity.json                     `similarity` (LRDS/SADS)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
+*.json with format langneurons-directions/1   direction sets (`identify --method diffmean`; JSON only)
+benchmark.json                      `benchmark` result (read as plain JSON)
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Run:
     neuron_sets: dict[str, NeuronSet] = field(default_factory=dict)
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
+    directions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    benchmark: dict[str, Any] | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
 
     @property
@@ -92,6 +96,10 @@ def load_run(path: str | Path) -> Run:
                 run.similarity = data
             elif data.get("format") == NEURONSET_FORMAT:
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
+            elif data.get("format") == "langneurons-directions/1":
+                run.directions[file.stem] = data
+            elif data.get("format") == "langneurons-benchmark/1":
+                run.benchmark = data
             elif name.startswith("ppl"):
                 run.ppl[file.stem] = data
             elif name.startswith("steer"):
@@ -100,7 +108,8 @@ def load_run(path: str | Path) -> Run:
                 run.skipped[name] = "not a known result file"
         except LangneuronsError as exc:
             run.skipped[name] = str(exc)
-    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer):
+    if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
+            or run.benchmark):  # fmt: skip
         raise LangneuronsError(
             f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)"
         )

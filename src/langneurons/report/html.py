@@ -155,6 +155,11 @@ def build_figures(run: Run) -> list[Figure]:
                     + (f"; settings: {settings}" if settings else "") + ".",
                 )
             )
+    if run.benchmark and isinstance(run.benchmark.get("summary"), dict):
+        from langneurons.report.benchmark import benchmark_caption, benchmark_figure
+
+        out.append(Figure("benchmark.png", benchmark_figure(run.benchmark), "Benchmark: every method, the same tests",
+                          benchmark_caption(run.benchmark)))  # fmt: skip
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
         sim = run.similarity
         peaks = sim.get("peaks") or {}
@@ -272,6 +277,13 @@ def tables_html(run: Run) -> str:
         )
     for name, data in run.steer.items():
         parts.append(f"<h2>Steering: {e(name)}</h2>" + steer_table(data))
+    if run.benchmark and isinstance(run.benchmark.get("summary"), dict):
+        from langneurons.report.benchmark import table_rows
+
+        head, *body = table_rows(run.benchmark)
+        rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body)
+        header = "".join(f"<th>{e(h)}</th>" for h in head)
+        parts.append(f"<h2>Benchmark</h2><table><tr>{header}</tr>{rows}</table>")
     if run.skipped:
         rows = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in run.skipped.items())
         parts.append(f"<h2>Files not used</h2><table><tr><th>file</th><th>why</th></tr>{rows}</table>")
