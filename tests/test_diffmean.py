@@ -181,3 +181,47 @@ def test_identify_diffmean_cli(tmp_path):
     save_stats(tmp_path / "old", stats)
     old = CliRunner().invoke(app, ["identify", str(tmp_path / "old"), "-m", "diffmean", "-o", str(tmp_path / "x.json")])
     assert old.exit_code == 2 and "no residual-stream sums" in old.output
+
+
+def test_steer_and_translate_cli_with_directions(tmp_path):
+    from langneurons.models.loading import load_model
+
+    planted, _ = planted_residual_model()
+    planted.model.save_pretrained(tmp_path / "model")
+    planted.tokenizer.save_pretrained(tmp_path / "model")
+    loaded = load_model(str(tmp_path / "model"), device="cpu")
+    record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    runner = CliRunner()
+    dm = tmp_path / "dm.json"
+    assert runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "-o", str(dm)]).exit_code == 0
+    (tmp_path / "prompts.txt").write_text("b1 b2 s1\nb3 b4\n")
+    model = str(tmp_path / "model")
+    res = runner.invoke(app, ["steer", "--model", model, "--directions", str(dm), "--from", "bb", "--to", "aa",
+                              "--layers", "0,1", "--strength", "2", "--prompts", str(tmp_path / "prompts.txt"),
+                              "--max-new-tokens", "3", "--device", "cpu",
+                              "--out", str(tmp_path / "s.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "s.json").read_text())
+    steered = data["results"]["aa"]["strengths"]
+    assert set(steered) == {"2 @ layer 0", "2 @ layer 1"}
+    for key in steered:  # every generated word is an aa word; the random direction's are bb words
+        assert all(w in WORDS["aa"] for g in steered[key]["steered"]["generations"] for w in g["text"].split())
+        assert all(w in WORDS["bb"] for g in steered[key]["random"]["generations"] for w in g["text"].split())
+    # (`steer` raises LangneuronsError, which `main` prints as one line with exit code 2)
+    both = ["steer", "--model", model, "--directions", str(dm), "--neurons", str(dm), "--to", "aa",
+            "--out", str(tmp_path / "x.json")]  # fmt: skip
+    assert "exactly one of --neurons and --directions" in str(runner.invoke(app, both).exception)
+    bad_layer = ["steer", "--model", model, "--directions", str(dm), "--to", "aa", "--layers", "7",
+                 "--out", str(tmp_path / "y.json")]  # fmt: skip
+    res = runner.invoke(app, bad_layer)
+    assert isinstance(res.exception, LangneuronsError) and "out of range" in str(res.exception)
+    par = tmp_path / "par"
+    par.mkdir()
+    (par / "aa.txt").write_text("\n".join(AA) + "\n")
+    (par / "bb.txt").write_text("\n".join(BB) + "\n")
+    res = runner.invoke(app, ["translate", "--model", model, "--directions", str(dm), "--pairs", "aa-bb",
+                              "--corpus", str(par), "--sentences", "3", "--shots", "1", "--max-new-tokens", "3",
+                              "--bootstrap", "10", "--device", "cpu", "-o", str(tmp_path / "t.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    tr = json.loads((tmp_path / "t.json").read_text())
+    assert tr["conditions"] == ["none", "off:bb", "random:bb"] and "bb" in tr["selectivity"]
