@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -20,13 +21,13 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_record_and_identify_on_embedded_gemma(tmp_path):
     run = tmp_path / "gemma"
-    done = cli("record", "--model", "embedded", "--languages", ",".join(LANGS), "--sentences", "12",
+    done = cli("record", "--model", "embedded", "--languages", ",".join(LANGS), "--sentences", "40",
                "--batch-size", "4", "--out", str(run))
     assert done.returncode == 0, done.stderr
     stats = load_stats(run)
     m = stats.manifest
     assert m["languages"] == LANGS and m["num_layers"] == 18 and m["intermediate_size"] == 2048
-    assert m["family"] == "gemma3_text" and m["site"] == "act" and m["sentences"]["zh"] == 12
+    assert m["family"] == "gemma3_text" and m["site"] == "act" and m["sentences"]["zh"] == 40
     assert (stats.n_tokens > 100).all()
     # a GELU neuron fires on some tokens and not others: probabilities are neither all 0 nor all 1
     p = stats.probability()
@@ -43,6 +44,18 @@ def test_record_and_identify_on_embedded_gemma(tmp_path):
     # scripts of their own (zh, ja, ru) get language-specific neurons
     specific = neurons.class_counts()["specific"]
     assert specific > 0
+
+    # The causal signature (docs/methods.md, "What a correct pipeline shows"): switching off a language's
+    # neurons hurts its own held-out text far more than a matched random set does.
+    ppl = run / "ppl.json"
+    done = cli("ppl", "--model", "embedded", "--neurons", str(lape), "--languages", "ru,zh,ja",
+               "--sentences", "4", "--out", str(ppl))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(ppl.read_text())["summary"]
+    for lang in ("ru", "zh", "ja"):  # three scripts of their own
+        own, control = summary[lang]["self"], summary[lang]["random_self"]
+        assert own > 0.5 and own > 5 * max(control, 0.02), (lang, own, control)
+        assert own > summary[lang]["others_median"], (lang, summary[lang])
 
     again = cli("record", "--model", "embedded", "--languages", "en", "--out", str(run))
     assert again.returncode != 0 and "already holds a finished run" in again.stderr

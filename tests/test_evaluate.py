@@ -122,9 +122,25 @@ def test_judge_and_distinct():
         {"ids": [1, 1, 1], "lang": "en", "distinct_2": 0.5, "ppl": 5.0},
         {"ids": [], "lang": "none", "distinct_2": None, "ppl": None},
     ]
-    j = judge(gens, "fr")
+    j = judge(gens, "fr", base_ppl_median=3.0)
     assert j["success"] == pytest.approx(1 / 3) and j["languages"] == {"fr": 1, "en": 1, "none": 1}
+    assert j["language_rate"] == pytest.approx(1 / 3) and j["not_fluent"] == 0
     assert j["distinct_2"] == pytest.approx(0.75) and j["empty"] == 1
+    assert j["continuation_ppl_median"] == pytest.approx(4.0)  # a true median: (3 + 5) / 2
+
+
+def test_a_looping_or_gibberish_continuation_in_the_target_language_is_not_a_success():
+    """Review item 1: identified as the target is not enough; the text must also be fluent."""
+    gens = [
+        {"ids": [5, 6] * 6, "lang": "fr", "distinct_2": 2 / 11, "ppl": 2.0},  # a loop
+        {"ids": list(range(12)), "lang": "fr", "distinct_2": 1.0, "ppl": 900.0},  # gibberish
+        {"ids": list(range(12)), "lang": "fr", "distinct_2": 1.0, "ppl": 12.0},  # fluent
+        {"ids": list(range(12)), "lang": "en", "distinct_2": 1.0, "ppl": 3.0},  # fluent, not the target
+    ]
+    j = judge(gens, "fr", base_ppl_median=3.0, settings=SteerSettings(min_distinct_2=0.5, max_ppl_ratio=10))
+    assert j["language_rate"] == pytest.approx(3 / 4) and j["success"] == pytest.approx(1 / 4)
+    assert j["not_fluent"] == 2 and [g["fluent"] for g in gens] == [False, False, True, True]
+    assert j["fluent_rate"] == pytest.approx(2 / 4)
 
 
 def test_steer_runs_with_baseline_and_control(tmp_path):

@@ -190,15 +190,18 @@ def test_positions_during_cached_generation(family, positions):
     assert len(seen) == 4  # the prompt forward, then three one-token steps
     first = seen[0].reshape(2, prompt_len, -1)
     steps = [s.reshape(2, 1, -1) for s in seen[1:]]
-    prompt_hit = bool((first[..., [3, 7]] == 7.0).all())
+    # The last prompt position produces the first new token: it is "generated", the ones before are "prompt".
+    before_last = bool((first[:, :-1][..., [3, 7]] == 7.0).all())
+    last = bool((first[:, -1][..., [3, 7]] == 7.0).all())
     gen_hit = all(bool((s[..., [3, 7]] == 7.0).all()) for s in steps)
-    assert (prompt_hit, gen_hit) == ((True, False) if positions == "prompt" else (False, True))
+    want = (True, False, False) if positions == "prompt" else (False, True, True)
+    assert (before_last, last, gen_hit) == want
     assert not bool((first[..., [0, 1, 2]] == 7.0).any())
-    # nothing outside the prompt forward is "prompt", nothing in it is "generated"
-    if positions == "prompt":
+    if positions == "prompt":  # nothing after the prompt forward is "prompt"
         assert not any(bool((s[..., [3, 7]] == 7.0).any()) for s in steps)
-    else:
-        assert not bool((first[..., [3, 7]] == 7.0).any())
+        assert not bool((first[:, -1][..., [3, 7]] == 7.0).any())
+    else:  # nothing before the last prompt position is "generated"
+        assert not bool((first[:, :-1][..., [3, 7]] == 7.0).any())
 
 
 def test_explicit_prompt_length_without_cache():
@@ -213,7 +216,7 @@ def test_explicit_prompt_length_without_cache():
     for h in handles:
         h.remove()
     hit = seen[0][0, :, 5] == 7.0
-    assert hit.tolist() == [False, False, False, True, True]
+    assert hit.tolist() == [False, False, True, True, True]  # position 2 produces token 3, the first new one
 
 
 def fake_stats(loaded, means, site="act"):

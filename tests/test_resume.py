@@ -97,3 +97,18 @@ def test_finished_run_is_kept_without_overwrite_and_checkpoint_of_other_settings
                             env=run_env(), timeout=300)  # fmt: skip
     assert forced.returncode == 0, forced.stderr
     assert not (out / CHECKPOINT_FILE).exists() and (out / "manifest.json").exists()
+
+
+def test_checkpoint_of_other_settings_is_refused_by_its_fingerprint(tmp_path):
+    """A valid checkpoint written with --max-length 32 must not be resumed by a run with --max-length 24."""
+    model, corpus = make_inputs(tmp_path)
+    out = tmp_path / "run"
+    checkpoint = out / CHECKPOINT_FILE
+    proc = start_and_interrupt(command(model, corpus, out), checkpoint, signal.SIGKILL, after_unit=2)
+    assert proc.returncode == -signal.SIGKILL and next_unit(checkpoint) >= 2  # a readable checkpoint
+    other = [*command(model, corpus, out)]
+    other[other.index("--max-length") + 1] = "24"
+    bad = subprocess.run(other, capture_output=True, text=True, env=run_env(), timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "different model, corpus or settings" in bad.stderr and "corrupt" not in bad.stderr
+    assert checkpoint.exists() and not (out / "manifest.json").exists()  # nothing was mixed in or lost

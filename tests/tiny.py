@@ -98,3 +98,44 @@ def planted_model(groups: dict[int, set[str]], num_layers: int = 2) -> LoadedMod
                 gate[j, [VOCAB.index(w) for w in words]] = 1.0
             layer.mlp.gate_proj.weight.copy_(gate)
     return wrap_model(model, word_tokenizer(), "planted-llama")
+
+
+def steerable_model() -> LoadedModel:
+    """A one-layer LLaMA whose output language is set by two MLP neurons (ground truth for steering).
+
+    Residual = one-hot of the current token plus two "mode" dimensions. The LM head continues any
+    word ``x_i`` with ``a_{i+1}`` (logit 2) over ``b_{i+1}`` (logit 1): left alone, the model writes
+    aa words, cycling a1 a2 a3 … (fluent: no repeated bigram within 8 tokens). Neuron 0 writes into
+    mode dimension 1, which adds 3 to every ``b`` word: forced on, the model writes b-words, still
+    cycling (fluent bb). Neuron 1 writes into mode dimension 2, which adds 6 to ``b0`` alone: forced
+    on, the model loops "b0 b0 b0 …" (bb, but not fluent). Both neurons stay off (gate −1 everywhere).
+    """
+    hidden = V + 2
+    config = AutoConfig.for_model(
+        "llama", **COMMON, hidden_size=hidden, intermediate_size=F, num_hidden_layers=1, num_attention_heads=1,
+        num_key_value_heads=1, head_dim=hidden, max_position_embeddings=128, rms_norm_eps=1e-12,
+        tie_word_embeddings=False,
+    )
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    index = {w: VOCAB.index(w) for w in VOCAB}
+    with torch.no_grad():
+        embed = torch.zeros(V, hidden)
+        embed[:, :V] = torch.eye(V)
+        model.model.embed_tokens.weight.copy_(embed)
+        layer = model.model.layers[0]
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.gate_proj.weight.copy_(-torch.ones(F, hidden))  # every neuron off (act = silu(−x) ≈ 0⁻)
+        layer.mlp.up_proj.weight.copy_(torch.ones(F, hidden) / hidden**0.5)
+        down = torch.zeros(hidden, F)
+        down[V, 0], down[V + 1, 1] = 1.0, 1.0
+        layer.mlp.down_proj.weight.copy_(down)
+        head = torch.zeros(V, hidden)
+        for group in ("aa", "bb", "shared"):
+            for i, word in enumerate(WORDS[group]):
+                nxt = (i + 1) % len(WORDS[group])
+                head[index[f"a{nxt}"], index[word]] = 2.0
+                head[index[f"b{nxt}"], index[word]] = 1.0
+        head[[index[w] for w in WORDS["bb"]], V] = 3.0
+        head[index["b0"], V + 1] = 6.0
+        model.lm_head.weight.copy_(head / hidden**0.5)  # the final RMSNorm scales a one-hot by √hidden
+    return wrap_model(model, word_tokenizer(), "steerable-llama")

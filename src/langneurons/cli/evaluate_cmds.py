@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from langneurons.cli import app
+from langneurons.cli import app, one_line_errors
 from langneurons.data import load_corpus, parse_languages
 from langneurons.data.prompts import load_prompts
 from langneurons.errors import LangneuronsError
@@ -26,6 +26,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 @app.command("ppl")
+@one_line_errors
 def ppl_cmd(
     neurons: Path = typer.Option(..., "--neurons", help="Neuron-set JSON (from `identify`)."),
     out: Path = typer.Option(..., "--out", help="Result JSON to write."),
@@ -66,7 +67,8 @@ def ppl_cmd(
     console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for lang, row in result["summary"].items():
         console.print(
-            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others {_pct(row['others_mean'])}, "
+            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
+            f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
 
@@ -97,6 +99,7 @@ def _floats(text: str) -> list[float]:
 
 
 @app.command("steer")
+@one_line_errors
 def steer_cmd(
     neurons: Path | None = typer.Option(None, "--neurons", help="Neuron-set JSON (from `identify`)."),
     directions: Path | None = typer.Option(
@@ -163,6 +166,8 @@ def steer_cmd(
         raise LangneuronsError(
             f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run)"
         )
+    if mode in ("replace", "add", "diffmean"):
+        run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
     prompt_list = load_prompts(prompts, source or "en")
     loaded = load_model(model, revision=revision, device=device, dtype=dtype)
     settings = SteerSettings(mode=mode, strengths=_floats(strength), deactivate_source=deactivate_source,

@@ -8,6 +8,7 @@ PPL = exp(total NLL / total predicted tokens) per evaluation language, token-wei
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -132,10 +133,21 @@ def _delta(ppl: dict[str, dict[str, float]], relative: bool) -> dict[str, dict[s
     }
 
 
+def _geomean_delta(deltas: list[float]) -> float | None:
+    """Geometric mean of the ratios 1 + Δ, as a Δ (None when empty)."""
+    if not deltas:
+        return None
+    return math.exp(sum(math.log1p(d) for d in deltas) / len(deltas)) - 1.0
+
+
 def summarise(
     ppl: dict[str, dict[str, float]], set_langs: list[str], eval_langs: list[str]
 ) -> dict[str, Any]:
-    """Per language: relative ΔPPL on itself, mean on the others, and its random control's on itself."""
+    """Per language: relative ΔPPL on itself, on the others and its random control's on itself.
+
+    On the others: the arithmetic mean of ΔPPL (dominated by one large cell), the median and the
+    geometric mean of the ratios PPL_int/PPL_base (reported as ratio − 1, like ΔPPL), and the max.
+    """
     rel = _delta(ppl, relative=True)
     out: dict[str, Any] = {}
     for lang in set_langs:
@@ -147,6 +159,8 @@ def summarise(
         out[lang] = {
             "self": row.get(lang),
             "others_mean": sum(others) / len(others) if others else None,
+            "others_median": statistics.median(others) if others else None,
+            "others_geomean": _geomean_delta(others),
             "others_max": max(others) if others else None,
             "random_self": None if ctrl is None else ctrl.get(lang),
             "random_others_mean": None
