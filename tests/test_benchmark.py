@@ -116,3 +116,24 @@ def test_bad_settings(tmp_path):
     (tmp_path / "done" / "benchmark.json").write_text("{}")
     result = runner.invoke(app, ["benchmark", "-o", str(tmp_path / "done")])
     assert result.exit_code == 2 and "--overwrite" in result.output
+
+
+def test_cli_end_to_end(tmp_path):
+    s = settings(tmp_path)
+    loaded = tiny_model("llama")
+    loaded.model.save_pretrained(tmp_path / "model")
+    loaded.tokenizer.save_pretrained(tmp_path / "model")
+    out = tmp_path / "bench"
+    args = ["benchmark", "--model", str(tmp_path / "model"), "--device", "cpu", "--languages", "aa,bb,cc",
+            "--from", "aa", "--methods", "lape,diffmean", "--corpus", s.identify_corpus, "--heldout",
+            s.heldout_corpus, "--prompt-file", s.prompts_spec, "--sentences", "30", "--eval-sentences", "3",
+            "--prompts", "2", "--strengths", "1", "--direction-strengths", "1", "--direction-layers", "1",
+            "--translate-sentences", "2", "--shots", "1", "--bootstrap", "10", "--max-length", "64",
+            "-o", str(out)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert {"benchmark.json", "benchmark.md", "benchmark.png"} <= {p.name for p in out.iterdir()}
+    table = (out / "benchmark.md").read_text()
+    assert table.count("\n") == 4 and "| diffmean |" in table and "1 @ layer 1" in table
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output

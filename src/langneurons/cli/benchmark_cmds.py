@@ -11,6 +11,7 @@ from rich.table import Table
 
 from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import (
+    CORPUS_HELP,
     capped_max_length,
     check_sentences,
     device_map_option,
@@ -48,6 +49,9 @@ def benchmark_cmd(
     methods: str | None = typer.Option(
         None, "--methods", help="Subset of lape,entropy-lambda,ap,key-neurons,diffmean."
     ),
+    corpus: str = typer.Option("ntrex:identify", "--corpus", help="Identification text (" + CORPUS_HELP + ")."),
+    heldout: str = typer.Option("ntrex:dev", "--heldout", help="Held-out parallel text for PPL and translation."),
+    prompt_file: str = typer.Option("default", "--prompt-file", help="Steering prompts (one a line) or 'default'."),
     sentences: int | None = typer.Option(None, "--sentences", help="Identification sentences per language (100)."),
     eval_sentences: int | None = typer.Option(
         None, "--eval-sentences", help="Held-out PPL sentences per language (16)."
@@ -88,6 +92,9 @@ def benchmark_cmd(
     given = {
         "languages": parse_languages(languages),
         "source": source,
+        "identify_corpus": corpus,
+        "heldout_corpus": heldout,
+        "prompts_spec": prompt_file,
         "methods": parse_languages(methods),
         "sentences": sentences,
         "eval_sentences": eval_sentences,
