@@ -16,7 +16,7 @@ from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.steer import SteerSettings, generate
 from langneurons.formats.directions import DirectionSet
-from langneurons.formats.stats import load_stats, save_stats
+from langneurons.formats.stats import load_stats, merge_stats, save_stats
 from langneurons.identify.diffmean import diffmean
 from langneurons.intervene import ablate_direction, add_direction, intervene, random_direction_control
 from langneurons.models.loading import wrap_model
@@ -107,6 +107,16 @@ def test_no_residual_setting_and_merge(tmp_path):
     assert not plain.has_residual and not load_stats(tmp_path / "a").has_residual
     with pytest.raises(LangneuronsError, match="no residual-stream sums"):
         diffmean(load_stats(tmp_path / "a"))
+    # merging halves adds the residual sums like the counts; a run without them makes the merge drop them
+    whole = record(loaded, corpus(), tmp_path / "w", settings(), progress=False)
+    items = corpus().items
+    halves = [Corpus(f"h{i}", {lang: rows[i * 3 : (i + 1) * 3] for lang, rows in items.items()}) for i in (0, 1)]
+    parts = [record(loaded, c, tmp_path / c.name, settings(), progress=False) for c in halves]
+    merged = merge_stats(parts)
+    torch.testing.assert_close(merged.resid_sum, whole.resid_sum, rtol=1e-5, atol=1e-5)  # other batches: fp32 noise
+    torch.testing.assert_close(merged.resid_norm_sum, whole.resid_norm_sum, rtol=1e-5, atol=1e-5)
+    assert not merge_stats([parts[0], record(loaded, halves[1], tmp_path / "p", settings(residual=False),
+                                             progress=False)]).has_residual  # fmt: skip
 
 
 def test_planted_direction_is_recovered(tmp_path):
