@@ -235,3 +235,20 @@ def test_steer_and_translate_cli_with_directions(tmp_path):
     assert res.exit_code == 0, res.output
     tr = json.loads((tmp_path / "t.json").read_text())
     assert tr["conditions"] == ["none", "off:bb", "random:bb"] and "bb" in tr["selectivity"]
+
+
+def test_record_cli_no_residual(tmp_path):
+    loaded = tiny_model("llama")
+    loaded.model.save_pretrained(tmp_path / "model")
+    loaded.tokenizer.save_pretrained(tmp_path / "model")
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "aa.txt").write_text("\n".join(AA) + "\n")
+    (texts / "bb.txt").write_text("\n".join(BB) + "\n")
+    base = ["record", "--model", str(tmp_path / "model"), "--corpus", str(texts), "--max-length", "64",
+            "--device", "cpu"]  # fmt: skip
+    for flag, expected in (("--residual", True), ("--no-residual", False)):
+        res = CliRunner().invoke(app, [*base, flag, "--out", str(tmp_path / flag)])
+        assert res.exit_code == 0, res.output
+        stats = load_stats(tmp_path / flag)
+        assert stats.has_residual is expected and stats.manifest["settings"]["residual"] is expected

@@ -50,6 +50,9 @@ def record_cmd(
         False, "--packing", help="Join each language's texts into full rows (no padding; changes context)."
     ),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the counting update (fused kernels)."),
+    residual: bool = typer.Option(
+        True, "--residual/--no-residual", help="Also sum the residual stream per layer (DiffMean; ~4 % time)."
+    ),
     device_map: str | None = typer.Option(None, "--device-map", help="'auto' to spread a large model over GPUs."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
@@ -63,6 +66,7 @@ def record_cmd(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing,
+        residual=residual,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
     if (out / MANIFEST_FILE).exists() and not overwrite:
