@@ -54,7 +54,7 @@ def benchmark_cmd(
     prompt_file: str = typer.Option("default", "--prompt-file", help="Steering prompts (one a line) or 'default'."),
     sentences: int | None = typer.Option(None, "--sentences", help="Identification sentences per language (100)."),
     eval_sentences: int | None = typer.Option(
-        None, "--eval-sentences", help="Held-out PPL sentences per language (16)."
+        None, "--eval-sentences", help="Held-out PPL sentences per language (8)."
     ),
     prompts: int | None = typer.Option(None, "--prompts", help="Steering prompts, half dev half test (8)."),
     strengths: str | None = typer.Option(None, "--strengths", help="Neuron steering strengths swept on dev (0.5,1,2)."),

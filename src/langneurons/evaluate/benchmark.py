@@ -71,7 +71,7 @@ class BenchmarkSettings:
     identify_corpus: str = "ntrex:identify"
     heldout_corpus: str = "ntrex:dev"
     sentences: int = 100  # identification sentences per language
-    eval_sentences: int = 16  # held-out sentences per language for perplexity
+    eval_sentences: int = 8  # held-out sentences per language for perplexity
     prompts: int = 8  # steering prompts: the first half is the dev split, the second the test split
     prompts_spec: str = "default"
     strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # neuron replace strengths
@@ -274,12 +274,14 @@ def _ppl_stage(loaded, components, s: BenchmarkSettings, progress: bool) -> dict
     ]
     ppl: dict[str, dict[str, float]] = {}
     bar = progress_bar(progress, "perplexities")
+    # a random control is only compared on its own language: the other languages are not evaluated
+    evals = {name: [lang] if control else s.languages for name, _, lang, control in conds}
     with bar:
-        task = bar.add_task("perplexity", total=len(conds) * len(s.languages))
+        task = bar.add_task("perplexity", total=sum(len(v) for v in evals.values()))
         for name, method, lang, control in conds:
             ivs = [] if method is None else _off(components[method], lang, s, control)
             ppl[name] = {}
-            for ev in s.languages:
+            for ev in evals[name]:
                 bar.update(task, description=f"ppl {name} on {ev}")
                 with intervene(loaded, ivs):
                     total, count = text_nll(loaded, texts.texts(ev), s.batch_size, s.max_length)
