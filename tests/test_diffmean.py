@@ -160,16 +160,39 @@ def test_ablation_projects_the_direction_out(tmp_path):
     seen = {}
     handle = loaded.adapter.layers[1].register_forward_hook(lambda m, a, o: seen.__setitem__("h", o))
     ids = loaded.tokenizer(["a1 a2 b1"], return_tensors="pt")["input_ids"]
+    out = {}
     with torch.no_grad():
         loaded.model(input_ids=ids)
         before = seen["h"].clone()
-        with intervene(loaded, [ablate_direction(ds, "aa")]):
-            loaded.model(input_ids=ids)
+        for centered in (True, False):
+            with intervene(loaded, [ablate_direction(ds, "aa", centered=centered)]):
+                loaded.model(input_ids=ids)
+            out[centered] = seen["h"].clone()
     handle.remove()
-    u = ds.unit("aa", 1)
+    u, c = ds.unit("aa", 1), ds.mean[1]
     assert float((before @ u).abs().max()) > 1.5
-    assert float((seen["h"] @ u).abs().max()) < 1e-4
-    torch.testing.assert_close(seen["h"], before - (before @ u).unsqueeze(-1) * u)
+    # about the languages' mean (default): nothing is left along u but the mean's own component
+    torch.testing.assert_close(out[True] @ u, torch.full_like(out[True] @ u, float(c @ u)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[True], before - ((before - c) @ u).unsqueeze(-1) * u)
+    torch.testing.assert_close(out[False], before - (before @ u).unsqueeze(-1) * u)  # about 0
+
+
+def test_centered_ablation_spares_a_massive_offset():
+    """A residual stream with one massive shared coordinate (as in Gemma-3): projecting a random direction
+    out about 0 moves every coordinate by ~offset/H; about the mean it only removes the small variation."""
+    from langneurons.intervene.directions import DirectionIntervention, apply_direction
+
+    gen = torch.Generator().manual_seed(0)
+    h = 0.1 * torch.randn(5, 64, generator=gen)
+    h[:, 0] += 3000.0
+    u = torch.randn(64, generator=gen)
+    u /= u.norm()
+    centre = torch.zeros(64)
+    centre[0] = 3000.0
+    plain = apply_direction(DirectionIntervention({0: u}, "ablate"), 0, h)
+    centred = apply_direction(DirectionIntervention({0: u}, "ablate", centers={0: centre}), 0, h)
+    assert float((plain - h).abs().max()) > 10.0
+    assert float((centred - h).abs().max()) < 0.5
 
 
 def test_identify_diffmean_cli(tmp_path):

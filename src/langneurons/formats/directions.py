@@ -3,6 +3,7 @@
 ``NAME.json`` (format ``langneurons-directions/1``) + ``NAME.safetensors`` beside it:
   directions  float32 [K, L, H]  d[k, l] = μ[k, l] − mean_{j≠k} μ[j, l] (not normalised)
   resid_norm  float32 [L]        r_l, the mean residual norm at layer l (mean over languages)
+  mean        float32 [L, H]     the mean over languages of μ[k, l] (the centre of directional ablation; optional)
 The JSON carries languages, model, site (``residual``: output of decoder block l), the norms ‖d‖ per
 language and layer, the method's parameters, the source run and provenance (docs/formats.md).
 """
@@ -35,6 +36,7 @@ class DirectionSet:
     params: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    mean: torch.Tensor | None = None  # float32 [L, H]: mean over languages of the language means
 
     @property
     def num_layers(self) -> int:
@@ -87,6 +89,10 @@ class DirectionSet:
             raise LangneuronsError(
                 f"invalid direction set: {k} languages, directions {tuple(d.shape)}, resid_norm {tuple(r.shape)}"
             )
+        if self.mean is not None and tuple(self.mean.shape) != tuple(d.shape[1:]):
+            raise LangneuronsError(
+                f"invalid direction set: mean {tuple(self.mean.shape)} for directions {tuple(d.shape)}"
+            )
         if not bool(torch.isfinite(d).all()) or not bool(torch.isfinite(r).all()):
             raise LangneuronsError("invalid direction set: non-finite values")
 
@@ -114,7 +120,10 @@ class DirectionSet:
         path = Path(path)
         tensors = path.with_suffix(".safetensors")
         meta = {"format": DIRECTIONS_FORMAT}
-        write_safetensors(tensors, {"directions": self.directions.float(), "resid_norm": self.resid_norm.float()}, meta)
+        data = {"directions": self.directions.float(), "resid_norm": self.resid_norm.float()}
+        if self.mean is not None:
+            data["mean"] = self.mean.float()
+        write_safetensors(tensors, data, meta)
         write_json(path, self.to_dict(tensors.name))
 
     @classmethod
@@ -142,6 +151,7 @@ class DirectionSet:
             params=dict(data.get("params") or {}),
             source=dict(data.get("source") or {}),
             provenance=dict(data.get("provenance") or {}),
+            mean=tensors.get("mean"),
         )
         out.validate()
         return out

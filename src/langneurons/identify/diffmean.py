@@ -50,4 +50,5 @@ def diffmean(stats: Stats) -> DirectionSet:
         params={"others": "unweighted mean of the other languages' means", "r_l": "mean over languages"},
         source=source_of(stats.manifest) | {"run": stats.path},
         provenance={"created": now(), "wall_seconds": round(time.time() - started, 3), **software()},
+        mean=mu.mean(0).float(),
     )

@@ -2,7 +2,12 @@
 
 At the output of decoder block l (the residual stream h_l):
   add     h ← h + v_l              (steering: v_l = α · r_l · d/‖d‖, so α is comparable across layers)
-  ablate  h ← h − (h·u_l) u_l      (directional ablation: u_l = d/‖d‖; DiffMean's "deactivation")
+  ablate  h ← h − ((h − c_l)·u_l) u_l   (directional ablation: u_l = d/‖d‖; DiffMean's "deactivation")
+
+The ablation projects about c_l, the languages' mean residual at layer l (the direction set's
+``mean``), not about 0: it removes the variation along u_l and keeps the shared offset. Models with
+massive activations (Gemma-3's residual norm reaches 3·10⁴) need this: projecting out even a random
+unit direction about 0 multiplied the embedded Gemma's perplexity by ~10¹¹ (docs/evaluation.md).
 with the same positions as neuron interventions. The control is a seeded random direction with the
 same norm in the same layer(s).
 """
@@ -27,6 +32,7 @@ class DirectionIntervention:
     mode: str = "add"
     positions: str = "all"
     label: str = ""
+    centers: dict[int, torch.Tensor] | None = None  # ablate: project about these points (None: about 0)
 
     def __post_init__(self) -> None:
         from langneurons.intervene.spec import POSITIONS
@@ -62,11 +68,20 @@ def add_direction(
 
 
 def ablate_direction(
-    ds: DirectionSet, lang: str, layers: list[int] | None = None, *, positions: str = "all", label: str = ""
+    ds: DirectionSet,
+    lang: str,
+    layers: list[int] | None = None,
+    *,
+    positions: str = "all",
+    label: str = "",
+    centered: bool = True,
 ) -> DirectionIntervention:
-    """Switch ``lang``'s direction off: project d/‖d‖ out after each of ``layers`` (default: all)."""
-    vectors = {layer: ds.unit(lang, layer) for layer in _layers(ds, layers)}
-    return DirectionIntervention(vectors, "ablate", positions, label or f"ablate {lang}")
+    """Switch ``lang``'s direction off: project d/‖d‖ out after each of ``layers`` (default: all), about
+    the languages' mean residual (``centered``, when the set has it) or about 0."""
+    chosen = _layers(ds, layers)
+    vectors = {layer: ds.unit(lang, layer) for layer in chosen}
+    centers = {layer: ds.mean[layer] for layer in chosen} if centered and ds.mean is not None else None
+    return DirectionIntervention(vectors, "ablate", positions, label or f"ablate {lang}", centers)
 
 
 def random_direction_control(iv: DirectionIntervention, seed: int = 0) -> DirectionIntervention:
@@ -77,7 +92,7 @@ def random_direction_control(iv: DirectionIntervention, seed: int = 0) -> Direct
         v = iv.vectors[layer].double()
         r = torch.randn(v.shape, generator=gen, dtype=torch.float64)
         vectors[layer] = (r * (torch.linalg.vector_norm(v) / torch.linalg.vector_norm(r))).float()
-    return DirectionIntervention(vectors, iv.mode, iv.positions, f"random ({iv.label})")
+    return DirectionIntervention(vectors, iv.mode, iv.positions, f"random ({iv.label})", iv.centers)
 
 
 def apply_direction(iv: DirectionIntervention, layer: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -85,4 +100,7 @@ def apply_direction(iv: DirectionIntervention, layer: int, hidden: torch.Tensor)
     v = iv.vectors[layer].to(device=hidden.device, dtype=hidden.dtype)
     if iv.mode == "add":
         return hidden + v
-    return hidden - (hidden @ v).unsqueeze(-1) * v
+    if iv.centers is None:
+        return hidden - (hidden @ v).unsqueeze(-1) * v
+    c = iv.centers[layer].to(device=hidden.device, dtype=hidden.dtype)
+    return hidden - ((hidden - c) @ v).unsqueeze(-1) * v
