@@ -20,26 +20,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, load, token_batches, write_result  # noqa: E402
 
 from langneurons.record.counter import Counter, batch_statistics  # noqa: E402
-from langneurons.record.residual import ResidualCounter  # noqa: E402
 
 
 def runner(loaded, batches, counted, residual: bool):
-    counter = Counter(loaded.adapter, "act", loaded.device, batch_statistics)
-    resid = ResidualCounter(loaded.adapter, counter)
+    counter = Counter(loaded.adapter, "act", loaded.device, batch_statistics, residual=residual)
     body = loaded.adapter.body()
 
     def run():
         counter.reset()
-        resid.reset()
         with counter, torch.inference_mode():
-            if residual:
-                resid.__enter__()
-            try:
-                for b in batches:
-                    counter.set_batch(counted)
-                    body(**b, use_cache=False)
-            finally:
-                resid.__exit__()
+            for b in batches:
+                counter.set_batch(counted)
+                body(**b, use_cache=False)
         return counter.partial
 
     return run

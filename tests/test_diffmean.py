@@ -210,7 +210,7 @@ def test_identify_diffmean_cli(tmp_path):
     )
     assert bad.exit_code == 2
     stats = load_stats(tmp_path / "run")
-    stats.resid_sum = stats.resid_norm_sum = None
+    del stats.extra["resid_sum"], stats.extra["resid_norm_sum"]
     save_stats(tmp_path / "old", stats)
     old = CliRunner().invoke(app, ["identify", str(tmp_path / "old"), "-m", "diffmean", "-o", str(tmp_path / "x.json")])
     assert old.exit_code == 2 and "no residual-stream sums" in old.output
@@ -275,3 +275,32 @@ def test_record_cli_no_residual(tmp_path):
         assert res.exit_code == 0, res.output
         stats = load_stats(tmp_path / flag)
         assert stats.has_residual is expected and stats.manifest["settings"]["residual"] is expected
+
+
+def test_moe_recording_sums_the_residual_beside_the_routing(tmp_path):
+    from tiny_moe import MOE_FAMILIES, tiny_moe_loaded
+
+    loaded = tiny_moe_loaded(MOE_FAMILIES[0])
+    stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    assert stats.has_residual and {"routed_tokens", "router_probability"} <= set(stats.extra)
+    for k, texts in enumerate((AA, BB)):
+        sums, norms = hand_residual_sums(loaded, texts)
+        torch.testing.assert_close(stats.resid_sum[k], sums, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stats.resid_norm_sum[k], norms, rtol=1e-5, atol=1e-5)
+    again = load_stats(tmp_path / "run")
+    assert set(again.extra) == set(stats.extra) and torch.equal(again.resid_sum, stats.resid_sum)
+
+
+def test_identify_diffmean_default_out_and_steer_directions_refused_under_torchrun(tmp_path, monkeypatch):
+    loaded = tiny_model("llama")
+    record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean"])
+    assert res.exit_code == 0, res.output
+    dm = tmp_path / "run" / "diffmean.json"
+    assert dm.exists()
+    again = runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = runner.invoke(app, ["steer", "--directions", str(dm), "--to", "aa"])
+    assert res.exit_code == 2 and "without torchrun" in res.output

@@ -1,4 +1,4 @@
-"""Conformance with the authors' released files (METHODS.md "Reference numbers" and section 3).
+"""Conformance with the authors' released files (README "Correctness", docs/methods.md §3–4).
 
 The files are found at ``$LANGNEURONS_REFERENCE`` or ``<repo>/../shared/reference``; tests skip where
 they are absent.
@@ -84,7 +84,7 @@ def test_entropy_lambda_rebuilds_the_released_mask(zhang_stats):
 
 
 def naive_autosweep(stats: Stats) -> float:
-    """AutoSweep written plainly from METHODS.md section 3 ([L, F, K] layout, a full stable sort per λ)."""
+    """AutoSweep written plainly from docs/methods.md §4 ([L, F, K] layout, a full stable sort per λ)."""
     k = stats.count.shape[0]
     count = stats.count.permute(1, 2, 0).to(torch.float64).clamp(min=0)  # [L, F, K]
     p = count / stats.n_tokens.clamp(min=1).to(torch.float64)

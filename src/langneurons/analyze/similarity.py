@@ -1,4 +1,4 @@
-"""Activation-pattern similarity (Zeng et al. 2024, METHODS.md §5): LRDS and SADS per layer and whole-model.
+"""Activation-pattern similarity (Zeng et al. 2024, docs/methods.md §7): LRDS and SADS per layer and whole-model.
 
 All pairs are ordered pairs (i, j) with i ≠ j (self-pairs excluded) of the pooled sentence vectors:
 
@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
 
 from langneurons import __version__
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import read_json, write_json
+from langneurons.progress import progress_bar
 from langneurons.record.pooled import Pooled
 
 SIMILARITY_FILE = "similarity.json"
@@ -103,7 +103,7 @@ def similarity(pooled: Pooled, *, progress: bool = False) -> dict[str, Any]:
     masks = pair_masks(pooled.row_languages, pooled.ids)
     per_layer: dict[str, list[float]] = {name: [] for name in (*SIDES, "lrds", "sads")}
     total = torch.zeros(n, n, dtype=torch.float64)
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(progress, "layers", transient=True) as bar:
         task = bar.add_task("similarity per layer", total=n_layers)
         for layer in range(n_layers):
             h = x[:, layer].to(torch.float64)

@@ -25,6 +25,23 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _version(value: bool) -> None:
+    if value:
+        from langneurons import __version__
+
+        print(f"langneurons {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Find, explain and steer the neurons that make a language model multilingual."""
+
+
 def one_line_errors(fn: F) -> F:
     """Turn LangneuronsError / OSError into a one-line message and exit code 2 (never a traceback).
 
@@ -53,6 +70,7 @@ from langneurons.cli import evaluate_cmds  # noqa: E402,F401
 from langneurons.cli import translate_cmds  # noqa: E402,F401
 from langneurons.cli import benchmark_cmds  # noqa: E402,F401
 from langneurons.cli import analyze_cmds  # noqa: E402,F401
+from langneurons.cli import moe_cmds  # noqa: E402,F401
 from langneurons.cli import report_cmds  # noqa: E402,F401
 # isort: on
 

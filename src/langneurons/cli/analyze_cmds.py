@@ -10,16 +10,33 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from langneurons.analyze.compare import COMPARE_FILE, compare_runs
-from langneurons.analyze.similarity import SIMILARITY_FILE, save_similarity, similarity
 from langneurons.cli import app, one_line_errors
-from langneurons.data import load_corpus, parse_languages
+from langneurons.cli.options import (
+    batch_size_option,
+    capped_max_length,
+    check_model,
+    check_out,
+    check_sentences,
+    corpus_option,
+    device_map_option,
+    device_option,
+    dtype_option,
+    join_world,
+    languages_option,
+    load_model_from_options,
+    max_length_option,
+    model_option,
+    next_hint,
+    out_option,
+    overwrite_option,
+    pick_corpus,
+    revision_option,
+    sentences_option,
+    texts_alias_option,
+    trust_remote_code_option,
+)
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json
-from langneurons.formats.run import load_run
-from langneurons.record.pooled import POOLED_MANIFEST, load_pooled, record_pooled
 
-MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
 SENTENCE_METHODS = ("key-neurons", "ap")
 COLUMNS = ("lrds", "sads", "same_language", "different_language", "same_meaning", "different_meaning")
 
@@ -27,55 +44,73 @@ COLUMNS = ("lrds", "sads", "same_language", "different_language", "same_meaning"
 @app.command("similarity")
 @one_line_errors
 def similarity_cmd(
-    out: Path = typer.Option(
-        ..., "--out", help="Run directory (pooled.safetensors, pooled.json, similarity.json)."
-    ),
-    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
-    revision: str | None = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
-    corpus: str = typer.Option(
-        "ntrex", "--corpus", help="Parallel corpus: ntrex[:identify|dev|all], folder, .jsonl"
-    ),
-    languages: str | None = typer.Option(
-        None, "--languages", help="Comma-separated codes, in order (default: all)."
-    ),
-    sentences: int | None = typer.Option(100, "--sentences", help="Sentences per language."),
+    out: Path = out_option("Run directory (pooled.safetensors, pooled.json, similarity.json)."),
+    model: str = model_option(),
+    revision: str | None = revision_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    device_map: str | None = device_map_option(),
+    trust_remote_code: bool = trust_remote_code_option(),
+    corpus: str = corpus_option("ntrex"),
+    texts: str | None = texts_alias_option(),
+    languages: str | None = languages_option(),
+    sentences: int | None = sentences_option(100),
     site: str = typer.Option("act", "--site", help="act or down_in."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    max_length: int = typer.Option(512, "--max-length"),
+    batch_size: int = batch_size_option(),
+    max_length: int = max_length_option(),
     count_bos: bool = typer.Option(False, "--count-bos", help="Also pool the BOS position."),
     store_dtype: str = typer.Option(
         "float32", "--store-dtype", help="float32 or float16 for pooled.safetensors."
     ),
     reuse: bool = typer.Option(
-        False, "--reuse", help="Recompute the scores from an existing pooled file only."
+        False, "--reuse", help="Recompute the scores from an existing pooled file only (no model)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace pooled activations already in --out."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
-    """Pool each sentence's activations per layer and score language (LRDS) vs meaning (SADS) similarity."""
+    """Pool each sentence's activations per layer and score language (LRDS) vs meaning (SADS) similarity.
+
+    Under `torchrun --nproc-per-node N -m langneurons similarity ...` the sentences are shared out and
+    rank 0 writes the same files as one process.
+    """
+    if not reuse:
+        check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.analyze.similarity import SIMILARITY_FILE, save_similarity, similarity
+    from langneurons.data import load_corpus, parse_languages
+    from langneurons.record.distributed import shutdown
+    from langneurons.record.pooled import POOLED_MANIFEST, load_pooled, record_pooled
+
     if site not in ("act", "down_in"):
         raise LangneuronsError(f"unknown site {site!r}; choose act or down_in")
+    check_sentences(sentences)
     if reuse:
         pooled = load_pooled(out)
     else:
         if (out / POOLED_MANIFEST).exists() and not overwrite:
             raise LangneuronsError(f"{out} already holds pooled activations; pass --overwrite or --reuse")
-        texts = load_corpus(corpus, parse_languages(languages), sentences)
-        from langneurons.models.loading import load_model
-
-        loaded = load_model(model, revision=revision, device=device, dtype=dtype)
-        pooled = record_pooled(
-            loaded,
-            texts,
-            out,
-            site=site,
-            batch_size=batch_size,
-            max_length=max_length,
-            count_bos=count_bos,
-            store_dtype=store_dtype,
-            overwrite=overwrite,
-        )
+        if batch_size <= 0:
+            raise LangneuronsError("--batch-size must be positive")
+        if max_length <= 1:
+            raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
+        text = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+        device, world = join_world(device, device_map)
+        try:
+            loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+            pooled = record_pooled(
+                loaded,
+                text,
+                out,
+                site=site,
+                batch_size=batch_size,
+                max_length=capped_max_length(max_length, loaded),
+                count_bos=count_bos,
+                store_dtype=store_dtype,
+                overwrite=overwrite,
+                world=world,
+            )
+        finally:
+            shutdown(world)
+        if pooled is None:  # another rank: rank 0 writes
+            return
     result = similarity(pooled, progress=True)
     save_similarity(out / SIMILARITY_FILE, result)
     console = Console()
@@ -108,26 +143,39 @@ def identify_sentences_cmd(
     method: str = typer.Option(
         ..., "--method", "-m", help="key-neurons (Zeng et al.) or ap (Kojima et al.)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set JSON file to write."),
-    threshold: float = typer.Option(2.0, "--threshold", help="key-neurons: z-score threshold."),
-    n: int = typer.Option(1000, "--n", help="ap: units per language (n/2 highest AP, n/2 lowest)."),
+    out: Path | None = out_option("Neuron-set JSON file to write (default: RUN_DIR/<method>.json).", None),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="key-neurons: z-score threshold (default 2; needs ≥ 6 languages)."
+    ),
+    n: int | None = typer.Option(
+        None, "--n", help="ap: units per language, n/2 highest AP and n/2 lowest (default 1000)."
+    ),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Find language neurons from pooled sentence vectors (key linguistic neurons or AP experts)."""
+    from langneurons.record.pooled import load_pooled
+
     key = method.strip().lower().replace("_", "-")
     if key not in SENTENCE_METHODS:
         raise LangneuronsError(
             f"unknown sentence method {method!r} (choose from: {', '.join(SENTENCE_METHODS)})"
         )
+    if key == "ap" and threshold is not None:
+        raise LangneuronsError("--threshold does not apply to method ap")
+    if key == "key-neurons" and n is not None:
+        raise LangneuronsError("--n does not apply to method key-neurons")
+    out = out or run_dir / f"{key}.json"
+    check_out(out, overwrite)
     pooled = load_pooled(run_dir)
     if key == "ap":
         from langneurons.identify.ap import ap_experts
 
-        ns = ap_experts(pooled, n=n)
+        ns = ap_experts(pooled, n=1000 if n is None else n)
     else:
         from langneurons.identify.key_neurons import key_neurons
 
-        ns = key_neurons(pooled, threshold=threshold)
-    ns.source["run"] = str(run_dir)
+        ns = key_neurons(pooled, threshold=2.0 if threshold is None else threshold)
+    ns.source["run"] = str(run_dir.resolve())
     ns.save(out)
     table = Table(title=escape(f"{ns.method} on {run_dir}"))
     table.add_column("language")
@@ -136,24 +184,31 @@ def identify_sentences_cmd(
         table.add_row(lang, str(ns.count(lang)))
     Console().print(table)
     Console().print(escape(f"wrote {out}"), highlight=False)
+    next_hint(f"langneurons show {out}")
 
 
 @app.command("compare")
 @one_line_errors
 def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Two or more run directories (the first is the baseline)."),
-    out: Path = typer.Option(..., "--out", help="Folder to write compare.json (and figures with --figures)."),
+    out: Path = out_option("Folder to write compare.json (and figures with --figures)."),
     neuron_set: str | None = typer.Option(
         None, "--set", help="Compare only this neuron-set name (file stem)."
     ),
     bins: int = typer.Option(10, "--bins", min=2, help="Relative-depth bins."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write comparison PNGs."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Compare runs: neuron-set overlap, depth shift, class moves, LRDS/SADS curves."""
-    loaded = [load_run(path) for path in runs]
-    result = compare_runs(loaded, set_name=neuron_set, bins=bins)
+    from langneurons.analyze.compare import COMPARE_FILE, compare_runs
+    from langneurons.formats.atomic import write_json
+    from langneurons.formats.run import load_run
+
     if out.exists() and not out.is_dir():
         raise LangneuronsError(f"{out} exists and is not a directory")
+    check_out(out / COMPARE_FILE, overwrite)
+    loaded = [load_run(path) for path in runs]
+    result = compare_runs(loaded, set_name=neuron_set, bins=bins)
     write_json(out / COMPARE_FILE, result)
     written = [COMPARE_FILE]
     if figures:

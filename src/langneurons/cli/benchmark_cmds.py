@@ -12,7 +12,10 @@ from rich.table import Table
 from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import (
     CORPUS_HELP,
+    batch_size_option,
     capped_max_length,
+    check_model,
+    check_positive,
     check_sentences,
     device_map_option,
     device_option,
@@ -24,7 +27,6 @@ from langneurons.cli.options import (
     revision_option,
     trust_remote_code_option,
 )
-from langneurons.data import parse_languages
 from langneurons.errors import LangneuronsError
 
 
@@ -68,8 +70,8 @@ def benchmark_cmd(
     shots: int | None = typer.Option(None, "--shots", help="Few-shot translation examples (3)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples (200)."),
     full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 prompts, 50 lines, wider sweeps."),
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, splits and the random controls."),
+    batch_size: int = batch_size_option(),
     max_length: int = typer.Option(256, "--max-length", help="Tokens per sequence (capped at the model's maximum)."),
     model: str = model_option(),
     revision: str | None = revision_option(),
@@ -80,6 +82,8 @@ def benchmark_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Rank LAPE, entropy−λ, AP, key neurons and DiffMean (and their random controls) on the same tests."""
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.data import parse_languages
     from langneurons.evaluate.benchmark import FULL, BenchmarkSettings, benchmark
     from langneurons.report.benchmark import benchmark_figure, markdown_table, table_rows
 
@@ -89,6 +93,7 @@ def benchmark_cmd(
         raise LangneuronsError(f"{out} exists and is not a directory")
     for value in (sentences, eval_sentences, translate_sentences):
         check_sentences(value)
+    check_positive(batch_size=batch_size, max_length=max_length)
     given = {
         "languages": parse_languages(languages),
         "source": source,

@@ -1,72 +1,120 @@
-"""CLI: `ppl` (perplexity matrix under neuron deactivation) and `steer` (language steering)."""
+"""CLI: `ppl` (perplexity matrix under neuron deactivation) and `steer` (language steering).
+
+Both take the shared model options and split their work across processes under torchrun.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from langneurons.cli import app, one_line_errors
-from langneurons.data import load_corpus, parse_languages
-from langneurons.data.prompts import load_prompts
+from langneurons.cli.options import (
+    batch_size_option,
+    capped_max_length,
+    check_model,
+    check_out,
+    check_positive,
+    check_sentences,
+    corpus_option,
+    device_map_option,
+    device_option,
+    dtype_option,
+    join_world,
+    languages_option,
+    load_model_from_options,
+    max_length_option,
+    model_option,
+    overwrite_option,
+    pick_corpus,
+    revision_option,
+    say,
+    sentences_option,
+    texts_alias_option,
+    trust_remote_code_option,
+    warn,
+)
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json
-from langneurons.formats.neuronset import NeuronSet
-from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, load_stats
-from langneurons.models.loading import load_model
 
-console = Console(stderr=True)
-MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
+NEURONS_HELP = "Neuron-set JSON (from `identify`)."
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise LangneuronsError(f"{out} exists; pass --overwrite to replace it")
+def default_out(neurons: Path, kind: str) -> Path:
+    """``runs/x/lape.json`` → ``runs/x/<kind>-lape.json`` (where `report runs/x` finds it)."""
+    return neurons.with_name(f"{kind}-{neurons.stem}.json")
 
 
 @app.command("ppl")
 @one_line_errors
 def ppl_cmd(
-    neurons: Path = typer.Option(..., "--neurons", help="Neuron-set JSON (from `identify`)."),
-    out: Path = typer.Option(..., "--out", help="Result JSON to write."),
-    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
-    revision: str | None = typer.Option(None, "--revision"),
-    texts: str = typer.Option(
-        "ntrex:dev", "--texts", help="Evaluation corpus (default: NTREX lines held out from identification)."
+    neurons: Path = typer.Option(..., "--neurons", help=NEURONS_HELP),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Result JSON to write (default: ppl-<set>.json next to the set)."
     ),
-    languages: str | None = typer.Option(
-        None, "--languages", help="Evaluation languages (default: the set's)."
-    ),
-    sentences: int | None = typer.Option(50, "--sentences", help="Sentences per language (0 = all)."),
+    model: str = model_option(),
+    revision: str | None = revision_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    device_map: str | None = device_map_option(),
+    trust_remote_code: bool = trust_remote_code_option(),
+    corpus: str = corpus_option("ntrex:dev"),
+    texts: str | None = texts_alias_option(),
+    languages: str | None = languages_option("Evaluation languages (default: the set's)."),
+    sentences: int | None = sentences_option(50),
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
     any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
     strength: float = typer.Option(0.0, "--strength", help="Deactivation multiplies by this (0 = zero)."),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random controls."),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    max_length: int = typer.Option(256, "--max-length"),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    batch_size: int = batch_size_option(),
+    max_length: int = max_length_option(),
+    overwrite: bool = overwrite_option(),
+    route: str | None = typer.Option(
+        None, "--route", help="MoE: also a row with this routing edit, e.g. 'mask:*:3,bias:12:5:-2' (LAYER:EXPERT)."
+    ),
 ) -> None:
-    """Perplexity of each language with each language's neurons (and a random control) deactivated."""
-    from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
+    """Perplexity of each language with each language's neurons (and a random control) deactivated.
 
-    _check_out(out, overwrite)
-    if batch_size <= 0 or max_length <= 1:
-        raise LangneuronsError("--batch-size must be positive and --max-length > 1")
+    Under `torchrun --nproc-per-node N -m langneurons ppl ...` the (intervention, language) cells are
+    shared out and rank 0 writes the same file as one process.
+    """
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.data import load_corpus, parse_languages
+    from langneurons.evaluate.ppl import PPLSettings, identification_text_warning, ppl_matrix
+    from langneurons.formats.atomic import write_json
+    from langneurons.formats.neuronset import NeuronSet
+    from langneurons.intervene.routing import parse_route
+    from langneurons.record.distributed import shutdown
+
+    out = out or default_out(neurons, "ppl")
+    check_out(out, overwrite)
+    if route is not None:
+        parse_route(route)
+    check_positive(batch_size=batch_size)
+    check_sentences(sentences)
+    if max_length <= 1:
+        raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
     ns = NeuronSet.load(neurons)
-    langs = parse_languages(languages) or [lang for lang in ns.languages]
-    corpus = load_corpus(texts, langs, sentences or None)
-    loaded = load_model(model, revision=revision, device=device, dtype=dtype)
-    settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
-                           max_length=max_length, any_site=any_site)  # fmt: skip
-    result = ppl_matrix(loaded, ns, corpus, settings, neurons_path=str(neurons))
+    langs = parse_languages(languages) or list(ns.languages)
+    text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
+    device, world = join_world(device, device_map)
+    try:
+        if world.is_main and (trap := identification_text_warning(ns, text)):
+            warn(trap)
+        loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+        settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
+                               max_length=capped_max_length(max_length, loaded), any_site=any_site,
+                               route=route)  # fmt: skip
+        result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(neurons), world=world)
+    finally:
+        shutdown(world)
+    if result is None:  # another rank: rank 0 writes
+        return
     write_json(out, result)
-    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for lang, row in result["summary"].items():
-        console.print(
+        say(
             f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
             f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
@@ -78,13 +126,17 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1%}"
 
 
-def _stats_for(stats: Path | None, neurons: Path):
-    """--stats, else the run folder the neuron set sits in (runs/x/lape.json next to runs/x/stats...)."""
+def find_stats(stats: Path | None, neurons: Path, recorded_run: str | None):
+    """Mean activations for steering: ``--stats``, else the set's own folder, else the run the set
+    records it came from (``source.run``; so a moved set still finds them). ``(None, None)`` if none."""
+    from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, load_stats
+
     if stats is not None:
         return load_stats(stats), str(stats)
-    folder = neurons.parent
-    if (folder / STATS_FILE).exists() and (folder / MANIFEST_FILE).exists():
-        return load_stats(folder), str(folder)
+    candidates = [neurons.parent] + ([Path(recorded_run)] if recorded_run else [])
+    for folder in candidates:
+        if (folder / STATS_FILE).exists() and (folder / MANIFEST_FILE).exists():
+            return load_stats(folder), str(folder)
     return None, None
 
 
@@ -101,7 +153,7 @@ def _floats(text: str) -> list[float]:
 @app.command("steer")
 @one_line_errors
 def steer_cmd(
-    neurons: Path | None = typer.Option(None, "--neurons", help="Neuron-set JSON (from `identify`)."),
+    neurons: Path | None = typer.Option(None, "--neurons", help=NEURONS_HELP),
     directions: Path | None = typer.Option(
         None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
     ),
@@ -109,15 +161,21 @@ def steer_cmd(
         None, "--layers", help="--directions: layer(s) to add the direction at; a comma list sweeps (default: middle)."
     ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
-    out: Path = typer.Option(..., "--out", help="Result JSON to write."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Result JSON to write (default: steer-<set>.json next to the set)."
+    ),
     source: str | None = typer.Option(
         "en", "--from", help="Language of the prompts (its neurons are deactivated)."
     ),
     prompts: str = typer.Option("default", "--prompts", help="Text file, one prompt per line, or 'default'."),
-    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
-    revision: str | None = typer.Option(None, "--revision"),
+    model: str = model_option(),
+    revision: str | None = revision_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    device_map: str | None = device_map_option(),
+    trust_remote_code: bool = trust_remote_code_option(),
     stats: Path | None = typer.Option(
-        None, "--stats", help="Run folder with mean activations (default: the set's folder)."
+        None, "--stats", help="Run folder with mean activations (default: the run the set came from)."
     ),
     mode: str = typer.Option(
         "replace", "--mode", help="replace | add | diffmean | force | none (deactivate only)."
@@ -127,62 +185,96 @@ def steer_cmd(
     positions: str = typer.Option("all", "--positions", help="all | prompt | generated."),
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
     any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
-    max_new_tokens: int = typer.Option(32, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Tokens generated per prompt."),
     sample: bool = typer.Option(
         False, "--sample/--greedy", help="Sample (seeded) instead of greedy decoding."
     ),
-    temperature: float = typer.Option(1.0, "--temperature"),
-    top_p: float = typer.Option(1.0, "--top-p"),
-    seed: int = typer.Option(0, "--seed"),
-    controls: bool = typer.Option(True, "--controls/--no-controls"),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    temperature: float = typer.Option(1.0, "--temperature", help="With --sample."),
+    top_p: float = typer.Option(1.0, "--top-p", help="With --sample."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling and of the random controls."),
+    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    batch_size: int = batch_size_option(),
+    overwrite: bool = overwrite_option(),
+    route: str | None = typer.Option(
+        None, "--route", help="MoE routing steering added to every non-baseline generation, e.g. 'bias:*:5:2'."
+    ),
+    route_positions: str = typer.Option("all", "--route-positions", help="all | prompt | generated."),
 ) -> None:
-    """Generate with source neurons off and target neurons on; report how often the language switches."""
-    from langneurons.evaluate.steer import SteerSettings, steer
+    """Generate with source neurons off and target neurons on; report how often the language switches.
 
-    _check_out(out, overwrite)
+    Under torchrun the generation passes (baseline, each target × strength × condition) are shared out
+    (not with --directions: run that in one process).
+    """
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.data import parse_languages
+    from langneurons.data.prompts import load_prompts
+    from langneurons.evaluate.steer import SteerSettings, steer
+    from langneurons.formats.atomic import write_json
+    from langneurons.formats.neuronset import NeuronSet
+    from langneurons.intervene.routing import parse_route
+    from langneurons.record.distributed import shutdown
+
     if (neurons is None) == (directions is None):
         raise LangneuronsError("pass exactly one of --neurons and --directions")
+    out = out or default_out(neurons or directions, "steer")
+    check_out(out, overwrite)
     if directions is not None:
+        from langneurons.record.distributed import launched_world_size
+
+        if launched_world_size() > 1:
+            raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
+        if route is not None:
+            raise LangneuronsError("--route applies to --neurons only")
         _steer_directions(directions, layers, to, out, source, prompts, model, revision, strength, positions,
                           max_new_tokens, sample, temperature, top_p, seed, controls, batch_size, device,
-                          dtype)  # fmt: skip
+                          dtype, device_map, trust_remote_code)  # fmt: skip
         return
     if layers is not None:
         raise LangneuronsError("--layers applies to --directions only")
+    if route is not None:
+        parse_route(route)
+    if route_positions not in ("all", "prompt", "generated"):
+        raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     targets = parse_languages(to) or []
     if not targets:
         raise LangneuronsError("--to needs at least one language")
-    if max_new_tokens <= 0 or batch_size <= 0:
-        raise LangneuronsError("--max-new-tokens and --batch-size must be positive")
+    check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if (temperature != 1.0 or top_p != 1.0) and not sample:
+        raise LangneuronsError("--temperature and --top-p apply with --sample only")
     ns = NeuronSet.load(neurons)
     for lang in targets:
         ns.mask(lang)
-    run_stats, stats_path = _stats_for(stats, neurons)
+    run_stats, stats_path = find_stats(stats, neurons, ns.source.get("run"))
     if mode in ("replace", "add", "diffmean") and run_stats is None:
         raise LangneuronsError(
-            f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run)"
+            f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run; "
+            f"none next to {neurons} nor at the set's source run {ns.source.get('run')})"
         )
     if mode in ("replace", "add", "diffmean"):
         run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
     prompt_list = load_prompts(prompts, source or "en")
-    loaded = load_model(model, revision=revision, device=device, dtype=dtype)
-    settings = SteerSettings(mode=mode, strengths=_floats(strength), deactivate_source=deactivate_source,
-                             positions=positions, site=site, max_new_tokens=max_new_tokens, do_sample=sample,
-                             temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                             controls=controls, any_site=any_site)  # fmt: skip
-    result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
-                   stats_path=stats_path, prompts_spec=prompts)  # fmt: skip
+    strengths = _floats(strength)
+    device, world = join_world(device, device_map)
+    try:
+        loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+        settings = SteerSettings(mode=mode, strengths=strengths, deactivate_source=deactivate_source,
+                                 positions=positions, site=site, max_new_tokens=max_new_tokens, do_sample=sample,
+                                 temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                                 controls=controls, any_site=any_site, route=route,
+                                 route_positions=route_positions)  # fmt: skip
+        result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
+                       stats_path=stats_path, prompts_spec=prompts, world=world)  # fmt: skip
+    finally:
+        shutdown(world)
+    if result is None:  # another rank: rank 0 writes
+        return
     write_json(out, result)
-    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for target, entry in result["results"].items():
         for st, row in entry["strengths"].items():
             rnd = row.get("random", {}).get("success")
             steered = row["steered"]
-            console.print(
+            say(
                 f"  → {target} s={st}: success {steered['success']:.0%} (target language "
                 f"{steered['language_rate']:.0%}, {steered['not_fluent']} rejected as not fluent; baseline "
                 f"{entry['baseline']['success']:.0%}"
@@ -194,10 +286,14 @@ def steer_cmd(
 def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
                       model: str, revision: str | None, strength: str, positions: str, max_new_tokens: int,
                       sample: bool, temperature: float, top_p: float, seed: int, controls: bool, batch_size: int,
-                      device: str, dtype: str) -> None:  # fmt: skip
+                      device: str, dtype: str, device_map: str | None,
+                      trust_remote_code: bool) -> None:  # fmt: skip
     """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
+    from langneurons.data import parse_languages
+    from langneurons.data.prompts import load_prompts
     from langneurons.evaluate.steer import SteerSettings
     from langneurons.evaluate.steer_directions import steer_directions
+    from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
 
     ds = DirectionSet.load(directions)
@@ -206,8 +302,9 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
         raise LangneuronsError("--to needs at least one language")
     for lang in targets:
         ds.index(lang)
-    if max_new_tokens <= 0 or batch_size <= 0:
-        raise LangneuronsError("--max-new-tokens and --batch-size must be positive")
+    check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if (temperature != 1.0 or top_p != 1.0) and not sample:
+        raise LangneuronsError("--temperature and --top-p apply with --sample only")
     try:
         layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else [ds.num_layers // 2]
     except ValueError:
@@ -215,18 +312,18 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
     for layer in layer_list:
         ds.check_layer(layer)
     prompt_list = load_prompts(prompts, source or "en")
-    loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
     settings = SteerSettings(mode="add", strengths=_floats(strength), deactivate_source=False, positions=positions,
                              site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
                              top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
     result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,
                               directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
     write_json(out, result)
-    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for target, entry in result["results"].items():
         for key, row in entry["strengths"].items():
             steered, rnd = row["steered"], row.get("random", {}).get("success")
-            console.print(
+            say(
                 f"  → {target} α={key}: success {steered['success']:.0%} (target language "
                 f"{steered['language_rate']:.0%}, {steered['not_fluent']} not fluent; baseline "
                 f"{entry['baseline']['success']:.0%}" + ("" if rnd is None else f", random direction {rnd:.0%}") + ")"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -12,14 +13,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from langneurons.cli import app, one_line_errors
+from langneurons.cli.options import check_out, next_hint, out_option, overwrite_option
 from langneurons.errors import LangneuronsError
-from langneurons.formats.neuronset import CLASSES, NeuronSet
-from langneurons.formats.stats import MANIFEST_FILE, load_stats, save_stats
-from langneurons.formats.tang import export_tang, import_tang
-from langneurons.formats.zhang import ZHANG_LANGUAGES, convert_zhang2025
-from langneurons.identify import METHODS, get_method, identify, method_parameters
-from langneurons.identify.common import check_rate
-from langneurons.identify.entropy_lambda import parse_lambda
+
+if TYPE_CHECKING:
+    from langneurons.formats.neuronset import NeuronSet
+
+# The neuron classes (formats.neuronset.CLASSES), here so that `--help` imports no torch.
+CLASSES = ("specific", "related", "agnostic", "unassigned")
+STATS_METHODS = (
+    "lape, entropy-lambda or diffmean (residual directions, a direction set; key-neurons and ap: "
+    "`identify-sentences`)"
+)
 
 import_app = typer.Typer(help="Import neuron sets written by other tools.", no_args_is_help=True)
 convert_app = typer.Typer(
@@ -29,6 +34,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(convert_app, name="convert")
 
 EXPORT_FORMATS = ("tang",)
+
+
 def split_languages(value: str | None) -> list[str] | None:
     """``"en, fr,,de"`` → ``["en", "fr", "de"]``; None/empty → None."""
     if not value:
@@ -128,8 +135,10 @@ def describe(ns: NeuronSet) -> str:
 @one_line_errors
 def identify_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (stats.safetensors + manifest.json)."),
-    method: str = typer.Option(..., "--method", "-m", help=f"One of: {', '.join(METHODS)}, diffmean."),
-    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set (diffmean: direction-set) JSON file to write."),
+    method: str = typer.Option(..., "--method", "-m", help=f"{STATS_METHODS}."),
+    out: Path | None = out_option(
+        "Neuron-set (diffmean: direction-set) JSON file to write (default: RUN_DIR/<method>.json).", None
+    ),
     top_rate: float | None = typer.Option(
         None, "--top-rate", help="Share of all neurons to select, in (0, 1]; default 0.01."
     ),
@@ -143,12 +152,26 @@ def identify_cmd(
         None, "--lambda", help="entropy-lambda: a number ≥ 0, or 'auto' for AutoSweep (the default)."
     ),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
+    overwrite: bool = overwrite_option(),
+    condition: str | None = typer.Option(
+        None,
+        "--condition",
+        help="MoE runs: unconditional (p = count / tokens, the default) or routed (p = count / tokens routed "
+        "to the neuron's expert).",
+    ),
 ) -> None:
     """Find language neurons in recorded statistics and write a neuron-set file (diffmean: residual
     directions, a direction-set file)."""
     if method.strip().lower() == "diffmean":
-        _identify_diffmean(run_dir, out, languages, top_rate, filter_rate, bar_ratio, lam)
+        if condition is not None:
+            raise LangneuronsError("--condition does not apply to method diffmean")
+        _identify_diffmean(run_dir, out, overwrite, languages, top_rate, filter_rate, bar_ratio, lam)
         return
+    from langneurons.formats.stats import load_stats
+    from langneurons.identify import get_method, identify, method_parameters
+    from langneurons.identify.common import check_rate
+    from langneurons.identify.entropy_lambda import parse_lambda
+
     spec = get_method(method)
     if spec.input != "stats":
         raise LangneuronsError(
@@ -165,9 +188,11 @@ def identify_cmd(
             parse_lambda(value)
         else:
             check_rate(name, value)
+    out = out or run_dir / f"{spec.name}.json"
+    check_out(out, overwrite)
     stats = load_stats(run_dir)
-    ns = identify(stats, spec.name, languages=split_languages(languages), **given)
-    ns.source["run"] = str(run_dir)
+    ns = identify(stats, spec.name, languages=split_languages(languages), condition=condition, **given)
+    ns.source["run"] = str(run_dir.resolve())
     ns.save(out)
     console = Console()
     console.print(language_table(ns, f"{spec.name} on {run_dir}"))
@@ -178,14 +203,19 @@ def identify_cmd(
         f"selected {selected} neurons ({unassigned} with no language); wrote {escape(str(out))}",
         highlight=False,
     )
+    next_hint(f"langneurons ppl --neurons {out}   (then: langneurons report {run_dir})")
 
 
-def _identify_diffmean(run_dir: Path, out: Path, languages: str | None, *neuron_options) -> None:
+def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languages: str | None,
+                       *neuron_options) -> None:  # fmt: skip
+    from langneurons.formats.stats import load_stats
     from langneurons.identify.common import subset_languages
     from langneurons.identify.diffmean import diffmean
 
     if any(value is not None for value in neuron_options):
         raise LangneuronsError("--top-rate/--filter-rate/--bar-ratio/--lambda do not apply to method diffmean")
+    out = out or run_dir / "diffmean.json"
+    check_out(out, overwrite)
     stats = subset_languages(load_stats(run_dir), split_languages(languages))
     ds = diffmean(stats)
     ds.save(out)
@@ -204,6 +234,7 @@ def _identify_diffmean(run_dir: Path, out: Path, languages: str | None, *neuron_
                f"and {out.with_suffix('.safetensors').name}"),
         highlight=False,
     )  # fmt: skip
+    next_hint(f"langneurons steer --directions {out}   (or: langneurons benchmark {run_dir})")
 
 
 @app.command("show")
@@ -215,6 +246,8 @@ def show_cmd(
     ),
 ) -> None:
     """Show a neuron set: per-language and per-layer counts, classes, and pairwise overlap."""
+    from langneurons.formats.neuronset import NeuronSet
+
     ns = NeuronSet.load(neuron_set)
     console = Console()
     console.print(escape(f"{neuron_set}: {describe(ns)}"), highlight=False)
@@ -235,7 +268,7 @@ def import_tang_cmd(
         ..., help="Tang et al. mask file: per language, per layer, a tensor of neuron indices."
     ),
     languages: str = typer.Option(..., "--languages", help="Comma-separated, in the file's order."),
-    out: Path = typer.Option(..., "--out", "-o", help="Neuron-set JSON file to write."),
+    out: Path = out_option("Neuron-set JSON file to write."),
     model: str | None = typer.Option(None, "--model", help="Model name; default from the file name."),
     intermediate_size: int | None = typer.Option(
         None,
@@ -244,8 +277,12 @@ def import_tang_cmd(
         help="MLP size; default inferred as largest index + 1 (a lower bound).",
     ),
     method: str = typer.Option("lape", "--method", help="Method that made the file."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Import a Tang et al. (LAPE) mask file as a neuron set."""
+    from langneurons.formats.tang import import_tang
+
+    check_out(out, overwrite)
     ns = import_tang(
         file,
         split_languages(languages) or [],
@@ -270,12 +307,17 @@ def import_tang_cmd(
 @one_line_errors
 def export_cmd(
     neuron_set: Path = typer.Argument(..., help="Neuron-set JSON file."),
-    out: Path = typer.Option(..., "--out", "-o", help="File to write."),
+    out: Path = out_option("File to write."),
     format: str = typer.Option("tang", "--format", help=f"One of: {', '.join(EXPORT_FORMATS)}."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Export a neuron set in another tool's format (tang: per language, per layer, an index tensor)."""
+    from langneurons.formats.neuronset import NeuronSet
+    from langneurons.formats.tang import export_tang
+
     if format.lower() not in EXPORT_FORMATS:
         raise LangneuronsError(f"unknown export format {format!r} (choose from: {', '.join(EXPORT_FORMATS)})")
+    check_out(out, overwrite)
     ns = NeuronSet.load(neuron_set)
     export_tang(ns, out)
     Console().print(
@@ -287,16 +329,21 @@ def export_cmd(
 @one_line_errors
 def convert_zhang_cmd(
     directory: Path = typer.Argument(..., help="Folder with activation.<lang>.*.pt and prefix.activation.*."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
-    languages: str = typer.Option(",".join(ZHANG_LANGUAGES), "--languages", help="Comma-separated."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished statistics in --out."),
+    out: Path = out_option("Run directory to write."),
+    languages: str | None = typer.Option(
+        None, "--languages", help="Comma-separated, in the files' order (default: the paper's 10)."
+    ),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Convert Zhang et al. 2025 activation counts into response-token statistics (a run directory)."""
+    from langneurons.formats.stats import MANIFEST_FILE, save_stats
+    from langneurons.formats.zhang import ZHANG_LANGUAGES, convert_zhang2025
+
     if out.exists() and not out.is_dir():
         raise LangneuronsError(f"{out} exists and is not a directory")
     if (out / MANIFEST_FILE).exists() and not overwrite:
         raise LangneuronsError(f"{out} already holds finished statistics; pass --overwrite to replace them")
-    stats = convert_zhang2025(directory, split_languages(languages) or [])
+    stats = convert_zhang2025(directory, split_languages(languages) or list(ZHANG_LANGUAGES))
     save_stats(out, stats)
     table = Table(title="response tokens per language")
     table.add_column("language")

@@ -48,12 +48,32 @@ def trust_remote_code_option() -> Any:
 
 
 def corpus_option(default: str) -> Any:
-    return typer.Option(default, "--corpus", "--texts", help=CORPUS_HELP)
+    """``--corpus`` (pair it with :func:`texts_alias_option` and :func:`pick_corpus` for ``--texts``)."""
+    return typer.Option(default, "--corpus", help=CORPUS_HELP)
+
+
+def texts_alias_option() -> Any:
+    """``--texts``: the old name of ``--corpus``, accepted but not listed in ``--help``."""
+    return typer.Option(None, "--texts", hidden=True)
+
+
+def pick_corpus(corpus: str, texts: str | None) -> str:
+    """The corpus named by ``--corpus`` or its hidden alias ``--texts``."""
+    return texts if texts is not None else corpus
+
+
+def languages_option(help: str = "Comma-separated codes, in order (default: all).") -> Any:
+    return typer.Option(None, "--languages", help=help)
+
+
+def batch_size_option(default: int = 8) -> Any:
+    return typer.Option(default, "--batch-size", help="Sequences per forward pass.")
 
 
 def sentences_option(default: int | None, what: str = "Sentences per language") -> Any:
-    suffix = " (default: all)." if default is None else "."
-    return typer.Option(default, "--sentences", help=f"{what}, the first N{suffix}")
+    suffix = " (default: all)." if default is None else f" (default {default}; the first N, N ≥ 1)."
+    text = f"{what}, the first N{suffix}" if default is None else f"{what}{suffix}"
+    return typer.Option(default, "--sentences", help=text)
 
 
 def max_length_option() -> Any:
@@ -74,6 +94,57 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise LangneuronsError(f"{out} exists; pass --overwrite to replace it")
 
 
+def check_positive(**values: int | float | None) -> None:
+    """``check_positive(batch_size=8)``: each given number must be > 0 (one-line error naming the flag)."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise LangneuronsError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def say(message: str) -> None:
+    """One plain line on stderr (progress notes, 'loading model …', 'next: …' hints)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, soft_wrap=True).print(escape(message), highlight=False)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (scientific traps: the run goes on, but the user should know)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def join_world(device: str, device_map: str | None) -> tuple[str, Any]:
+    """Under torchrun / accelerate: join the process group and pick this rank's device.
+
+    Returns ``(device, world)``; a plain run gets a one-process world. ``--device-map`` spreads one
+    model over all GPUs, so it is refused with several processes.
+    """
+    from langneurons.record.distributed import init_world, launched_world_size, local_device
+
+    if launched_world_size() > 1:
+        if device_map is not None:
+            raise LangneuronsError("--device-map spreads one model over all GPUs; run it as a single process")
+        if device == "auto":
+            device = local_device()  # cuda:LOCAL_RANK: one GPU per process
+    return device, init_world()
+
+
+def next_hint(command: str) -> None:
+    """The one-line 'next: langneurons …' hint after a stage (rank 0 only, under torchrun)."""
+    say(f"next: {command}")
+
+
+def check_model(model: str) -> None:
+    """A model path that does not exist fails at once, before the corpus or torch loads."""
+    from langneurons.modelspec import check_model_spec
+
+    check_model_spec(model)
+
+
 def check_sentences(sentences: int | None) -> None:
     """``--sentences`` is a positive count everywhere (leave it out for all)."""
     if sentences is not None and sentences <= 0:
@@ -88,12 +159,15 @@ def load_model_from_options(
     device_map: str | None = None,
     trust_remote_code: bool = False,
 ):
-    """Load the model the shared options name (prints one 'loading model …' line)."""
-    from rich.console import Console
+    """Load the model the shared options name (prints one 'loading model …' line; transformers' own
+    bars and warnings are silenced)."""
+    import os
 
-    from langneurons.models.loading import load_model
+    from langneurons.models.loading import load_model, quiet_transformers
 
-    Console(stderr=True).print(f"loading model {model} …", highlight=False)
+    quiet_transformers()
+    if int(os.environ.get("RANK", "0")) == 0:
+        say(f"loading model {model} …")
     return load_model(
         model,
         revision=revision,

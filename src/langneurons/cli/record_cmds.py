@@ -2,42 +2,56 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from langneurons.cli import app, one_line_errors
-from langneurons.data import load_corpus, parse_languages
+from langneurons.cli.options import (
+    batch_size_option,
+    capped_max_length,
+    check_model,
+    check_sentences,
+    corpus_option,
+    device_map_option,
+    device_option,
+    dtype_option,
+    languages_option,
+    load_model_from_options,
+    max_length_option,
+    model_option,
+    next_hint,
+    out_option,
+    overwrite_option,
+    pick_corpus,
+    revision_option,
+    say,
+    sentences_option,
+    texts_alias_option,
+    trust_remote_code_option,
+)
 from langneurons.errors import LangneuronsError
-from langneurons.formats.stats import MANIFEST_FILE, load_stats, merge_stats, save_stats
-from langneurons.models.loading import load_model
-from langneurons.record import RecordSettings, record
-from langneurons.record.distributed import init_world, launched_world_size, local_device, shutdown
-
-console = Console(stderr=True)
-
-MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
 
 
 @app.command("record")
+@one_line_errors
 def record_cmd(
-    out: Path = typer.Option(..., "--out", help="Run directory to write (stats.safetensors + manifest.json)."),
-    model: str = typer.Option("embedded", "--model", help=MODEL_HELP),
-    revision: str | None = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit)."),
-    corpus: str = typer.Option(
-        "ntrex", "--corpus", help="ntrex[:identify|dev|all], a <lang>.txt folder, .jsonl, hf:NAME"
-    ),
-    languages: str | None = typer.Option(None, "--languages", help="Comma-separated codes, in order (default: all)."),
-    sentences: int | None = typer.Option(None, "--sentences", help="At most this many sentences per language."),
+    out: Path = out_option("Run directory to write (stats.safetensors + manifest.json)."),
+    model: str = model_option(),
+    revision: str | None = revision_option(),
+    corpus: str = corpus_option("ntrex"),
+    texts: str | None = texts_alias_option(),
+    languages: str | None = languages_option(),
+    sentences: int | None = sentences_option(None),
     tokens: int | None = typer.Option(None, "--tokens", help="Stop each language after this many counted tokens."),
     site: str = typer.Option("act", "--site", help="act (LAPE default) or down_in."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."
-    ),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    max_length: int = typer.Option(512, "--max-length", help="Tokens per sequence (longer texts are truncated)."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    device_map: str | None = device_map_option(),
+    trust_remote_code: bool = trust_remote_code_option(),
+    batch_size: int = batch_size_option(),
+    max_length: int = max_length_option(),
     count_bos: bool = typer.Option(False, "--count-bos", help="Also count the BOS position."),
     chunk_batches: int = typer.Option(8, "--chunk-batches", help="Batches per unit of work (checkpoint grain)."),
     checkpoint_minutes: float = typer.Option(
@@ -53,15 +67,20 @@ def record_cmd(
     residual: bool = typer.Option(
         True, "--residual/--no-residual", help="Also sum the residual stream per layer (DiffMean; ~4 % time)."
     ),
-    device_map: str | None = typer.Option(None, "--device-map", help="'auto' to spread a large model over GPUs."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Count how often every MLP neuron fires on each language's text.
 
     Runs under `torchrun --nproc-per-node N -m langneurons record ...` (or `accelerate launch`) too:
     each process takes its share of the work and the totals equal a one-process run bit for bit.
     """
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    check_sentences(sentences)
+    from langneurons.data import load_corpus, parse_languages
+    from langneurons.formats.stats import MANIFEST_FILE
+    from langneurons.record import RecordSettings, record
+    from langneurons.record.distributed import init_world, launched_world_size, local_device, shutdown
+
     settings = RecordSettings(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
@@ -69,6 +88,8 @@ def record_cmd(
         residual=residual,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
+    if max_length <= 1:
+        raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
     if (out / MANIFEST_FILE).exists() and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
     several = launched_world_size() > 1
@@ -76,43 +97,41 @@ def record_cmd(
         raise LangneuronsError("--device-map spreads one model over all GPUs; run it as a single process")
     if several and device == "auto":
         device = local_device()  # cuda:LOCAL_RANK: one GPU per process
-    texts = load_corpus(corpus, parse_languages(languages), sentences)
+    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
     world = init_world()
     try:
-        loaded = load_model(
-            model,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            device_map=device_map,
-        )
+        loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+        settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))
         try:
-            stats = record(loaded, texts, out, settings, overwrite=overwrite, world=world)
+            stats = record(loaded, texts_, out, settings, overwrite=overwrite, world=world)
         except KeyboardInterrupt:
             if world.is_main:
-                console.print(f"interrupted: the checkpoint in {out} is kept; rerun the same command to resume")
+                say(f"interrupted: the checkpoint in {out} is kept; rerun the same command to resume")
             raise SystemExit(130) from None
     finally:
         shutdown(world)
     if world.is_main:
         m = stats.manifest
-        console.print(
+        say(
             f"wrote {out}: {len(m['languages'])} languages, {int(stats.n_tokens.sum()):,} tokens, "
             f"{m['num_layers']} layers × {m['intermediate_size']} neurons, site {site}, {m['wall_seconds']:.1f} s"
         )
+        next_hint(f"langneurons identify {out} --method lape")
 
 
 @app.command("merge")
 @one_line_errors
 def merge_cmd(
     runs: list[Path] = typer.Argument(..., help="Run directories of the same model and site."),
-    out: Path = typer.Option(..., "--out"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    out: Path = out_option("Run directory to write."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Add runs: the same language sums up, new languages are appended."""
+    from langneurons.formats.stats import MANIFEST_FILE, load_stats, merge_stats, save_stats
+
     if (out / MANIFEST_FILE).exists() and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
     merged = merge_stats([load_stats(run) for run in runs])
     save_stats(out, merged)
-    console.print(f"wrote {out}: languages {','.join(merged.languages)}")
+    say(f"wrote {out}: languages {','.join(merged.languages)}")
+    next_hint(f"langneurons identify {out} --method lape")

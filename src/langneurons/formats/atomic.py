@@ -13,6 +13,18 @@ from safetensors.torch import load_file, save_file
 from langneurons.errors import LangneuronsError
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def user_mode(path: Path) -> None:
+    """Give ``path`` the permissions a plain ``open()`` would (0666 minus the umask): a group can read a
+    shared runs folder. safetensors writes 0600 files; temporary files may too."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary file in the same folder, fsync, rename)."""
     path = Path(path)
@@ -21,6 +33,19 @@ def write_json(path: Path, data: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    user_mode(tmp)
+    os.replace(tmp, path)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes (e.g. a PNG) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -34,6 +59,7 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
+    user_mode(tmp)
     os.replace(tmp, path)
 
 

@@ -6,7 +6,7 @@ One JSON object (UTF-8), written atomically:
   languages          ["en", "fr", ...]        language codes, in the order of the statistics
   num_layers         L                         number of transformer layers
   intermediate_size  F                         MLP neurons per layer; indices are 0..F-1
-  site               "act" | "down_in" | null  capture site of the statistics (METHODS.md section 1)
+  site               "act" | "down_in" | null  capture site of the statistics (docs/methods.md §1)
   model              model name or path, or null
   method             "lape" | "entropy-lambda" | ...
   params             every parameter of the method and what it derived. lape: top_rate, filter_rate,
@@ -59,6 +59,15 @@ class NeuronSet:
     site: str | None = None
     model: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{lang} {self.count(lang)}" for lang in self.languages[:10])
+        more = ", …" if len(self.languages) > 10 else ""
+        return (
+            f"NeuronSet({self.method}, {len(self.languages)} languages, {self.n_distinct()} neurons, "
+            f"{self.n_pairs()} pairs ({counts}{more}), {self.num_layers} layers × {self.intermediate_size}, "
+            f"site {self.site})"
+        )
 
     # ---- views -------------------------------------------------------------------------------------
     def _mask_of(self, layers: list[list[int]]) -> torch.Tensor:

@@ -1,27 +1,34 @@
 """What a run directory holds, read defensively: every result file is optional except one that names the run.
 
-manifest.json + stats.safetensors   `record` (only the manifest is read here)
+manifest.json + stats.safetensors   `record` (only the manifest is read here; ``stats_path`` says where)
 pooled.json + pooled.safetensors    `similarity` (sentence vectors; only the JSON is read here)
 similarity.json                     `similarity` (LRDS/SADS)
+routing.json                        `routing` (MoE expert usage per language)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
 *.json with format langneurons-directions/1   direction sets (`identify --method diffmean`; JSON only)
 benchmark.json                      `benchmark` result (read as plain JSON)
+
+Results kept elsewhere join the run by name (``load_run(path, neurons=[...], ppl=[...], steer=[...])``):
+such a file must exist and be of its kind, else a one-line error.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NEURONSET_FORMAT, NeuronSet
+from langneurons.formats.stats import STATS_FILE
 
 MANIFEST = "manifest.json"
 POOLED_JSON = "pooled.json"
 SIMILARITY_JSON = "similarity.json"
+ROUTING_JSON = "routing.json"
 
 
 @dataclass
@@ -32,12 +39,15 @@ class Run:
     manifest: dict[str, Any] = field(default_factory=dict)
     pooled_manifest: dict[str, Any] = field(default_factory=dict)
     similarity: dict[str, Any] | None = None
+    routing: dict[str, Any] | None = None
     neuron_sets: dict[str, NeuronSet] = field(default_factory=dict)
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
     directions: dict[str, dict[str, Any]] = field(default_factory=dict)
     benchmark: dict[str, Any] | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
+    stats_path: Path | None = None  # stats.safetensors beside manifest.json, when present
+    given: list[str] = field(default_factory=list)  # names of the results given explicitly (shown first)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -75,12 +85,19 @@ class Run:
         return self.path.name or str(self.path)
 
 
-def load_run(path: str | Path) -> Run:
-    """Read every result file of a run directory; a directory with none of them is an error."""
+def load_run(
+    path: str | Path,
+    neurons: Iterable[str | Path] = (),
+    ppl: Iterable[str | Path] = (),
+    steer: Iterable[str | Path] = (),
+) -> Run:
+    """Read every result file of a run directory, plus result files kept elsewhere; no result is an error."""
     path = Path(path)
     if not path.is_dir():
         raise LangneuronsError(f"{path} is not a directory (a run directory is expected)")
     run = Run(path)
+    if (path / MANIFEST).exists() and (path / STATS_FILE).exists():
+        run.stats_path = path / STATS_FILE
     for file in sorted(path.glob("*.json")):
         data, why = _read_json(file)
         if data is None:
@@ -94,6 +111,8 @@ def load_run(path: str | Path) -> Run:
                 run.pooled_manifest = {k: v for k, v in data.items() if k not in ("ids", "row_languages")}
             elif name == SIMILARITY_JSON:
                 run.similarity = data
+            elif name == ROUTING_JSON:
+                run.routing = data
             elif data.get("format") == NEURONSET_FORMAT:
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
             elif data.get("format") == "langneurons-directions/1":
@@ -108,12 +127,32 @@ def load_run(path: str | Path) -> Run:
                 run.skipped[name] = "not a known result file"
         except LangneuronsError as exc:
             run.skipped[name] = str(exc)
+    for kind, files in (("neurons", neurons), ("ppl", ppl), ("steer", steer)):
+        for file in files:
+            _add_given(run, kind, Path(file))
     if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
-            or run.benchmark):  # fmt: skip
-        raise LangneuronsError(
-            f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)"
-        )
+            or run.routing or run.benchmark):  # fmt: skip
+        raise LangneuronsError(f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)")
     return run
+
+
+def _add_given(run: Run, kind: str, file: Path) -> None:
+    """Add one result file named on the command line (errors are one line: it was asked for)."""
+    if not file.is_file():
+        raise LangneuronsError(f"{file} does not exist (given with --{kind})")
+    data, why = _read_json(file)
+    if data is None:
+        raise LangneuronsError(f"{file} is {why}, not a {kind} result")
+    expected = {"neurons": NEURONSET_FORMAT, "ppl": "langneurons-ppl/", "steer": "langneurons-steer/"}[kind]
+    fmt = str(data.get("format", ""))
+    if not fmt.startswith(expected):
+        raise LangneuronsError(f"{file} is not a {kind} result (format {fmt or 'missing'}, expected {expected}…)")
+    target = {"neurons": run.neuron_sets, "ppl": run.ppl, "steer": run.steer}[kind]
+    same = file.resolve() == (run.path / file.name).resolve()  # the run's own file, named again
+    name = file.stem if same or file.stem not in target else f"{file.parent.name}/{file.stem}"
+    target.pop(name, None)
+    target[name] = NeuronSet.from_dict(data, str(file)) if kind == "neurons" else data
+    run.given.append(name)
 
 
 def _read_json(file: Path) -> tuple[dict[str, Any] | None, str]:

@@ -5,8 +5,10 @@ Tensors (language order = ``manifest["languages"]``):
   sum      float64 [K, L, F]  sum of activations
   sum_sq   float64 [K, L, F]  sum of squared activations
   n_tokens int64   [K]        counted tokens per language
-
-Optional (``record`` writes them unless ``--no-residual``; DiffMean needs them, METHODS.md §11):
+Mixture-of-experts runs add (manifest["moe"] says how the neuron axis is laid out):
+  routed_tokens      int64   [K, L, E]  counted tokens routed to expert e of layer l
+  router_probability float64 [K, L, E]  the router's probability of expert e, summed over counted tokens
+Residual sums (``record`` writes them unless ``--no-residual``; DiffMean needs them, docs/methods.md):
   resid_sum      float64 [K, L, H]  sum of the residual stream after decoder layer l (H = hidden size)
   resid_norm_sum float64 [K, L]     sum of its L2 norm (mean residual norm r_l = this / n_tokens)
 """
@@ -40,8 +42,17 @@ class Stats:
     n_tokens: torch.Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # where it was read from (for error messages)
-    resid_sum: torch.Tensor | None = None  # float64 [K, L, H]: residual stream after each decoder layer
-    resid_norm_sum: torch.Tensor | None = None  # float64 [K, L]: its L2 norm, summed
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-language [K, ...] (MoE routing, residual)
+
+    @property
+    def resid_sum(self) -> torch.Tensor | None:
+        """float64 [K, L, H]: the residual stream after each decoder layer, summed (None if not recorded)."""
+        return self.extra.get("resid_sum")
+
+    @property
+    def resid_norm_sum(self) -> torch.Tensor | None:
+        """float64 [K, L]: the residual stream's L2 norm, summed (None if not recorded)."""
+        return self.extra.get("resid_norm_sum")
 
     @property
     def has_residual(self) -> bool:
@@ -52,6 +63,21 @@ class Stats:
     def has_sums(self) -> bool:
         """False for statistics that hold counts only (e.g. converted from Zhang et al.'s release)."""
         return self.manifest.get("sum_available", True) is not False
+
+    def __repr__(self) -> str:
+        langs = self.manifest.get("languages") or []
+        shown = ",".join(langs[:8]) + (",…" if len(langs) > 8 else "")
+        where = f", from {self.path}" if self.path else ""
+        return (
+            f"Stats({len(langs)} languages {shown}, {self.num_layers} layers × {self.intermediate_size} neurons, "
+            f"{int(self.n_tokens.sum()):,} tokens, site {self.manifest.get('site')}, "
+            f"model {self.manifest.get('model')!r}{where})"
+        )
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``run_dir``/stats.safetensors + manifest.json (same as :func:`save_stats`)."""
+        save_stats(run_dir, self)
+        self.path = str(run_dir)
 
     @property
     def languages(self) -> list[str]:
@@ -65,21 +91,43 @@ class Stats:
     def intermediate_size(self) -> int:
         return int(self.count.shape[2])
 
-    def probability(self) -> torch.Tensor:
-        """Activation probability p[k, l, j] = count / n_tokens (0 where a language has no tokens)."""
+    def denominator(self, condition: str = "unconditional") -> torch.Tensor:
+        """Tokens each neuron could fire on, float64 broadcastable to [K, L, F] (at least 1).
+
+        ``unconditional``: n_tokens[k]. ``routed`` (MoE only): a routed expert's neurons divide by the
+        tokens routed to that expert; shared experts and dense layers still by n_tokens.
+        """
         n = self.n_tokens.clamp(min=1).to(torch.float64).view(-1, 1, 1)
-        return self.count.to(torch.float64) / n
+        if condition == "unconditional":
+            return n
+        if condition != "routed":
+            raise LangneuronsError(f"unknown condition {condition!r}; choose unconditional or routed")
+        moe = self.manifest.get("moe")
+        if not moe or "routed_tokens" not in self.extra:
+            raise LangneuronsError("--condition routed needs statistics of a mixture-of-experts model")
+        e, f = int(moe["num_experts"]), int(moe["expert_intermediate_size"])
+        out = n.expand(*self.count.shape).clone()
+        routed = self.extra["routed_tokens"].to(torch.float64).clamp(min=1)  # [K, L, E]
+        layers = torch.tensor(moe["moe_layers"], dtype=torch.long)
+        out[:, layers, : e * f] = routed[:, layers].repeat_interleave(f, dim=2)
+        return out
+
+    def probability(self, condition: str = "unconditional") -> torch.Tensor:
+        """Activation probability p[k, l, j] = count / denominator (0 where a language has no tokens)."""
+        return self.count.to(torch.float64) / self.denominator(condition)
 
     def mean(self) -> torch.Tensor:
-        """Mean activation per language [K, L, F] (float64); an error for count-only statistics."""
+        """Mean activation per language [K, L, F] (float64) over the tokens each neuron is computed on (all
+        counted tokens; for a routed MoE expert, the tokens routed to it — where an edit acts); an error
+        for count-only statistics."""
         if not self.has_sums:
             where = self.path or "these statistics"
             raise LangneuronsError(
                 f"{where} holds activation counts only (sum_available: false), so it has no mean "
                 "activations: record the run with `langneurons record` to use means"
             )
-        n = self.n_tokens.clamp(min=1).to(torch.float64).view(-1, 1, 1)
-        return self.sum / n
+        condition = "routed" if "routed_tokens" in self.extra and self.manifest.get("moe") else "unconditional"
+        return self.sum / self.denominator(condition)
 
     def language_index(self, lang: str) -> int:
         try:
@@ -104,6 +152,9 @@ class Stats:
             problems.append(f"{k} languages in the manifest but tensors hold {shape[0]}")
         elif (self.manifest.get("num_layers"), self.manifest.get("intermediate_size")) != shape[1:]:
             problems.append("manifest num_layers/intermediate_size disagree with the tensors")
+        for name, tensor in self.extra.items():
+            if tensor.dim() < 1 or tensor.shape[0] != k:
+                problems.append(f"{name} must have one row per language")
         if self.has_residual:
             r, rn = self.resid_sum, self.resid_norm_sum
             if r.dtype != torch.float64 or rn.dtype != torch.float64:
@@ -120,8 +171,7 @@ def save_stats(run_dir: str | Path, stats: Stats) -> None:
     run_dir = Path(run_dir)
     manifest = {"format": STATS_FORMAT, **stats.manifest}
     tensors = {"count": stats.count, "sum": stats.sum, "sum_sq": stats.sum_sq, "n_tokens": stats.n_tokens}
-    if stats.has_residual:
-        tensors |= {"resid_sum": stats.resid_sum, "resid_norm_sum": stats.resid_norm_sum}
+    tensors.update(stats.extra)
     write_safetensors(run_dir / STATS_FILE, tensors, metadata={"format": STATS_FORMAT})
     write_json(run_dir / MANIFEST_FILE, manifest)
 
@@ -139,8 +189,9 @@ def load_stats(run_dir: str | Path) -> Stats:
     missing = {"count", "sum", "sum_sq", "n_tokens"} - tensors.keys()
     if missing:
         raise LangneuronsError(f"{stats_path} lacks tensors: {', '.join(sorted(missing))}")
+    extra = {k: v for k, v in tensors.items() if k not in ("count", "sum", "sum_sq", "n_tokens")}
     stats = Stats(tensors["count"], tensors["sum"], tensors["sum_sq"], tensors["n_tokens"], manifest, str(run_dir),
-                  tensors.get("resid_sum"), tensors.get("resid_norm_sum"))  # fmt: skip
+                  extra=extra)  # fmt: skip
     stats.validate()
     return stats
 
@@ -243,6 +294,13 @@ def merge_stats(runs: list[Stats]) -> Stats:
     total = torch.zeros(k, n_layers, n_neurons, dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     n_tokens = torch.zeros(k, dtype=torch.int64)
+    residual = {"resid_sum", "resid_norm_sum"}
+    names = set(runs[0].extra) - residual  # residual sums add like the counts if all runs have them, else drop
+    if any(set(run.extra) - residual != names for run in runs):
+        raise LangneuronsError("cannot merge runs with different tensors (e.g. routing statistics in only some)")
+    if all(run.has_residual for run in runs):
+        names |= residual
+    extra = {n: torch.zeros((k, *t.shape[1:]), dtype=t.dtype) for n, t in runs[0].extra.items() if n in names}
     for run in runs:
         for i, lang in enumerate(run.languages):
             j = languages.index(lang)
@@ -250,6 +308,8 @@ def merge_stats(runs: list[Stats]) -> Stats:
             total[j] += run.sum[i]
             total_sq[j] += run.sum_sq[i]
             n_tokens[j] += run.n_tokens[i]
+            for n in extra:
+                extra[n][j] += run.extra[n][i]
     manifest = dict(base)
     manifest.pop("format", None)
     manifest["languages"] = languages
@@ -262,12 +322,4 @@ def merge_stats(runs: list[Stats]) -> Stats:
         manifest.pop(key, None)
     counted = [run.manifest.get("sentences") or {} for run in runs]
     manifest["sentences"] = {lang: sum(int(c.get(lang, 0)) for c in counted) for lang in languages}
-    resid = resid_norm = None
-    if all(run.has_residual for run in runs):  # residual sums add like the counts; else they are dropped
-        resid = torch.zeros(k, n_layers, runs[0].resid_sum.shape[2], dtype=torch.float64)
-        resid_norm = torch.zeros(k, n_layers, dtype=torch.float64)
-        for run in runs:
-            for i, lang in enumerate(run.languages):
-                resid[languages.index(lang)] += run.resid_sum[i]
-                resid_norm[languages.index(lang)] += run.resid_norm_sum[i]
-    return Stats(count, total, total_sq, n_tokens, manifest, None, resid, resid_norm)
+    return Stats(count, total, total_sq, n_tokens, manifest, extra=extra)

@@ -14,7 +14,7 @@ from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
 from langneurons.identify import ap, entropy_lambda, key_neurons, lape
-from langneurons.identify.common import Method, subset_languages
+from langneurons.identify.common import CONDITIONS, Method, conditioned, subset_languages
 
 # lape and entropy-lambda take recorded statistics; key-neurons and ap take pooled sentence vectors.
 _BUILTIN = (lape.METHOD, entropy_lambda.METHOD, key_neurons.METHOD, ap.METHOD)
@@ -44,11 +44,17 @@ def method_parameters(method: Method) -> list[str]:
 
 
 def identify(
-    data: Stats | Any, method: str, *, languages: Sequence[str] | None = None, **params: Any
+    data: Stats | Any,
+    method: str,
+    *,
+    languages: Sequence[str] | None = None,
+    condition: str | None = None,
+    **params: Any,
 ) -> NeuronSet:
     """Run ``method`` on ``data`` (statistics, restricted to ``languages`` when given) → its neuron set.
 
-    Parameters left None take the method's defaults.
+    Parameters left None take the method's defaults. ``condition`` (MoE statistics): ``unconditional``
+    (default, p = count / n_tokens) or ``routed`` (p = count / tokens routed to the expert), METHODS.md §10.
     """
     spec = get_method(method)
     accepted = method_parameters(spec)
@@ -62,9 +68,18 @@ def identify(
         if not isinstance(data, Stats):
             raise LangneuronsError(f"method {spec.name} works on recorded statistics (a run directory)")
         data = subset_languages(data, languages)
-    elif languages:
-        raise LangneuronsError(f"method {spec.name} takes no language subset here")
-    return spec.run(data, **params)
+        if condition is not None or data.manifest.get("moe"):
+            data = conditioned(data, condition or "unconditional")
+    elif languages or condition:
+        raise LangneuronsError(f"method {spec.name} takes no language subset or condition here")
+    result = spec.run(data, **params)
+    if spec.input == "stats" and "condition" in data.manifest:
+        result.params["condition"] = data.manifest["condition"]
+    return result
 
 
-__all__ = ["METHODS", "Method", "NeuronSet", "get_method", "identify", "method_parameters", "register"]
+__all__ = ["CONDITIONS", "METHODS", "Method", "NeuronSet", "get_method", "identify", "method_parameters", "register"]
+
+from langneurons._verbs import make_verb  # noqa: E402
+
+make_verb(__name__)  # `ln.identify(...)` calls langneurons.api.identify

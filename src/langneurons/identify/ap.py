@@ -1,4 +1,4 @@
-"""Average-precision expertise (Kojima et al. 2024, METHODS.md §4), from pooled sentence vectors.
+"""Average-precision expertise (Kojima et al. 2024, docs/methods.md §6), from pooled sentence vectors.
 
 Per unit (layer, neuron) the mean-pooled response of each sentence is a score; a language's expertise is the
 average precision of that score at separating its sentences (positives) from all other languages' sentences

@@ -50,10 +50,29 @@ def check_rate(name: str, value: float) -> float:
 
 
 def probabilities(stats: Stats) -> torch.Tensor:
-    """Activation probability ``p[k, l·F + j] = max(count, 0) / max(n_tokens, 1)`` as float64 ``[K, M]``."""
+    """Activation probability ``p[k, l·F + j] = max(count, 0) / max(n_tokens, 1)`` as float64 ``[K, M]``.
+
+    With ``manifest["condition"] == "routed"`` (MoE, see `conditioned`) a routed expert's neurons divide by
+    the tokens routed to that expert instead.
+    """
     k = stats.count.shape[0]
     p = stats.count.reshape(k, -1).to(torch.float64).clamp_min_(0.0)
+    condition = stats.manifest.get("condition", "unconditional")
+    if condition != "unconditional":
+        return p.div_(stats.denominator(condition).expand(*stats.count.shape).reshape(k, -1))
     return p.div_(stats.n_tokens.clamp_min(1).to(torch.float64).view(k, 1))
+
+
+CONDITIONS = ("unconditional", "routed")
+
+
+def conditioned(stats: Stats, condition: str) -> Stats:
+    """The statistics with the activation probability ``condition`` (METHODS.md §10) that `probabilities` uses."""
+    if condition not in CONDITIONS:
+        raise LangneuronsError(f"unknown condition {condition!r}; choose {' or '.join(CONDITIONS)}")
+    stats.denominator(condition)  # one-line error for `routed` on a dense model
+    return Stats(stats.count, stats.sum, stats.sum_sq, stats.n_tokens,
+                 {**stats.manifest, "condition": condition}, stats.path, extra=stats.extra)  # fmt: skip
 
 
 def kth_rank(n: int, ratio: float) -> int:
@@ -158,8 +177,7 @@ def subset_languages(stats: Stats, languages: Sequence[str] | None) -> Stats:
         stats.n_tokens.index_select(0, index),
         manifest,
         stats.path,
-        None if stats.resid_sum is None else stats.resid_sum.index_select(0, index),
-        None if stats.resid_norm_sum is None else stats.resid_norm_sum.index_select(0, index),
+        extra={name: t.index_select(0, index) for name, t in stats.extra.items()},
     )
 
 

@@ -1,4 +1,4 @@
-"""Entropy − λ·max with AutoSweep (Zhang et al. 2025), METHODS.md section 3."""
+"""Entropy − λ·max with AutoSweep (Zhang et al. 2025), docs/methods.md §4."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Key linguistic neurons (Zeng et al. 2024, METHODS.md §5), from pooled sentence vectors.
+"""Key linguistic neurons (Zeng et al. 2024, docs/methods.md §7), from pooled sentence vectors.
 
 Each sentence's vector of a layer is normalised to unit L2 norm; a neuron's score for language k is the mean
 over ordered same-language pairs i ≠ j of ``h_i[j] · h_j[j]`` (its share of the within-language cosine);
@@ -42,11 +42,24 @@ def zscore_languages(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(std > 0, (scores - mean) / std.clamp_min(1e-300), torch.zeros_like(scores))
 
 
+def min_languages(threshold: float) -> int:
+    """The fewest languages K for which z > ``threshold`` is possible at all: the largest z-score over
+    K values (population std) is sqrt(K − 1), so K − 1 > threshold² (6 for the default 2)."""
+    return max(2, math.floor(max(threshold, 0.0) ** 2) + 2)
+
+
 def key_neurons(pooled: Pooled, *, threshold: float = 2.0) -> NeuronSet:
     """Neurons whose within-language similarity share has z > ``threshold`` for a language."""
     k = len(pooled.languages)
     if k < 2:
         raise LangneuronsError("key neurons need at least 2 languages")
+    need = min_languages(threshold)
+    if k < need:
+        raise LangneuronsError(
+            f"key neurons with z > {threshold:g} need at least {need} languages (with {k} the largest "
+            f"possible z-score is sqrt({k}-1) = {math.sqrt(k - 1):.2f}, so no neuron could be selected): "
+            "pool more languages or lower --threshold"
+        )
     z = zscore_languages(key_scores(pooled))
     assigned = z > threshold  # [K, L, F]
     n_layers, size = pooled.num_layers, pooled.intermediate_size

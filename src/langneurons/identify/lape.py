@@ -1,4 +1,4 @@
-"""LAPE, language activation probability entropy (Tang et al. 2024), METHODS.md section 2."""
+"""LAPE, language activation probability entropy (Tang et al. 2024), docs/methods.md §3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Interventions on MLP neurons (METHODS.md §6): deactivate, activate, force; random controls.
+"""Interventions on MLP neurons (docs/methods.md §8): deactivate, activate, force; random controls.
 
 ``with intervene(loaded, [deactivate(mask_en), activate(mask_fr, stats, "fr")]): model(...)``
 """
@@ -41,3 +41,7 @@ __all__ = [
     "random_control",
     "random_mask",
 ]
+
+from langneurons._verbs import make_verb  # noqa: E402
+
+make_verb(__name__)  # `ln.intervene(...)` calls langneurons.api.intervene

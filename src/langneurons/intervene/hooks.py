@@ -174,7 +174,10 @@ def intervene(
     try:
         handles.append(loaded.model.register_forward_pre_hook(pre, with_kwargs=True))
         for site, edits in plan.items():
-            handles += adapter.hook(site, make_fn(site, edits), layers=sorted(edits))
+            if adapter.is_moe:  # experts arrive as sparse blocks of routed rows
+                handles += adapter.hook_blocks(site, _block_fn(site, edits, tracker), layers=sorted(edits))
+            else:
+                handles += adapter.hook(site, make_fn(site, edits), layers=sorted(edits))
         if residual_layers:
             handles += adapter.hook_residual(residual_fn, layers=residual_layers)
             plan.setdefault("residual", {}).update({layer: [] for layer in residual_layers})
@@ -183,3 +186,39 @@ def intervene(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _row_positions(tracker: _Tracker, positions: str, rows, n: int, device) -> torch.Tensor:
+    """Bool [n]: rows of a block (tokens of the flattened batch) where a position-limited edit applies."""
+    if tracker.prompt_length is None:
+        raise LangneuronsError("positions 'prompt'/'generated' need a prompt length (or a cached generate)")
+    tokens = torch.arange(n, device=device) if rows.tokens is None else rows.tokens
+    pos = tokens % tracker.length + tracker.offset
+    first_generating = tracker.prompt_length - 1  # as `_Tracker.position_mask`
+    return pos < first_generating if positions == "prompt" else pos >= first_generating
+
+
+def _block_fn(site: str, edits_by_layer: dict[int, list[_Edit]], tracker: _Tracker):
+    """The edits of each layer applied to a block: columns ``start + group·w + j`` of the rows it holds."""
+
+    def fn(layer: int, x: torch.Tensor, rows) -> torch.Tensor | None:
+        tracker.fired.add((site, layer))
+        out, w = x, x.shape[1]
+        for e in edits_by_layer[layer]:
+            cols = e.idx - rows.start
+            groups = 1 if rows.groups is None else rows.n_groups
+            keep = (cols >= 0) & (cols < groups * w)
+            cols, scale, shift = cols[keep], e.scale[keep], e.shift[keep]
+            mask = torch.zeros(groups, w, dtype=torch.bool, device=x.device)
+            a = torch.ones(groups, w, dtype=x.dtype, device=x.device)
+            b = torch.zeros(groups, w, dtype=x.dtype, device=x.device)
+            g, j = cols // w, cols % w
+            mask[g, j], a[g, j], b[g, j] = True, scale.to(x.dtype), shift.to(x.dtype)
+            index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if rows.groups is None else rows.groups
+            where = mask.index_select(0, index)
+            if e.positions != "all":
+                where = where & _row_positions(tracker, e.positions, rows, x.shape[0], x.device).unsqueeze(1)
+            out = torch.where(where, out * a.index_select(0, index) + b.index_select(0, index), out)
+        return out
+
+    return fn

@@ -1,7 +1,7 @@
 """What an intervention is: a neuron mask, an affine edit of those neurons, where it applies.
 
 Every mode is the per-neuron affine map ``x ← a·x + b`` on the chosen (layer, neuron) entries
-(METHODS.md §6), so any list of interventions runs as a few vectorised index operations per layer:
+(docs/methods.md §8), so any list of interventions runs as a few vectorised index operations per layer:
 
   deactivate  a = s,  b = 0              (s = strength, default 0: zeroing; 0 < s < 1 damps)
   replace     a = 0,  b = s·mean_target  (Tang-style replacement; s = 1 is the plain mean)
@@ -61,9 +61,25 @@ def _check_mode(mode: str) -> None:
 
 
 def deactivate(
-    mask: torch.Tensor, strength: float = 0.0, *, site: str = "act", positions: str = "all", label: str = ""
+    mask: torch.Tensor | NeuronSet,
+    strength: float | str = 0.0,
+    *more: float,
+    site: str | None = None,
+    positions: str = "all",
+    label: str = "",
 ) -> Intervention:
-    """Multiply the masked neurons by ``strength`` (0 = zero them, as Tang et al. and Zeng et al.)."""
+    """Multiply the masked neurons by ``strength`` (0 = zero them, as Tang et al. and Zeng et al.).
+
+    ``deactivate(mask, 0.5)`` or, naming a language of a set, ``deactivate(neuron_set, "fr"[, 0.5])``
+    (site: the set's).
+    """
+    if isinstance(mask, NeuronSet):
+        if not isinstance(strength, str):
+            raise LangneuronsError('deactivate(neuron_set, "lang"[, strength]): name the language')
+        ns, lang = mask, strength
+        strength = more[0] if more else 0.0
+        mask, site, label = ns.mask(lang), site or ns.site, label or f"off {lang}"
+    site = site or "act"
     mask = mask.bool()
     scale = torch.full(mask.shape, float(strength), dtype=torch.float64)
     return Intervention(mask, scale, torch.zeros(mask.shape, dtype=torch.float64), site, positions, label)
@@ -84,9 +100,9 @@ def force(
 
 
 def activate(
-    mask: torch.Tensor,
-    stats: Stats,
-    lang: str,
+    mask: torch.Tensor | NeuronSet,
+    stats: Stats | str,
+    lang: str | Stats,
     mode: str = "replace",
     strength: float = 1.0,
     *,
@@ -94,7 +110,18 @@ def activate(
     positions: str = "all",
     label: str = "",
 ) -> Intervention:
-    """Push the masked neurons towards ``lang``'s mean activation in ``stats`` (replace, add or diffmean)."""
+    """Push the masked neurons towards ``lang``'s mean activation in ``stats`` (replace, add or diffmean).
+
+    ``activate(mask, stats, "fr")`` or, without naming the language twice,
+    ``activate(neuron_set, "fr", stats)`` (fr's neurons of the set, towards fr's means).
+    """
+    if isinstance(mask, NeuronSet):
+        if not isinstance(stats, str) or not isinstance(lang, Stats):
+            raise LangneuronsError('activate(neuron_set, "lang", stats[, mode, strength]): language, then statistics')
+        ns, lang, stats = mask, stats, lang
+        mask, site = ns.mask(lang), site or ns.site
+    if not isinstance(stats, Stats) or not isinstance(lang, str):
+        raise LangneuronsError('activate(mask, stats, "lang") or activate(neuron_set, "lang", stats)')
     if mode not in ACTIVATION_MODES:
         raise LangneuronsError(f"activation mode must be one of {', '.join(ACTIVATION_MODES)}, got {mode!r}")
     stats_site = stats.manifest.get("site")

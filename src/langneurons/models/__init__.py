@@ -9,16 +9,21 @@ from __future__ import annotations
 from torch import nn
 
 from langneurons.errors import LangneuronsError
-from langneurons.models.base import SITES, Adapter, SiteFn
+from langneurons.models.base import SITES, Adapter, BlockFn, Rows, SiteFn
 from langneurons.models.bloom import BloomAdapter
+from langneurons.models.deepseek import DeepseekV2Adapter, DeepseekV3Adapter
 from langneurons.models.falcon import FalconAdapter
 from langneurons.models.gemma import GemmaAdapter
 from langneurons.models.gpt2 import GPT2Adapter
 from langneurons.models.gpt_neox import GPTNeoXAdapter
+from langneurons.models.gpt_oss import GptOssAdapter
 from langneurons.models.llama import LlamaAdapter
+from langneurons.models.mixtral import MixtralAdapter
+from langneurons.models.olmoe import OlmoeAdapter
 from langneurons.models.opt import OPTAdapter
 from langneurons.models.phi import PhiAdapter
 from langneurons.models.phi3 import Phi3Adapter
+from langneurons.models.qwen_moe import Qwen2MoeAdapter, Qwen3MoeAdapter
 
 ADAPTERS: tuple[type[Adapter], ...] = (
     LlamaAdapter,
@@ -30,10 +35,17 @@ ADAPTERS: tuple[type[Adapter], ...] = (
     OPTAdapter,
     PhiAdapter,
     FalconAdapter,
+    # mixture of experts: per-expert neurons through the experts-implementation registry (models/moe.py)
+    MixtralAdapter,
+    Qwen2MoeAdapter,
+    Qwen3MoeAdapter,
+    OlmoeAdapter,
+    DeepseekV2Adapter,
+    DeepseekV3Adapter,
+    GptOssAdapter,
 )
-# Mixture-of-experts MLPs route each token to a few experts inside one fused module; per-expert
-# neurons are not yet exposed (see README, "Supported models").
-MOE_TYPES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe", "dbrx", "jamba")
+# MoE families whose experts are not yet covered (per-expert ModuleLists or other layouts).
+MOE_TYPES = ("dbrx", "jamba")
 
 
 def supported_model_types() -> list[str]:
@@ -48,8 +60,8 @@ def get_adapter(model: nn.Module) -> Adapter:
             return adapter(model)
     if model_type in MOE_TYPES:
         raise LangneuronsError(
-            f"mixture-of-experts model {model_type!r} is not yet supported (per-expert neurons); "
-            "dense families only for now"
+            f"mixture-of-experts model {model_type!r} is not supported (its experts are not fused "
+            "3-D modules); supported MoE families: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2/v3, gpt_oss"
         )
     raise LangneuronsError(
         f"unsupported architecture {model_type!r}: looked for config.model_type in "
@@ -57,4 +69,4 @@ def get_adapter(model: nn.Module) -> Adapter:
     )
 
 
-__all__ = ["ADAPTERS", "SITES", "Adapter", "SiteFn", "get_adapter", "supported_model_types"]
+__all__ = ["ADAPTERS", "SITES", "Adapter", "BlockFn", "Rows", "SiteFn", "get_adapter", "supported_model_types"]

@@ -1,7 +1,7 @@
 """What a "neuron" is: the adapter interface every model family implements.
 
 A neuron is one coordinate of a layer's MLP intermediate vector. Two capture sites
-(METHODS.md §1): ``act`` = output of the activation function (``act_fn(gate_proj(x))`` for
+(docs/methods.md §1): ``act`` = output of the activation function (``act_fn(gate_proj(x))`` for
 gated MLPs) and ``down_in`` = the input of the down projection (``act * up`` for gated MLPs;
 the same tensor as ``act`` for non-gated ones). Every other module reads and edits neurons
 only through :meth:`Adapter.hook`.
@@ -10,6 +10,7 @@ only through :meth:`Adapter.hook`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -21,6 +22,25 @@ from langneurons.errors import LangneuronsError
 SITES = ("act", "down_in")
 # fn(layer_index, activation [..., F]) -> replacement tensor, or None to leave it unchanged.
 SiteFn = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Which neurons a 2-D block ``x [R, w]`` of a layer's activations holds.
+
+    Row r is token ``tokens[r]`` of the flattened batch (B·T order; None: every token, in order).
+    Its column j is the layer's neuron ``start + groups[r]·w + j`` (``groups`` None: ``start + j``);
+    ``n_groups`` is how many groups (experts) the layer has. Dense layers give ``Rows()``.
+    """
+
+    tokens: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
+    n_groups: int = 1
+    start: int = 0
+
+
+# fn(layer_index, x [R, w], rows) -> replacement [R, w], or None to leave it unchanged.
+BlockFn = Callable[[int, torch.Tensor, Rows], torch.Tensor | None]
 
 
 class Adapter:
@@ -68,8 +88,20 @@ class Adapter:
         return self.down_module(layer).weight
 
     def body(self) -> nn.Module:
-        """The model without its LM head: recording needs no logits (METHODS.md §8)."""
+        """The model without its LM head: recording needs no logits (docs/methods.md §11)."""
         return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model
+
+    is_moe: ClassVar[bool] = False
+
+    def hook_blocks(self, site: str, fn: BlockFn, layers: list[int] | None = None) -> list[RemovableHandle]:
+        """Like :meth:`hook`, for consumers that also understand sparse blocks (MoE experts): ``fn``
+        sees 2-D blocks and their :class:`Rows`. Dense families pass each layer as one block."""
+
+        def dense(layer: int, act: torch.Tensor) -> torch.Tensor | None:
+            new = fn(layer, act.reshape(-1, act.shape[-1]), Rows())
+            return None if new is None else new.reshape(act.shape)
+
+        return self.hook(site, dense, layers)
 
     def hook(self, site: str, fn: SiteFn, layers: list[int] | None = None) -> list[RemovableHandle]:
         """Call ``fn(layer, activation)`` at ``site`` of each layer; a returned tensor replaces it."""

@@ -10,6 +10,7 @@ from torch import nn
 
 from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, get_adapter
+from langneurons.modelspec import check_model_spec
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
@@ -28,6 +29,14 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
 
+    def __repr__(self) -> str:
+        a = self.adapter
+        dtype = str(self.dtype).removeprefix("torch.")
+        return (
+            f"LoadedModel({self.name!r}, {a.family}, {a.num_layers} layers × {a.intermediate_size} neurons, "
+            f"{dtype} on {self.device})"
+        )
+
     def describe(self) -> dict[str, object]:
         """The model facts every result file records."""
         return {
@@ -38,6 +47,7 @@ class LoadedModel:
             "intermediate_size": self.adapter.intermediate_size,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": self.device.type,
+            **(self.adapter.describe() if self.adapter.is_moe else {}),
         }
 
     @property
@@ -100,17 +110,45 @@ def load_model(
     return LoadedModel(model, tokenizer, adapter, name, revision, dev, torch_dtype)
 
 
+def quiet_transformers() -> None:
+    """Keep transformers' and the hub's own progress bars and warnings out of our output (CLI use)."""
+    import warnings
+
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+    warnings.filterwarnings("ignore", module=r"transformers(\.|$)")
+    warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: never try the network."""
+    import os
+
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
+
+
 def _load_transformers(spec, revision, torch_dtype, trust_remote_code, device_map):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    local = Path(spec)
+    check_model_spec(spec)
+    local = Path(spec).expanduser()
     if local.exists() and not (local / "config.json").is_file():
         raise LangneuronsError(f"{spec} is not a model directory (no config.json)")
+    if local.exists():
+        spec = str(local)
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if hub_offline() or local.exists():
+        kwargs["local_files_only"] = True  # one attempt, no retries against an unreachable hub
     try:
         config = AutoConfig.from_pretrained(spec, **kwargs)
     except (OSError, ValueError) as exc:
-        raise LangneuronsError(f"cannot load model {spec!r}: {_first_line(exc)}") from None
+        hint = " (HF_HUB_OFFLINE is set: only models already in the cache load)" if hub_offline() else ""
+        raise LangneuronsError(f"cannot load model {spec!r}: {_first_line(exc)}{hint}") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(
             spec, config=config, dtype=torch_dtype, device_map=device_map, **kwargs

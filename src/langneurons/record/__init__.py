@@ -3,3 +3,7 @@
 from langneurons.record.recorder import RecordSettings, record
 
 __all__ = ["RecordSettings", "record"]
+
+from langneurons._verbs import make_verb  # noqa: E402
+
+make_verb(__name__)  # `ln.record(...)` calls langneurons.api.record

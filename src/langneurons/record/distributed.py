@@ -63,19 +63,9 @@ def gather_partials(partial: Partial, world: World) -> list[Partial]:
     if world.size == 1:
         return [partial]
     partial = partial.to(_comm_device(world))
-    out = [Partial.zeros(*partial.count.shape, device=partial.count.device) for _ in range(world.size)]
+    out = [partial.zeros_like() for _ in range(world.size)]
     for i, tensor in enumerate(partial.tensors()):
         dist.all_gather([p.tensors()[i] for p in out], tensor.contiguous())
-    return out
-
-
-def gather_tensor(tensor: torch.Tensor, world: World) -> list[torch.Tensor]:
-    """Every rank's ``tensor`` (same shape and dtype on all ranks), in rank order."""
-    if world.size == 1:
-        return [tensor]
-    tensor = tensor.to(_comm_device(world)).contiguous()
-    out = [torch.empty_like(tensor) for _ in range(world.size)]
-    dist.all_gather(out, tensor)
     return out
 
 
@@ -109,6 +99,20 @@ def broadcast_object(obj: Any, world: World) -> Any:
     box = [obj if world.is_main else None]
     dist.broadcast_object_list(box, 0, device=_comm_device(world))
     return box[0]
+
+
+def share(n: int, world: World) -> list[int]:
+    """This rank's indices of ``n`` equal jobs, round-robin (rank r takes r, r + size, …)."""
+    return list(range(world.rank, n, world.size))
+
+
+def gather_to_main(obj: Any, world: World) -> list[Any] | None:
+    """Every rank's picklable ``obj`` in rank order on rank 0 (None on the others)."""
+    if world.size == 1:
+        return [obj]
+    box: list[Any] | None = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, box, dst=0)  # nccl: uses the current CUDA device, set by init_world
+    return box
 
 
 def shutdown(world: World) -> None:

@@ -1,4 +1,4 @@
-"""Sentence-level recording: one mean-pooled activation vector per sentence and layer (METHODS.md §5).
+"""Sentence-level recording: one mean-pooled activation vector per sentence and layer (docs/methods.md §7).
 
 File pair in a run directory (the JSON is written last; its presence marks a finished file):
   pooled.safetensors  ``pooled`` float32/float16 [N, L, F]: mean over the sentence's counted tokens
@@ -26,6 +26,7 @@ from langneurons.formats.atomic import read_json, read_safetensors, write_json, 
 from langneurons.formats.provenance import now, software
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
+from langneurons.record.distributed import World, gather_to_main, share
 from langneurons.record.plan import encode
 
 POOLED_FILE = "pooled.safetensors"
@@ -43,6 +44,13 @@ class Pooled:
     row_languages: list[str]
     n_tokens: torch.Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"Pooled({len(self.ids)} sentences, {len(self.languages)} languages {','.join(self.languages[:8])}"
+            f"{',…' if len(self.languages) > 8 else ''}, {self.num_layers} layers × {self.intermediate_size}, "
+            f"site {self.manifest.get('site')})"
+        )
 
     @property
     def languages(self) -> list[str]:
@@ -98,8 +106,15 @@ def record_pooled(
     store_dtype: str = "float32",
     progress: bool = True,
     overwrite: bool = False,
-) -> Pooled:
-    """Mean-pool every sentence of ``corpus`` at ``site`` per layer; write ``out``/pooled.* when given."""
+    world: World | None = None,
+) -> Pooled | None:
+    """Mean-pool every sentence of ``corpus`` at ``site`` per layer; write ``out``/pooled.* when given.
+
+    Under torchrun (``world`` of several processes) the batches are shared out round-robin and rank 0
+    gathers the rows, writes the file and returns it (the other ranks return None); every batch is
+    the same as in one process, so the file is identical.
+    """
+    world = world or World()
     if batch_size <= 0:
         raise LangneuronsError("--batch-size must be positive")
     if max_length <= 0 or max_length > loaded.max_length:
@@ -135,15 +150,40 @@ def record_pooled(
         state["out"][:, layer] = torch.einsum("bt,btf->bf", weights, x).to("cpu", pooled.dtype)
         return None
 
+    def observe_block(layer: int, x: torch.Tensor, where) -> None:
+        """MoE: a block of routed rows (or a shared expert / dense layer) into its columns of the mean."""
+        if where.tokens is None:
+            return observe_dense_block(layer, x, where.start)
+        weights = state["weights"].to(x.device).reshape(-1)
+        batch, g = state["weights"].shape[0], where.n_groups
+        rows = (where.tokens // state["weights"].shape[1]) * g + where.groups  # (sentence, expert) pairs
+        acc = torch.zeros(batch * g, x.shape[1], dtype=torch.float32, device=x.device)
+        acc.index_add_(0, rows, x.to(torch.float32) * weights.index_select(0, where.tokens).unsqueeze(1))
+        width = g * x.shape[1]
+        state["out"][:, layer, where.start : where.start + width] += acc.reshape(batch, width).to("cpu", pooled.dtype)
+        return None
+
+    def observe_dense_block(layer: int, x: torch.Tensor, start: int) -> None:
+        weights = state["weights"]
+        weights = weights if weights.device == x.device else weights.to(x.device)
+        mean = torch.einsum("bt,btf->bf", weights, x.reshape(*weights.shape, x.shape[-1]).to(torch.float32))
+        state["out"][:, layer, start : start + x.shape[1]] += mean.to("cpu", pooled.dtype)
+        return None
+
     started = time.time()
     body = adapter.body()
-    handles = adapter.hook(site, observe)
-    bar = progress_bar(progress, "sentences")
+    handles = adapter.hook_blocks(site, observe_block) if adapter.is_moe else adapter.hook(site, observe)
+    bar = progress_bar(progress and world.is_main, "sentences")
+    starts = [range(0, n, batch_size)[i] for i in share(len(range(0, n, batch_size)), world)]
+    mine: list[int] = []
+    seen_tokens = 0
     try:
         with bar, torch.inference_mode():
-            task = bar.add_task("pooling sentences", total=n)
-            for start in range(0, n, batch_size):
+            task = bar.add_task("pooling sentences", total=sum(len(order[b : b + batch_size]) for b in starts),
+                                tokens=0)  # fmt: skip
+            for start in starts:
                 chunk = order[start : start + batch_size]
+                mine += chunk
                 batch = encode(loaded.tokenizer, [rows[i][2] for i in chunk], max_length, count_bos)
                 counted = batch.counted.to(torch.float32)
                 lengths = counted.sum(1)
@@ -157,12 +197,21 @@ def record_pooled(
                 index = torch.tensor(chunk, dtype=torch.long)
                 pooled[index] = state["out"]
                 n_tokens[index] = lengths.to(torch.int64)
-                bar.update(task, advance=len(chunk))
+                seen_tokens += int(lengths.sum())
+                bar.update(task, advance=len(chunk), tokens=seen_tokens)
     finally:
         for handle in handles:
             handle.remove()
+    if world.size > 1:
+        index = torch.tensor(mine, dtype=torch.long)
+        parts = gather_to_main((index, pooled[index], n_tokens[index]), world)
+        if parts is None:
+            return None
+        for index, rows_, counts in parts:
+            pooled[index], n_tokens[index] = rows_, counts
     manifest = _manifest(loaded, corpus, site, batch_size, max_length, count_bos, store_dtype)
     manifest["wall_seconds"] = round(time.time() - started, 3)
+    manifest["processes"] = world.size
     manifest["empty_sentences"] = int((n_tokens == 0).sum())
     result = Pooled(pooled, [r[1] for r in rows], [r[0] for r in rows], n_tokens, manifest)
     if out is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -32,11 +31,9 @@ from langneurons.record.distributed import (
     broadcast_flag,
     broadcast_object,
     gather_partials,
-    gather_tensor,
     init_world,
 )
 from langneurons.record.plan import Unit, packed_batches, plan_units, unit_batches
-from langneurons.record.residual import ResidualCounter, split_residual
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 # Seconds to sleep after each unit: lets tests interrupt a real run at a known point. Not for users.
@@ -57,7 +54,7 @@ class RecordSettings:
     checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
     compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
-    residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, METHODS.md §11)
+    residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, docs/methods.md)
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -83,48 +80,62 @@ _SCHEDULE_ONLY = ("checkpoint_minutes", "checkpoint_every_units")
 def record(
     loaded: LoadedModel,
     corpus: Corpus,
-    out: str | Path,
+    out: str | Path | None = None,
     settings: RecordSettings = RecordSettings(),
     *,
     overwrite: bool = False,
+    reuse: bool = False,
     progress: bool = True,
     world: World | None = None,
 ) -> Stats:
-    """Record ``corpus`` through ``loaded`` at ``settings.site`` into ``out`` (stats + manifest)."""
-    out = Path(out)
+    """Record ``corpus`` through ``loaded`` at ``settings.site`` into ``out`` (stats + manifest).
+
+    ``out=None`` records in memory (no checkpoint, no file). ``reuse=True`` returns the finished run
+    already in ``out`` when it was made from the same model, corpus and settings (same fingerprint).
+    """
+    out = None if out is None else Path(out)
     world = world or init_world()
-    _check(loaded, settings, out, overwrite, world)
-    units = plan_units(
-        corpus,
-        loaded.tokenizer,
-        batch_size=settings.batch_size,
-        chunk_batches=settings.chunk_batches,
-        max_length=settings.max_length,
-        count_bos=settings.count_bos,
-        tokens=settings.tokens,
-    )
+    if reuse and out is not None and not overwrite and (out / MANIFEST_FILE).exists():
+        settings.validate()
+        units = _plan(corpus, loaded, settings)
+        finished = _reusable(out, _manifest(loaded, corpus, settings, units, world))
+        if finished is not None:
+            return finished
+    if out is None:
+        settings.validate()
+        _check_max_length(loaded, settings)
+    else:
+        _check(loaded, settings, out, overwrite, world)
+    units = _plan(corpus, loaded, settings)
     manifest = _manifest(loaded, corpus, settings, units, world)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
-    resid_shape = (shape[0], shape[1], loaded.adapter.hidden_size + 1) if settings.residual else None
-    totals, next_unit, resid = _resume(out, fingerprint, shape, overwrite, world, resid_shape)
-    rows = _per_language(totals)
+    extra = _extra_shapes(loaded, settings)
+    if out is None:
+        totals, next_unit = _zeros(shape, extra), 0
+    else:
+        totals, next_unit = _resume(out, fingerprint, shape, overwrite, world, extra)
+    rows = _per_language(totals, sorted(extra))
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
-    counter = Counter(loaded.adapter, settings.site, loaded.device, update)
-    residual = ResidualCounter(loaded.adapter, counter) if settings.residual else contextlib.nullcontext()
+    counter = Counter(loaded.adapter, settings.site, loaded.device, update, residual=settings.residual)
     body = loaded.adapter.body()
-    bar = progress_bar(progress and world.is_main, "units {task.fields[rate]}")
+    bar = progress_bar(progress and world.is_main, "sentences")
     counted_before = int(totals[3].sum())
+    done_before = _sentences_done(units, next_unit)
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
-        with _StopOnSigint() as stop, bar, counter, residual, torch.inference_mode():
-            task = bar.add_task("recording", total=len(units), completed=next_unit, rate="")
+        with _StopOnSigint() as stop, bar, counter, torch.inference_mode():
+            task = bar.add_task(
+                _describe(corpus, units, next_unit),
+                total=_sentences_done(units, len(units)),
+                completed=done_before,
+                tokens=counted_before,
+                tokens_start=counted_before,
+            )
             for first in range(next_unit, len(units), world.size):
                 mine = first + world.rank
                 counter.reset()
-                if settings.residual:
-                    residual.reset()
                 if mine < len(units):
                     _run_unit(units[mine], corpus, loaded, body, counter, settings)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
@@ -132,38 +143,30 @@ def record(
                     if first + offset < len(units):
                         lang = units[first + offset].lang
                         new_rows[lang] = _add(new_rows[lang], partial.to("cpu"))
-                if settings.residual:
-                    new_resid = resid.clone()  # like the rows: swapped in whole, never half-added
-                    for offset, part in enumerate(gather_tensor(residual.partial(loaded.device), world)):
-                        if first + offset < len(units):
-                            new_resid[units[first + offset].lang] += part.to("cpu")
-                    resid = new_resid
                 rows, next_unit = new_rows, min(first + world.size, len(units))
                 counted = sum(int(r.n_tokens) for r in rows)
-                rate = (counted - counted_before) / max(time.time() - started, 1e-9)
                 desc = _describe(corpus, units, next_unit)
-                bar.update(task, completed=next_unit, description=desc, rate=f"{rate:,.0f} tok/s")
+                bar.update(task, completed=_sentences_done(units, next_unit), description=desc, tokens=counted)
                 due = time.time() - last_save > 60 * settings.checkpoint_minutes
                 every = settings.checkpoint_every_units
                 due = due or (every is not None and next_unit - saved_unit >= every)
-                if world.is_main and due and next_unit < len(units):
-                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint, resid)
+                if out is not None and world.is_main and due and next_unit < len(units):
+                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
                 if any_rank(stop.requested, world):
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if world.is_main and next_unit > saved_unit:
-            _save_checkpoint(out, _stack(rows), next_unit, fingerprint, resid)
+        if out is not None and world.is_main and next_unit > saved_unit:
+            _save_checkpoint(out, _stack(rows), next_unit, fingerprint)
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["created"] = now()
-    stats = Stats(*totals, manifest=manifest)
-    if resid is not None:
-        stats.resid_sum, stats.resid_norm_sum = split_residual(resid)
-    if world.is_main:
+    stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[4:], strict=True)),
+                  path=None if out is None else str(out))  # fmt: skip
+    if out is not None and world.is_main:
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(world)
@@ -212,25 +215,81 @@ def _run_unit(unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Co
 
 def _add(row: Partial, partial: Partial) -> Partial:
     """A new row (no in-place change, so the previous totals stay valid until swapped)."""
-    return Partial(*(a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)))
+    return row.with_tensors([a + b for a, b in zip(row.tensors(), partial.tensors(), strict=True)])
 
 
-def _per_language(totals: list[torch.Tensor]) -> list[Partial]:
-    count, total, total_sq, n_tokens = totals
-    return [Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1]) for k in range(len(n_tokens))]
+def _per_language(totals: list[torch.Tensor], extra_names: list[str]) -> list[Partial]:
+    count, total, total_sq, n_tokens, *extra = totals
+    return [
+        Partial(count[k], total[k], total_sq[k], n_tokens[k : k + 1],
+                {n: t[k] for n, t in zip(extra_names, extra, strict=True)})  # fmt: skip
+        for k in range(len(n_tokens))
+    ]
 
 
 def _stack(rows: list[Partial]) -> list[torch.Tensor]:
-    """Per-language rows back into the [K, L, F] / [K] tensors of the stats file."""
-    return [torch.stack([getattr(r, name) for r in rows]) for name in ("count", "sum", "sum_sq")] + [
-        torch.cat([r.n_tokens for r in rows])
-    ]
+    """Per-language rows back into the [K, L, F] / [K] (and extra [K, ...]) tensors of the stats file."""
+    columns = list(zip(*(r.tensors() for r in rows), strict=True))
+    return [torch.cat(col) if i == 3 else torch.stack(col) for i, col in enumerate(columns)]
+
+
+def _extra_shapes(loaded: LoadedModel, s: RecordSettings) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-language tensors besides count/sum/sum_sq: an MoE model's routing statistics and the residual
+    sums DiffMean needs (record/residual.py)."""
+    out = {}
+    if loaded.adapter.is_moe:
+        shape = (loaded.adapter.num_layers, loaded.adapter.num_experts)
+        out |= {"routed_tokens": (shape, torch.int64), "router_probability": (shape, torch.float64)}
+    if s.residual:
+        from langneurons.record.residual import residual_shapes
+
+        out |= residual_shapes(loaded.adapter)
+    return out
+
+
+def _plan(corpus: Corpus, loaded: LoadedModel, s: RecordSettings) -> list[Unit]:
+    return plan_units(corpus, loaded.tokenizer, batch_size=s.batch_size, chunk_batches=s.chunk_batches,
+                      max_length=s.max_length, count_bos=s.count_bos, tokens=s.tokens)  # fmt: skip
+
+
+def _sentences_done(units: list[Unit], next_unit: int) -> int:
+    return sum(u.stop - u.start for u in units[:next_unit])
+
+
+def _zeros(shape: tuple[int, int, int], extra: dict | None = None) -> list[torch.Tensor]:
+    """Empty totals: count, sum, sum_sq [K, L, F], n_tokens [K], then the extra tensors in name order."""
+    extra = extra or {}
+    k = shape[0]
+    return [
+        torch.zeros(shape, dtype=torch.int64),
+        torch.zeros(shape, dtype=torch.float64),
+        torch.zeros(shape, dtype=torch.float64),
+        torch.zeros(k, dtype=torch.int64),
+    ] + [torch.zeros((k, *extra[n][0]), dtype=extra[n][1]) for n in sorted(extra)]
+
+
+# Manifest fields a finished run adds after recording (not part of what was asked for).
+_AFTER_THE_FACT = ("format", "wall_seconds", "created")
+
+
+def _reusable(out: Path, manifest: dict) -> Stats | None:
+    """The finished run in ``out`` if its manifest describes the same job, else None."""
+    from langneurons.formats.stats import load_stats
+
+    finished = load_stats(out)
+    theirs = {k: v for k, v in finished.manifest.items() if k not in _AFTER_THE_FACT}
+    mine = json.loads(json.dumps(manifest))
+    return finished if theirs == mine else None
+
+
+def _check_max_length(loaded: LoadedModel, s: RecordSettings) -> None:
+    if s.max_length > loaded.max_length:
+        raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
 
 
 def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, world: World) -> None:
     s.validate()
-    if s.max_length > loaded.max_length:
-        raise LangneuronsError(f"--max-length must be in 1..{loaded.max_length} for this model, got {s.max_length}")
+    _check_max_length(loaded, s)
     finished = broadcast_flag((out / MANIFEST_FILE).exists(), world)
     if finished and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished run; pass --overwrite to replace it")
@@ -238,59 +297,43 @@ def _check(loaded: LoadedModel, s: RecordSettings, out: Path, overwrite: bool, w
         raise LangneuronsError(f"{out} exists and is not a directory")
 
 
-def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World,
-            resid_shape: tuple[int, int, int] | None = None):  # fmt: skip
-    """Totals, next unit and residual sums (None when not recorded) from a checkpoint of the same
-    configuration, else zeros (rank 0 decides)."""
-    result = _read_checkpoint(out, fingerprint, shape, overwrite, resid_shape) if world.is_main else None
+def _resume(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, world: World, extra=None):
+    """Totals and next unit from a checkpoint of the same configuration, else zeros (rank 0 decides)."""
+    result = _read_checkpoint(out, fingerprint, shape, overwrite, extra or {}) if world.is_main else None
     result = broadcast_object(result, world)
     if isinstance(result, str):
         raise LangneuronsError(result)
     return result
 
 
-def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool,
-                     resid_shape: tuple[int, int, int] | None = None):  # fmt: skip
-    k, n_layers, width = shape
-    resid = None if resid_shape is None else torch.zeros(resid_shape, dtype=torch.float64)
-    totals = [
-        torch.zeros(shape, dtype=torch.int64),
-        torch.zeros(shape, dtype=torch.float64),
-        torch.zeros(shape, dtype=torch.float64),
-        torch.zeros(k, dtype=torch.int64),
-    ]
+def _read_checkpoint(out: Path, fingerprint: str, shape: tuple[int, int, int], overwrite: bool, extra: dict):
+    totals = _zeros(shape, extra)
+    names = ["count", "sum", "sum_sq", "n_tokens"] + [f"extra.{i}" for i in range(len(extra))]
     path = out / CHECKPOINT_FILE
     if overwrite:  # the old run goes first: a crash later must not leave it beside a new checkpoint
         for name in (MANIFEST_FILE, STATS_FILE, CHECKPOINT_FILE):
             (out / name).unlink(missing_ok=True)
     if not path.exists():
-        return totals, 0, resid
+        return totals, 0
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as fh:
             state = json.loads(fh.metadata()["state"])
-        resumed = [tensors[name] for name in ("count", "sum", "sum_sq", "n_tokens")]
-        if resid is not None:
-            resumed.append(tensors["resid"])
-            totals.append(resid)
+        resumed = [tensors[name] for name in names]
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError):
         return f"{path} is corrupt; delete it to start over"
     if state.get("fingerprint") != fingerprint:
         return f"{path} comes from a different model, corpus or settings; delete it or pass --overwrite"
     if [tuple(t.shape) for t in resumed] != [tuple(t.shape) for t in totals]:
         return f"{path} has the wrong shape for this run; delete it to start over"
-    if resid is not None:
-        return resumed[:4], int(state["next_unit"]), resumed[4]
-    return resumed, int(state["next_unit"]), None
+    return resumed, int(state["next_unit"])
 
 
-def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str,
-                     resid: torch.Tensor | None = None) -> None:  # fmt: skip
+def _save_checkpoint(out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str) -> None:
     """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
-    names = ("count", "sum", "sum_sq", "n_tokens")
-    tensors = dict(zip(names, totals, strict=True)) | ({} if resid is None else {"resid": resid})
-    write_safetensors(out / CHECKPOINT_FILE, tensors, metadata={"state": state})
+    names = ["count", "sum", "sum_sq", "n_tokens"] + [f"extra.{i}" for i in range(len(totals) - 4)]
+    write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
 
 
 def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: list[Unit], world: World) -> dict:
@@ -321,5 +364,5 @@ def _counted_sha256(corpus: Corpus, lang: str, n: int) -> str:
 
 def _describe(corpus: Corpus, units: list[Unit], next_unit: int) -> str:
     lang = corpus.languages[units[min(next_unit, len(units) - 1)].lang] if units else "-"
-    return f"recording [bold]{lang}[/]"
+    return f"recording {lang}"
 

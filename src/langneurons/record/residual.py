@@ -1,44 +1,47 @@
-"""Sums of the residual stream after every decoder layer over counted tokens (DiffMean, METHODS.md §11).
+"""Sums of the residual stream after every decoder layer over counted tokens (DiffMean, docs/methods.md).
 
-Rides along with a :class:`~langneurons.record.counter.Counter` in the same forward: it reads the
-counter's mask of counted rows, so exactly the tokens that are counted for the neurons are summed.
-Per layer it keeps ``[Σ h (H values), Σ ‖h‖]`` in float64 on that layer's device.
+Rides along with a :class:`~langneurons.record.counter.Counter` in the same forward (the counter owns it
+when built with ``residual=True``): it reads the counter's mask of counted rows, so exactly the tokens
+that are counted for the neurons are summed. Per layer it keeps ``[Σ h (H values), Σ ‖h‖]`` in float64 on
+that layer's device; :meth:`ResidualCounter.totals` gives them as the stats file's extra tensors
+``resid_sum`` [L, H] and ``resid_norm_sum`` [L].
 """
 
 from __future__ import annotations
 
 import torch
 
-from langneurons.models import Adapter
-from langneurons.record.counter import Counter
+RESIDUAL_TENSORS = ("resid_sum", "resid_norm_sum")
+
+
+def residual_shapes(adapter) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-language shapes (without the language axis) of the residual extra tensors."""
+    return {
+        "resid_sum": ((adapter.num_layers, adapter.hidden_size), torch.float64),
+        "resid_norm_sum": ((adapter.num_layers,), torch.float64),
+    }
 
 
 class ResidualCounter:
-    """While active, adds each forward's counted residual vectors (and their norms) per layer."""
+    """Hooks every decoder layer's output of ``counter.adapter``; sums only the counter's counted tokens."""
 
-    def __init__(self, adapter: Adapter, counter: Counter):
-        self.adapter, self.counter = adapter, counter
+    def __init__(self, counter):
+        self.counter = counter
+        self.adapter = counter.adapter
         self.layers: dict[int, torch.Tensor] = {}  # layer -> float64 [H + 1] on its device
-        self.handles = []
 
-    def __enter__(self) -> ResidualCounter:
-        self.handles = self.adapter.hook_residual(self._observe)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+    def install(self) -> list:
+        return self.adapter.hook_residual(self._observe)
 
     def reset(self) -> None:
         self.layers = {}
 
-    def partial(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """This unit's sums as float64 [L, H + 1] (last column: Σ‖h‖) on ``device``."""
+    def totals(self, device) -> dict[str, torch.Tensor]:
+        """This unit's sums: ``resid_sum`` float64 [L, H] and ``resid_norm_sum`` float64 [L] on ``device``."""
         out = torch.zeros(self.adapter.num_layers, self.adapter.hidden_size + 1, dtype=torch.float64, device=device)
         for layer, acc in self.layers.items():
             out[layer] = acc.to(device)
-        return out
+        return {"resid_sum": out[:, :-1].contiguous(), "resid_norm_sum": out[:, -1].contiguous()}
 
     def _observe(self, layer: int, hidden: torch.Tensor) -> None:
         x = hidden.reshape(-1, hidden.shape[-1])
@@ -52,8 +55,3 @@ class ResidualCounter:
         acc = self.layers.get(layer)
         self.layers[layer] = update if acc is None else acc + update
         return None
-
-
-def split_residual(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[K, L, H + 1] accumulators → (resid_sum [K, L, H], resid_norm_sum [K, L])."""
-    return rows[..., :-1].contiguous(), rows[..., -1].contiguous()

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from langneurons.report.figures import _png, plt
+from langneurons.report.figures import plt, png
 
 
 def benchmark_figure(result: dict[str, Any]) -> bytes:
@@ -55,7 +55,7 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
     model = result.get("provenance", {}).get("model", "")
     fig.suptitle(f"benchmark: {model}, languages {','.join(result['languages'])}", fontsize=11)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def benchmark_caption(result: dict[str, Any]) -> str:

@@ -1,0 +1,49 @@
+"""Routing statistics of MoE layers while recording: per layer and expert, the counted tokens routed to
+the expert (``routed_tokens``, int64) and the router's probability of the expert summed over counted
+tokens (``router_probability``, float64). Dense layers stay zero."""
+
+from __future__ import annotations
+
+import torch
+
+ROUTING_TENSORS = ("routed_tokens", "router_probability")
+
+
+class RoutingCounter:
+    """Hooks every MoE router of ``counter.adapter``; counts only the counter's counted tokens."""
+
+    def __init__(self, counter):
+        self.counter = counter
+        self.adapter = counter.adapter
+        self.layers: dict[int, list[torch.Tensor]] = {}
+
+    def install(self) -> list:
+        return self.adapter.hook_router(self._observe)
+
+    def reset(self) -> None:
+        self.layers = {}
+
+    def shapes(self) -> dict[str, tuple[tuple[int, int], torch.dtype]]:
+        shape = (self.adapter.num_layers, self.adapter.num_experts)
+        return {"routed_tokens": (shape, torch.int64), "router_probability": (shape, torch.float64)}
+
+    def totals(self, device) -> dict[str, torch.Tensor]:
+        shape = (self.adapter.num_layers, self.adapter.num_experts)
+        routed = torch.zeros(shape, dtype=torch.int64, device=device)
+        prob = torch.zeros(shape, dtype=torch.float64, device=device)
+        for layer, (r, p) in self.layers.items():
+            routed[layer] = r.to(device)
+            prob[layer] = p.to(device)
+        return {"routed_tokens": routed, "router_probability": prob}
+
+    def _observe(self, layer: int, probs: torch.Tensor, index: torch.Tensor) -> None:
+        keep = self.counter.counted_rows(None, probs.device)
+        n = self.adapter.num_experts
+        routed = torch.bincount(index.index_select(0, keep).reshape(-1), minlength=n)[:n]
+        prob = probs.index_select(0, keep).to(torch.float64).sum(0)
+        acc = self.layers.get(layer)
+        if acc is None:
+            self.layers[layer] = [routed.to(torch.int64), prob]
+        else:
+            acc[0] += routed
+            acc[1] += prob
