@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from importlib.resources import files
-import json
 from pathlib import Path
 
 import gguf
