@@ -314,7 +314,7 @@ def test_moe_statistics_merge_resume_and_round_trip(tmp_path, monkeypatch):
     loaded = planted_moe(ROUTES, GROUPS)
     whole = record(loaded, corpus(), tmp_path / "whole", settings(), progress=False)
     back = load_stats(tmp_path / "whole")
-    assert set(back.extra) == {"routed_tokens", "router_probability"}
+    assert set(back.extra) == {"routed_tokens", "router_probability", "resid_sum", "resid_norm_sum"}
     assert torch.equal(back.extra["routed_tokens"], whole.extra["routed_tokens"])
     halves = [Corpus("t", {lang: pairs[:3] for lang, pairs in corpus().items.items()}),
               Corpus("t", {lang: pairs[3:] for lang, pairs in corpus().items.items()})]  # fmt: skip
@@ -340,6 +340,8 @@ def test_moe_statistics_merge_resume_and_round_trip(tmp_path, monkeypatch):
     assert torch.equal(resumed.count, whole.count)
     assert torch.equal(resumed.extra["routed_tokens"], whole.extra["routed_tokens"])
     assert torch.allclose(resumed.extra["router_probability"], whole.extra["router_probability"])
+    assert torch.allclose(resumed.resid_sum, whole.resid_sum)
+    assert torch.allclose(resumed.resid_norm_sum, whole.resid_norm_sum)
 
 
 def test_ppl_route_row_and_expert_neuron_rows(tmp_path):

@@ -68,6 +68,8 @@ from langneurons.cli import record_cmds  # noqa: E402,F401
 from langneurons.cli import identify_cmds  # noqa: E402,F401
 from langneurons.cli import stability_cmds  # noqa: E402,F401
 from langneurons.cli import evaluate_cmds  # noqa: E402,F401
+from langneurons.cli import translate_cmds  # noqa: E402,F401
+from langneurons.cli import benchmark_cmds  # noqa: E402,F401
 from langneurons.cli import analyze_cmds  # noqa: E402,F401
 from langneurons.cli import moe_cmds  # noqa: E402,F401
 from langneurons.cli import report_cmds  # noqa: E402,F401

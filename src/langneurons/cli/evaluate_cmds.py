@@ -171,7 +171,13 @@ def _floats(text: str) -> list[float]:
 @app.command("steer")
 @one_line_errors
 def steer_cmd(
-    neurons: Path = typer.Option(..., "--neurons", help=NEURONS_HELP),
+    neurons: Path | None = typer.Option(None, "--neurons", help=NEURONS_HELP),
+    directions: Path | None = typer.Option(
+        None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
+    ),
+    layers: str | None = typer.Option(
+        None, "--layers", help="--directions: layer(s) to add the direction at; a comma list sweeps (default: middle)."
+    ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Result JSON to write (default: steer-<set>.json next to the set)."
@@ -215,7 +221,8 @@ def steer_cmd(
 ) -> None:
     """Generate with source neurons off and target neurons on; report how often the language switches.
 
-    Under torchrun the generation passes (baseline, each target × strength × condition) are shared out.
+    Under torchrun the generation passes (baseline, each target × strength × condition) are shared out
+    (not with --directions: run that in one process).
     """
     check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import parse_languages
@@ -226,8 +233,23 @@ def steer_cmd(
     from langneurons.intervene.routing import parse_route
     from langneurons.record.distributed import shutdown
 
-    out = out or default_out(neurons, "steer")
+    if (neurons is None) == (directions is None):
+        raise LangneuronsError("pass exactly one of --neurons and --directions")
+    out = out or default_out(neurons or directions, "steer")
     check_out(out, overwrite)
+    if directions is not None:
+        from langneurons.record.distributed import launched_world_size
+
+        if launched_world_size() > 1:
+            raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
+        if route is not None:
+            raise LangneuronsError("--route applies to --neurons only")
+        _steer_directions(directions, layers, to, out, source, prompts, model, revision, strength, positions,
+                          max_new_tokens, sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
+                          batch_size, device, dtype, device_map, trust_remote_code)  # fmt: skip
+        return
+    if layers is not None:
+        raise LangneuronsError("--layers applies to --directions only")
     if route is not None:
         parse_route(route)
     if route_positions not in ("all", "prompt", "generated"):
@@ -286,3 +308,50 @@ def steer_cmd(
                     f"    p = {sig['p']:.3g} against {sig['controls']} null draws (max {sig['control_max']:.0%}), "
                     f"z = {z}, 95 % Wilson CI of success {ci[0]:.0%} … {ci[1]:.0%}"
                 )
+
+
+def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
+                      model: str, revision: str | None, strength: str, positions: str, max_new_tokens: int,
+                      sample: bool, temperature: float, top_p: float, seed: int, controls: int, batch_size: int,
+                      device: str, dtype: str, device_map: str | None,
+                      trust_remote_code: bool) -> None:  # fmt: skip
+    """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
+    from langneurons.data import parse_languages
+    from langneurons.data.prompts import load_prompts
+    from langneurons.evaluate.steer import SteerSettings
+    from langneurons.evaluate.steer_directions import steer_directions
+    from langneurons.formats.atomic import write_json
+    from langneurons.formats.directions import DirectionSet
+
+    ds = DirectionSet.load(directions)
+    targets = parse_languages(to) or []
+    if not targets:
+        raise LangneuronsError("--to needs at least one language")
+    for lang in targets:
+        ds.index(lang)
+    check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if (temperature != 1.0 or top_p != 1.0) and not sample:
+        raise LangneuronsError("--temperature and --top-p apply with --sample only")
+    try:
+        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else [ds.num_layers // 2]
+    except ValueError:
+        raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}") from None
+    for layer in layer_list:
+        ds.check_layer(layer)
+    prompt_list = load_prompts(prompts, source or "en")
+    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+    settings = SteerSettings(mode="add", strengths=_floats(strength), deactivate_source=False, positions=positions,
+                             site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
+                             top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
+    result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,
+                              directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
+    write_json(out, result)
+    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    for target, entry in result["results"].items():
+        for key, row in entry["strengths"].items():
+            steered, rnd = row["steered"], row.get("random", {}).get("success")
+            say(
+                f"  → {target} α={key}: success {steered['success']:.0%} (target language "
+                f"{steered['language_rate']:.0%}, {steered['not_fluent']} not fluent; baseline "
+                f"{entry['baseline']['success']:.0%}" + ("" if rnd is None else f", random direction {rnd:.0%}") + ")"
+            )

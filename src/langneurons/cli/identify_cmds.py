@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 # The neuron classes (formats.neuronset.CLASSES), here so that `--help` imports no torch.
 CLASSES = ("specific", "related", "agnostic", "unassigned")
-STATS_METHODS = "lape or entropy-lambda (key-neurons and ap: `identify-sentences`)"
+STATS_METHODS = (
+    "lape, entropy-lambda or diffmean (residual directions, a direction set; key-neurons and ap: "
+    "`identify-sentences`)"
+)
 
 import_app = typer.Typer(help="Import neuron sets written by other tools.", no_args_is_help=True)
 convert_app = typer.Typer(
@@ -133,7 +136,9 @@ def describe(ns: NeuronSet) -> str:
 def identify_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (stats.safetensors + manifest.json)."),
     method: str = typer.Option(..., "--method", "-m", help=f"{STATS_METHODS}."),
-    out: Path | None = out_option("Neuron-set JSON file to write (default: RUN_DIR/<method>.json).", None),
+    out: Path | None = out_option(
+        "Neuron-set (diffmean: direction-set) JSON file to write (default: RUN_DIR/<method>.json).", None
+    ),
     top_rate: float | None = typer.Option(
         None, "--top-rate", help="Share of all neurons to select, in (0, 1]; default 0.01."
     ),
@@ -155,7 +160,13 @@ def identify_cmd(
         "to the neuron's expert).",
     ),
 ) -> None:
-    """Find language neurons in recorded statistics and write a neuron-set file."""
+    """Find language neurons in recorded statistics and write a neuron-set file (diffmean: residual
+    directions, a direction-set file)."""
+    if method.strip().lower() == "diffmean":
+        if condition is not None:
+            raise LangneuronsError("--condition does not apply to method diffmean")
+        _identify_diffmean(run_dir, out, overwrite, languages, top_rate, filter_rate, bar_ratio, lam)
+        return
     from langneurons.formats.stats import load_stats
     from langneurons.identify import get_method, identify, method_parameters
     from langneurons.identify.common import check_rate
@@ -193,6 +204,37 @@ def identify_cmd(
         highlight=False,
     )
     next_hint(f"langneurons ppl --neurons {out}   (then: langneurons report {run_dir})")
+
+
+def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languages: str | None,
+                       *neuron_options) -> None:  # fmt: skip
+    from langneurons.formats.stats import load_stats
+    from langneurons.identify.common import subset_languages
+    from langneurons.identify.diffmean import diffmean
+
+    if any(value is not None for value in neuron_options):
+        raise LangneuronsError("--top-rate/--filter-rate/--bar-ratio/--lambda do not apply to method diffmean")
+    out = out or run_dir / "diffmean.json"
+    check_out(out, overwrite)
+    stats = subset_languages(load_stats(run_dir), split_languages(languages))
+    ds = diffmean(stats)
+    ds.save(out)
+    norms = ds.norms()
+    table = Table(title=escape(f"diffmean on {run_dir}: ‖d‖ / r_l per layer"))
+    table.add_column("layer", justify="right")
+    for lang in ds.languages:
+        table.add_column(escape(lang), justify="right")
+    for layer in range(ds.num_layers):
+        r = float(ds.resid_norm[layer]) or 1.0
+        table.add_row(str(layer), *(f"{float(norms[k, layer]) / r:.3f}" for k in range(len(ds.languages))))
+    console = Console()
+    console.print(table)
+    console.print(
+        escape(f"{len(ds.languages)} languages × {ds.num_layers} layers × hidden {ds.hidden_size}; wrote {out} "
+               f"and {out.with_suffix('.safetensors').name}"),
+        highlight=False,
+    )  # fmt: skip
+    next_hint(f"langneurons steer --directions {out}   (or: langneurons benchmark {run_dir})")
 
 
 @app.command("show")

@@ -74,6 +74,9 @@ def record_cmd(
         None, "--shards", help="Also keep per-shard counts: S contiguous blocks of each language's sentences "
         "(for `stability`)."
     ),
+    residual: bool = typer.Option(
+        True, "--residual/--no-residual", help="Also sum the residual stream per layer (DiffMean; ~4 % time)."
+    ),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Count how often every MLP neuron fires on each language's text.
@@ -92,6 +95,7 @@ def record_cmd(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing, shards=shards,
+        residual=residual,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
     if max_length <= 1:

@@ -7,6 +7,8 @@ routing.json                        `routing` (MoE expert usage per language)
 *.json with format langneurons-neuronset/1   neuron sets (`identify`, `identify-sentences`)
 ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read as plain JSON)
 *.json with format langneurons-stability/1   `stability` results (read as plain JSON)
+*.json with format langneurons-directions/1   direction sets (`identify --method diffmean`; JSON only)
+benchmark.json                      `benchmark` result (read as plain JSON)
 
 Results kept elsewhere join the run by name (``load_run(path, neurons=[...], ppl=[...], steer=[...])``):
 such a file must exist and be of its kind, else a one-line error.
@@ -44,6 +46,8 @@ class Run:
     ppl: dict[str, dict[str, Any]] = field(default_factory=dict)
     steer: dict[str, dict[str, Any]] = field(default_factory=dict)
     stability: dict[str, dict[str, Any]] = field(default_factory=dict)
+    directions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    benchmark: dict[str, Any] | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
     stats_path: Path | None = None  # stats.safetensors beside manifest.json, when present
     given: list[str] = field(default_factory=list)  # names of the results given explicitly (shown first)
@@ -116,6 +120,10 @@ def load_run(
                 run.neuron_sets[file.stem] = NeuronSet.from_dict(data, str(file))
             elif data.get("format") == STABILITY_FORMAT:
                 run.stability[file.stem] = data
+            elif data.get("format") == "langneurons-directions/1":
+                run.directions[file.stem] = data
+            elif data.get("format") == "langneurons-benchmark/1":
+                run.benchmark = data
             elif name.startswith("ppl"):
                 run.ppl[file.stem] = data
             elif name.startswith("steer"):
@@ -128,7 +136,7 @@ def load_run(
         for file in files:
             _add_given(run, kind, Path(file))
     if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
-            or run.routing or run.stability):  # fmt: skip
+            or run.routing or run.stability or run.benchmark):  # fmt: skip
         raise LangneuronsError(f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)")
     return run
 

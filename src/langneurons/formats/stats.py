@@ -8,6 +8,9 @@ Tensors (language order = ``manifest["languages"]``):
 Mixture-of-experts runs add (manifest["moe"] says how the neuron axis is laid out):
   routed_tokens      int64   [K, L, E]  counted tokens routed to expert e of layer l
   router_probability float64 [K, L, E]  the router's probability of expert e, summed over counted tokens
+Residual sums (``record`` writes them unless ``--no-residual``; DiffMean needs them, docs/methods.md):
+  resid_sum      float64 [K, L, H]  sum of the residual stream after decoder layer l (H = hidden size)
+  resid_norm_sum float64 [K, L]     sum of its L2 norm (mean residual norm r_l = this / n_tokens)
 """
 
 from __future__ import annotations
@@ -39,7 +42,22 @@ class Stats:
     n_tokens: torch.Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # where it was read from (for error messages)
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-language [K, ...] (MoE routing)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-language [K, ...] (MoE routing, residual)
+
+    @property
+    def resid_sum(self) -> torch.Tensor | None:
+        """float64 [K, L, H]: the residual stream after each decoder layer, summed (None if not recorded)."""
+        return self.extra.get("resid_sum")
+
+    @property
+    def resid_norm_sum(self) -> torch.Tensor | None:
+        """float64 [K, L]: the residual stream's L2 norm, summed (None if not recorded)."""
+        return self.extra.get("resid_norm_sum")
+
+    @property
+    def has_residual(self) -> bool:
+        """True when the run also summed the residual stream (needed by DiffMean)."""
+        return self.resid_sum is not None and self.resid_norm_sum is not None
 
     @property
     def has_sums(self) -> bool:
@@ -137,6 +155,12 @@ class Stats:
         for name, tensor in self.extra.items():
             if tensor.dim() < 1 or tensor.shape[0] != k:
                 problems.append(f"{name} must have one row per language")
+        if self.has_residual:
+            r, rn = self.resid_sum, self.resid_norm_sum
+            if r.dtype != torch.float64 or rn.dtype != torch.float64:
+                problems.append("resid_sum/resid_norm_sum must be float64")
+            if r.dim() != 3 or tuple(r.shape[:2]) != shape[:2] or tuple(rn.shape) != shape[:2]:
+                problems.append(f"residual tensors {tuple(r.shape)}, {tuple(rn.shape)} do not match {shape[:2]}")
         if problems:
             raise LangneuronsError("invalid statistics: " + "; ".join(problems))
 
@@ -270,10 +294,13 @@ def merge_stats(runs: list[Stats]) -> Stats:
     total = torch.zeros(k, n_layers, n_neurons, dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     n_tokens = torch.zeros(k, dtype=torch.int64)
-    names = set(runs[0].extra)
-    if any(set(run.extra) != names for run in runs):
+    residual = {"resid_sum", "resid_norm_sum"}
+    names = set(runs[0].extra) - residual  # residual sums add like the counts if all runs have them, else drop
+    if any(set(run.extra) - residual != names for run in runs):
         raise LangneuronsError("cannot merge runs with different tensors (e.g. routing statistics in only some)")
-    extra = {n: torch.zeros((k, *t.shape[1:]), dtype=t.dtype) for n, t in runs[0].extra.items()}
+    if all(run.has_residual for run in runs):
+        names |= residual
+    extra = {n: torch.zeros((k, *t.shape[1:]), dtype=t.dtype) for n, t in runs[0].extra.items() if n in names}
     for run in runs:
         for i, lang in enumerate(run.languages):
             j = languages.index(lang)

@@ -4,6 +4,12 @@
 """
 
 from langneurons.intervene.controls import null_control, random_control, random_mask
+from langneurons.intervene.directions import (
+    DirectionIntervention,
+    ablate_direction,
+    add_direction,
+    random_direction_control,
+)
 from langneurons.intervene.hooks import intervene
 from langneurons.intervene.spec import (
     ACTIVATION_MODES,
@@ -18,6 +24,10 @@ from langneurons.intervene.spec import (
 )
 
 __all__ = [
+    "DirectionIntervention",
+    "ablate_direction",
+    "add_direction",
+    "random_direction_control",
     "ACTIVATION_MODES",
     "MODES",
     "POSITIONS",

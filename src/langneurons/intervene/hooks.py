@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from langneurons.errors import LangneuronsError
+from langneurons.intervene.directions import DirectionIntervention, apply_direction
 from langneurons.intervene.spec import Intervention
 from langneurons.models.loading import LoadedModel
 
@@ -118,17 +119,26 @@ def _compile(interventions: Sequence[Intervention], num_layers: int, size: int, 
 @contextmanager
 def intervene(
     loaded: LoadedModel,
-    interventions: Intervention | Sequence[Intervention],
+    interventions: Intervention | DirectionIntervention | Sequence[Intervention | DirectionIntervention],
     *,
     prompt_length: int | None = None,
 ) -> Iterator[_Tracker]:
-    """Apply ``interventions`` (in order) to every forward inside the block; all hooks go on exit."""
-    if isinstance(interventions, Intervention):
+    """Apply ``interventions`` (in order) to every forward inside the block; all hooks go on exit.
+
+    Neuron interventions edit the MLP site; direction interventions edit the decoder layers' output.
+    """
+    if isinstance(interventions, (Intervention, DirectionIntervention)):
         interventions = [interventions]
+    directions = [iv for iv in interventions if isinstance(iv, DirectionIntervention)]
+    interventions = [iv for iv in interventions if not isinstance(iv, DirectionIntervention)]
     adapter = loaded.adapter
     dtype = next(loaded.model.parameters()).dtype
     device = next(loaded.model.parameters()).device
     plan = _compile(list(interventions), adapter.num_layers, adapter.intermediate_size, device, dtype)
+    residual_layers = sorted({layer for iv in directions for layer in iv.vectors})
+    for layer in residual_layers:
+        if not 0 <= layer < adapter.num_layers:
+            raise LangneuronsError(f"direction intervention at layer {layer}, but the model has {adapter.num_layers}")
     tracker = _Tracker(prompt_length, auto=prompt_length is None)
 
     def pre(_module, args, kwargs):
@@ -151,6 +161,15 @@ def intervene(
 
         return fn
 
+    def residual_fn(layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        tracker.fired.add(("residual", layer))
+        out = hidden
+        for iv in directions:
+            if layer in iv.vectors:
+                new = apply_direction(iv, layer, out)
+                out = new if iv.positions == "all" else torch.where(tracker.position_mask(iv.positions, out), new, out)
+        return out
+
     handles = []
     try:
         handles.append(loaded.model.register_forward_pre_hook(pre, with_kwargs=True))
@@ -159,6 +178,9 @@ def intervene(
                 handles += adapter.hook_blocks(site, _block_fn(site, edits, tracker), layers=sorted(edits))
             else:
                 handles += adapter.hook(site, make_fn(site, edits), layers=sorted(edits))
+        if residual_layers:
+            handles += adapter.hook_residual(residual_fn, layers=residual_layers)
+            plan.setdefault("residual", {}).update({layer: [] for layer in residual_layers})
         yield tracker
         tracker.check_fired(plan)
     finally:

@@ -115,6 +115,34 @@ class Adapter:
                 handles.append(self.act_module(i).register_forward_hook(_post_hook(i, fn)))
         return handles
 
+    @property
+    def hidden_size(self) -> int:
+        """Width of the residual stream (the decoder layers' output)."""
+        for attr in ("hidden_size", "n_embd", "d_model"):
+            value = getattr(self.config, attr, None)
+            if value:
+                return int(value)
+        raise LangneuronsError(f"{type(self).__name__}: the config names no hidden size")
+
+    def hook_residual(self, fn: SiteFn, layers: list[int] | None = None) -> list[RemovableHandle]:
+        """Call ``fn(layer, hidden [B, T, H])`` on each decoder layer's output (the residual stream
+        after the block); a returned tensor replaces it (tuple outputs keep their other members)."""
+        handles = []
+        for i in range(self.num_layers) if layers is None else layers:
+            handles.append(self.layers[i].register_forward_hook(_residual_hook(i, fn)))
+        return handles
+
+
+def _residual_hook(layer: int, fn: SiteFn):
+    def hook(_module, _args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        new = fn(layer, hidden)
+        if new is None:
+            return None
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return hook
+
 
 def _post_hook(layer: int, fn: SiteFn):
     def hook(_module, _args, output):

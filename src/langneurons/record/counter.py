@@ -137,17 +137,20 @@ class Counter:
         device: torch.device,
         update: UpdateFn = batch_statistics,
         shards: int | None = None,
+        residual: bool = False,
     ):
         self.adapter, self.site, self.device, self.update = adapter, site, torch.device(device), update
         self.shards = shards or None  # also count per shard (``record --shards``)
         self.shard_layers: dict[int, torch.Tensor] = {}  # layer -> [S, F] int64 on its device
         self.shard_batch: dict = {}
         self.n_tokens_shards = torch.zeros(shards or 0, dtype=torch.int64)
+        self.want_residual = residual  # also sum the residual stream (record/residual.py)
         self.layers: dict[int, list[torch.Tensor]] = {}  # layer -> [count, sum, sum_sq] on its device
         self.n_tokens = torch.zeros(1, dtype=torch.int64, device=self.device)
         self.masks: dict = {"rows": None}
         self.handles = []
         self.routing = None  # a RoutingCounter while recording an MoE model
+        self.residual = None  # a ResidualCounter while recording with residual=True
         self.checked = False  # every layer's hook seen firing once (after the first forward)
 
     def __enter__(self) -> Counter:
@@ -160,6 +163,11 @@ class Counter:
             self.handles = self.adapter.hook_blocks(self.site, self._observe_block) + self.routing.install()
         else:
             self.handles = self.adapter.hook(self.site, self._observe)
+        if self.want_residual:
+            from langneurons.record.residual import ResidualCounter
+
+            self.residual = ResidualCounter(self)
+            self.handles += self.residual.install()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -174,6 +182,8 @@ class Counter:
         self.n_tokens_shards = torch.zeros(self.shards or 0, dtype=torch.int64)
         if self.routing is not None:
             self.routing.reset()
+        if self.residual is not None:
+            self.residual.reset()
 
     @property
     def partial(self) -> Partial:
@@ -190,6 +200,8 @@ class Counter:
             out.n_tokens_shards += self.n_tokens_shards.to(self.device)
         if self.routing is not None:
             out.extra = self.routing.totals(self.device)
+        if self.residual is not None:
+            out.extra = out.extra | self.residual.totals(self.device)
         return out
 
     def check_fired(self) -> None:

@@ -56,6 +56,7 @@ class RecordSettings:
     compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
     shards: int | None = None  # also keep per-shard counts (formats/shards.py); None: no shards
+    residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, docs/methods.md)
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -114,7 +115,7 @@ def record(
     per_language = _check_shards(corpus, settings, manifest)
     fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     shape = (len(corpus.languages), loaded.adapter.num_layers, loaded.adapter.intermediate_size)
-    extra = _extra_shapes(loaded)
+    extra = _extra_shapes(loaded, settings)
     if out is None:
         totals, next_unit = _zeros(shape, extra, settings.shards), 0
     else:
@@ -123,7 +124,8 @@ def record(
     n_fixed = 6 if settings.shards else 4  # count, sum, sum_sq, n_tokens (+ the two shard tensors)
     started, last_save, saved_unit = time.time(), time.time(), next_unit
     update = compiled_statistics() if settings.compile else batch_statistics
-    counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards)
+    counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards,
+                      residual=settings.residual)  # fmt: skip
     body = loaded.adapter.body()
     bar = progress_bar(progress and world.is_main, "sentences")
     counted_before = int(totals[3].sum())
@@ -260,12 +262,18 @@ def _check_shards(corpus: Corpus, s: RecordSettings, manifest: dict) -> list[int
     return counted
 
 
-def _extra_shapes(loaded: LoadedModel) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """Per-language tensors besides count/sum/sum_sq: an MoE model's routing statistics."""
-    if not loaded.adapter.is_moe:
-        return {}
-    shape = (loaded.adapter.num_layers, loaded.adapter.num_experts)
-    return {"routed_tokens": (shape, torch.int64), "router_probability": (shape, torch.float64)}
+def _extra_shapes(loaded: LoadedModel, s: RecordSettings) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-language tensors besides count/sum/sum_sq: an MoE model's routing statistics and the residual
+    sums DiffMean needs (record/residual.py)."""
+    out = {}
+    if loaded.adapter.is_moe:
+        shape = (loaded.adapter.num_layers, loaded.adapter.num_experts)
+        out |= {"routed_tokens": (shape, torch.int64), "router_probability": (shape, torch.float64)}
+    if s.residual:
+        from langneurons.record.residual import residual_shapes
+
+        out |= residual_shapes(loaded.adapter)
+    return out
 
 
 def _plan(corpus: Corpus, loaded: LoadedModel, s: RecordSettings) -> list[Unit]:

@@ -92,6 +92,8 @@ def build_sections(run: Run) -> list[Section]:
     sections += [ppl_section(run, name, data) for name, data in run.ppl.items()]
     sections += [steer_section(name, data) for name, data in run.steer.items()]
     sections += [stability_section(name, data) for name, data in run.stability.items()]
+    if run.benchmark and isinstance(run.benchmark.get("summary"), dict):
+        sections.append(benchmark_section(run.benchmark))
     if run.similarity and isinstance(run.similarity.get("per_layer"), dict):
         sections.append(similarity_section(run.similarity))
     if run.routing and isinstance(run.routing.get("usage"), dict):
@@ -322,6 +324,22 @@ def examples_html(data: dict[str, Any]) -> str:
                 f'<span class="tag">[{e("; ".join(tags))}]</span></div>'
             )
     return "".join(parts)
+
+
+def benchmark_section(data: dict[str, Any]) -> Section:
+    """Every method through the same causal tests (benchmark.json): the figure and the table."""
+    from langneurons.report.benchmark import benchmark_caption, benchmark_figure, table_rows
+
+    heading = "Benchmark: every method, the same tests"  # the figure's; the section is "Benchmark"
+    head, *body = table_rows(data)
+    rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body)
+    header = "".join(f"<th>{e(h)}</th>" for h in head)
+    return Section(
+        "benchmark",
+        "Benchmark",
+        figures=[Figure("benchmark.png", benchmark_figure(data), heading, benchmark_caption(data))],
+        html=f"<table><tr>{header}</tr>{rows}</table>",
+    )
 
 
 def similarity_section(sim: dict[str, Any]) -> Section:

@@ -1,0 +1,141 @@
+"""CLI: `benchmark` (every method through the same causal tests: one JSON, one table, one figure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from langneurons.cli import app, one_line_errors
+from langneurons.cli.options import (
+    CORPUS_HELP,
+    batch_size_option,
+    capped_max_length,
+    check_model,
+    check_positive,
+    check_sentences,
+    device_map_option,
+    device_option,
+    dtype_option,
+    load_model_from_options,
+    model_option,
+    out_option,
+    overwrite_option,
+    revision_option,
+    trust_remote_code_option,
+)
+from langneurons.errors import LangneuronsError
+
+
+def _numbers(text: str | None, cast, flag: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = [cast(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LangneuronsError(f"{flag} must be numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise LangneuronsError(f"{flag} is empty")
+    return values
+
+
+@app.command("benchmark")
+@one_line_errors
+def benchmark_cmd(
+    out: Path = out_option("Folder to write (benchmark.json, benchmark.md, benchmark.png, stage files)."),
+    languages: str = typer.Option("en,fr,ru,zh", "--languages", help="Comma-separated; must include --from."),
+    source: str = typer.Option("en", "--from", help="Source language of steering and translation."),
+    methods: str | None = typer.Option(
+        None, "--methods", help="Subset of lape,entropy-lambda,ap,key-neurons,diffmean."
+    ),
+    corpus: str = typer.Option("ntrex:identify", "--corpus", help="Identification text (" + CORPUS_HELP + ")."),
+    heldout: str = typer.Option("ntrex:dev", "--heldout", help="Held-out parallel text for PPL and translation."),
+    prompt_file: str = typer.Option("default", "--prompt-file", help="Steering prompts (one a line) or 'default'."),
+    sentences: int | None = typer.Option(None, "--sentences", help="Identification sentences per language (100)."),
+    eval_sentences: int | None = typer.Option(
+        None, "--eval-sentences", help="Held-out PPL sentences per language (8)."
+    ),
+    prompts: int | None = typer.Option(None, "--prompts", help="Steering prompts, half dev half test (8)."),
+    strengths: str | None = typer.Option(None, "--strengths", help="Neuron steering strengths swept on dev (0.5,1,2)."),
+    direction_strengths: str | None = typer.Option(
+        None, "--direction-strengths", help="DiffMean α swept on dev (0.25,0.5,1)."
+    ),
+    direction_layers: str | None = typer.Option(
+        None, "--direction-layers", help="DiffMean layers swept on dev (default: 1/4, 1/2, 3/4 of the depth)."
+    ),
+    translate_sentences: int | None = typer.Option(None, "--translate-sentences", help="Test lines per pair (8)."),
+    shots: int | None = typer.Option(None, "--shots", help="Few-shot translation examples (3)."),
+    bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples (200)."),
+    full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 prompts, 50 lines, wider sweeps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, splits and the random controls."),
+    batch_size: int = batch_size_option(),
+    max_length: int = typer.Option(256, "--max-length", help="Tokens per sequence (capped at the model's maximum)."),
+    model: str = model_option(),
+    revision: str | None = revision_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    device_map: str | None = device_map_option(),
+    trust_remote_code: bool = trust_remote_code_option(),
+    overwrite: bool = overwrite_option(),
+) -> None:
+    """Rank LAPE, entropy−λ, AP, key neurons and DiffMean (and their random controls) on the same tests."""
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.data import parse_languages
+    from langneurons.evaluate.benchmark import FULL, BenchmarkSettings, benchmark
+    from langneurons.report.benchmark import benchmark_figure, markdown_table, table_rows
+
+    if (out / "benchmark.json").exists() and not overwrite:
+        raise LangneuronsError(f"{out} already holds a finished benchmark; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+    for value in (sentences, eval_sentences, translate_sentences):
+        check_sentences(value)
+    check_positive(batch_size=batch_size, max_length=max_length)
+    given = {
+        "languages": parse_languages(languages),
+        "source": source,
+        "identify_corpus": corpus,
+        "heldout_corpus": heldout,
+        "prompts_spec": prompt_file,
+        "methods": parse_languages(methods),
+        "sentences": sentences,
+        "eval_sentences": eval_sentences,
+        "prompts": prompts,
+        "strengths": _numbers(strengths, float, "--strengths"),
+        "direction_strengths": _numbers(direction_strengths, float, "--direction-strengths"),
+        "direction_layers": _numbers(direction_layers, int, "--direction-layers"),
+        "translate_sentences": translate_sentences,
+        "shots": shots,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    settings = BenchmarkSettings(**({**FULL} if full else {}) | {k: v for k, v in given.items() if v is not None})
+    settings.validate()
+    if overwrite:
+        for stale in out.glob("stage-*.json"):
+            stale.unlink()
+    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+    settings.max_length = capped_max_length(max_length, loaded)
+    if settings.direction_layers is not None:
+        for layer in settings.direction_layers:
+            if not 0 <= layer < loaded.adapter.num_layers:
+                raise LangneuronsError(f"--direction-layers: {layer} is not in 0..{loaded.adapter.num_layers - 1}")
+    result = benchmark(loaded, out, settings)
+    (out / "benchmark.md").write_text(markdown_table(result), encoding="utf-8")
+    (out / "benchmark.png").write_bytes(benchmark_figure(result))
+    rows = table_rows(result)
+    table = Table(title=escape(f"benchmark on {result['provenance']['model']} ({','.join(settings.languages)})"))
+    for header in rows[0]:
+        table.add_column(escape(header), justify="left" if header == "method" else "right")
+    for row in rows[1:]:
+        table.add_row(*(escape(c) for c in row))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"wrote {out}/benchmark.json, benchmark.md, benchmark.png ({result['provenance']['wall_seconds']:.0f} s)",
+        highlight=False,
+    )

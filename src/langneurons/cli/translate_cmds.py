@@ -1,0 +1,130 @@
+"""CLI: `translate` (few-shot chrF under a component switched off, docs/evaluation.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from langneurons.cli import app, one_line_errors
+from langneurons.cli.options import (
+    batch_size_option,
+    check_model,
+    check_out,
+    check_positive,
+    check_sentences,
+    corpus_option,
+    device_map_option,
+    device_option,
+    dtype_option,
+    load_model_from_options,
+    model_option,
+    out_option,
+    overwrite_option,
+    pick_corpus,
+    revision_option,
+    say,
+    sentences_option,
+    texts_alias_option,
+    trust_remote_code_option,
+)
+from langneurons.errors import LangneuronsError
+
+
+def component_conditions(neurons=None, directions=None, langs: list[str] = (), seed: int = 0,
+                         controls: bool = True, layers: list[int] | None = None) -> dict[str, list]:  # fmt: skip
+    """``off:X`` (X's neurons zeroed, or X's direction projected out at ``layers``, default all) and
+    ``random:X`` (its matched random control) for each X in ``langs``."""
+    from langneurons.intervene import ablate_direction, deactivate, random_control, random_direction_control
+
+    out: dict[str, list] = {}
+    for lang in langs:
+        if neurons is not None:
+            out[f"off:{lang}"] = [deactivate(neurons.mask(lang), site=neurons.site or "act", label=lang)]
+            if controls:
+                ctrl = random_control(neurons, lang, seed)
+                out[f"random:{lang}"] = [deactivate(ctrl, site=neurons.site or "act", label=f"random {lang}")]
+        else:
+            iv = ablate_direction(directions, lang, layers)
+            out[f"off:{lang}"] = [iv]
+            if controls:
+                out[f"random:{lang}"] = [random_direction_control(iv, seed * 1_000_003 + directions.index(lang))]
+    return out
+
+
+@app.command("translate")
+@one_line_errors
+def translate_cmd(
+    pairs: str = typer.Option(..., "--pairs", help="Comma-separated SRC-TGT pairs, e.g. en-fr,en-de."),
+    out: Path = out_option("Result JSON to write."),
+    neurons: Path | None = typer.Option(None, "--neurons", help="Neuron set: switch each target's neurons off."),
+    directions: Path | None = typer.Option(
+        None, "--directions", help="Direction set: project each target's direction out (all layers)."
+    ),
+    corpus: str = corpus_option("ntrex:dev"),
+    texts: str | None = texts_alias_option(),
+    sentences: int = sentences_option(16, "Test lines per pair"),
+    shots: int = typer.Option(3, "--shots", help="Few-shot examples (other held-out lines)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens generated per line."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
+    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the random controls."),
+    batch_size: int = batch_size_option(4),
+    model: str = model_option(),
+    revision: str | None = revision_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    device_map: str | None = device_map_option(),
+    trust_remote_code: bool = trust_remote_code_option(),
+    overwrite: bool = overwrite_option(),
+) -> None:
+    """Few-shot translation chrF, with no intervention and with each target language's component off."""
+    check_model(model)  # before anything heavy is imported: a wrong path fails at once
+    from langneurons.data import load_corpus
+    from langneurons.evaluate.translate import TranslateSettings, parse_pairs, selectivity, translate
+    from langneurons.formats.atomic import write_json
+    from langneurons.formats.directions import DirectionSet
+    from langneurons.formats.neuronset import NeuronSet
+
+    check_out(out, overwrite)
+    check_sentences(sentences)
+    check_positive(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if neurons is not None and directions is not None:
+        raise LangneuronsError("pass at most one of --neurons and --directions")
+    pair_list = parse_pairs(pairs)
+    settings = TranslateSettings(sentences=sentences, shots=shots, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, bootstrap=bootstrap, seed=seed)  # fmt: skip
+    settings.validate()
+    ns = NeuronSet.load(neurons) if neurons is not None else None
+    ds = DirectionSet.load(directions) if directions is not None else None
+    component = ns or ds
+    targets = sorted({b for _, b in pair_list}, key=[b for _, b in pair_list].index)
+    langs = [t for t in targets if component is not None and t in component.languages]
+    texts = load_corpus(pick_corpus(corpus, texts), sorted({x for p in pair_list for x in p}))
+    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+    if ns is not None:
+        ns.check_compatible(loaded.adapter.num_layers, loaded.adapter.intermediate_size, ns.site, loaded.name)
+    if ds is not None:
+        ds.check_compatible(loaded.adapter.num_layers, loaded.adapter.hidden_size, loaded.name)
+    conditions = component_conditions(ns, ds, langs, seed, controls)
+    sources = {a for a, _ in pair_list}
+    only = {f"random:{x}": [f"{a}-{x}" for a in sources] for x in langs}
+    component_path = str(neurons or directions) if component is not None else None
+    result = translate(loaded, texts, pair_list, conditions, settings, only=only,
+                       provenance={"component": component_path})  # fmt: skip
+    source = pair_list[0][0]
+    result["selectivity"] = selectivity(result, langs, source)
+    write_json(out, result)
+    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    for pair, row in result["scores"]["none"].items():
+        lo, hi = row["chrf_ci"]
+        say(f"  {pair}: chrF {row['chrf']:.1f} [{lo:.1f}, {hi:.1f}] with no intervention")
+    for lang, row in result["selectivity"].items():
+        others = row["others_drop_mean"]
+        ctrl = row["random_own_drop"]
+        say(
+            f"  {lang} off: chrF drop on {source}-{lang} {row['own_drop']:+.1f} "
+            f"[{row['own_drop_ci'][0]:+.1f}, {row['own_drop_ci'][1]:+.1f}]"
+            + ("" if others is None else f", on the other pairs {others:+.1f}")
+            + ("" if ctrl is None else f", random control {ctrl:+.1f}")
+        )
