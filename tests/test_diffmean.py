@@ -170,11 +170,15 @@ def test_ablation_projects_the_direction_out(tmp_path):
             out[centered] = seen["h"].clone()
     handle.remove()
     u, c = ds.unit("aa", 1), ds.mean[1]
-    assert float((before @ u).abs().max()) > 1.5
+    assert ids[0, 0] == loaded.tokenizer.bos_token_id
+    assert float((before[:, 1:] @ u).abs().max()) > 1.5
+    for centered in (True, False):  # BOS (never counted, so outside the estimate) is left as it was
+        assert torch.equal(out[centered][:, 0], before[:, 0])
+    after, before = {k: v[:, 1:] for k, v in out.items()}, before[:, 1:]
     # about the languages' mean (default): nothing is left along u but the mean's own component
-    torch.testing.assert_close(out[True] @ u, torch.full_like(out[True] @ u, float(c @ u)), atol=1e-4, rtol=0)
-    torch.testing.assert_close(out[True], before - ((before - c) @ u).unsqueeze(-1) * u)
-    torch.testing.assert_close(out[False], before - (before @ u).unsqueeze(-1) * u)  # about 0
+    torch.testing.assert_close(after[True] @ u, torch.full_like(after[True] @ u, float(c @ u)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(after[True], before - ((before - c) @ u).unsqueeze(-1) * u)
+    torch.testing.assert_close(after[False], before - (before @ u).unsqueeze(-1) * u)  # about 0
 
 
 def test_centered_ablation_spares_a_massive_offset():

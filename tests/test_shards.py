@@ -97,3 +97,33 @@ def test_one_process_equals_torchrun_and_killed_then_resumed(tmp_path):
         assert torch.equal(getattr(a, name), getattr(b, name)) and torch.equal(getattr(a, name), getattr(c, name))
     shards = a
     assert bool((shards.n_tokens > 0).all()) and shards.num_shards == 6
+
+
+@pytest.mark.parametrize("model", ["planted", "qwen2_moe", "deepseek_v3"])
+def test_moe_shards_add_up_and_equal_each_shard_recorded_alone(tmp_path, model):
+    """Per-(shard, expert) counts of routed experts, shared experts and dense layers of an MoE model."""
+    from test_moe import GROUPS as MOE_GROUPS
+    from test_moe import ROUTES
+    from tiny_moe import planted_moe, tiny_moe_loaded
+
+    loaded = planted_moe(ROUTES, MOE_GROUPS) if model == "planted" else tiny_moe_loaded(model)
+    kw = {"batch_size": 3, "chunk_batches": 2}
+    plain = record(loaded, corpus(), tmp_path / "plain", settings(**kw), progress=False)
+    sharded = record(loaded, corpus(), tmp_path / "sharded", settings(**kw, shards=4), progress=False)
+    for name in ("count", "sum", "sum_sq", "n_tokens"):
+        assert torch.equal(getattr(plain, name), getattr(sharded, name)), name
+    shards = load_shards(tmp_path / "sharded", load_stats(tmp_path / "sharded"))
+    assert torch.equal(shards.count.sum(0, dtype=torch.int64), plain.count)
+    assert int(plain.count.sum()) > 0
+    for s in range(4):
+        part = {lang: [t for t, sh in zip(texts, shard_of_sentences(len(texts), 4).tolist(), strict=True) if sh == s]
+                for lang, texts in (("aa", AA2), ("bb", BB2))}  # fmt: skip
+        alone = record(loaded, corpus(part["aa"], part["bb"]), tmp_path / f"s{s}", settings(), progress=False)
+        assert torch.equal(shards.count[s].to(torch.int64), alone.count), s
+    if model == "planted":  # the bootstrap runs on expert neurons like on dense ones
+        from langneurons.identify.stability import bootstrap
+
+        result = bootstrap(sharded, shards, "lape", {"top_rate": 4 / 64, "filter_rate": 0.5, "bar_ratio": 0.5},
+                           resamples=20, seed=0)  # fmt: skip
+        assert result.frequency.shape[-1] == plain.intermediate_size
+        assert (result.frequency[0, :, 0] == 1).all() and (result.frequency[1, :, 2 * 8 + 3] == 1).all()

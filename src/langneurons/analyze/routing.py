@@ -1,4 +1,4 @@
-"""Routing specialisation of an MoE model from its recorded routing statistics (METHODS.md §10).
+"""Routing specialisation of an MoE model from its recorded routing statistics (docs/methods.md §12).
 
 Per language k and MoE layer l: the expert-usage distribution ``u[k,l,e] = routed / (top_k · n_tokens)``,
 its entropy, the Jensen–Shannon divergence of each language's ``u`` from a reference language's (English

@@ -61,12 +61,12 @@ def benchmark_cmd(
     prompts: int | None = typer.Option(None, "--prompts", help="Steering prompts, half dev half test (8)."),
     strengths: str | None = typer.Option(None, "--strengths", help="Neuron steering strengths swept on dev (0.5,1,2)."),
     direction_strengths: str | None = typer.Option(
-        None, "--direction-strengths", help="DiffMean α swept on dev (0.25,0.5,1)."
+        None, "--direction-strengths", help="DiffMean α swept on dev (0.05,0.1,0.25)."
     ),
     direction_layers: str | None = typer.Option(
         None, "--direction-layers", help="DiffMean layers swept on dev (default: 1/4, 1/2, 3/4 of the depth)."
     ),
-    translate_sentences: int | None = typer.Option(None, "--translate-sentences", help="Test lines per pair (8)."),
+    translate_sentences: int | None = typer.Option(None, "--translate-sentences", help="Test lines per pair (6)."),
     shots: int | None = typer.Option(None, "--shots", help="Few-shot translation examples (3)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples (200)."),
     full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 prompts, 50 lines, wider sweeps."),

@@ -65,7 +65,7 @@ def stability_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """How much to trust a neuron set: bootstrap selection frequencies and stable core, data-size curve,
-    threshold sensitivity (METHODS.md §13)."""
+    threshold sensitivity (docs/methods.md §15)."""
     # heavy modules (torch) load here, not at import: `langneurons --help` stays fast
     from langneurons.formats.atomic import write_json, write_safetensors
     from langneurons.formats.provenance import now, software

@@ -1,4 +1,4 @@
-"""One benchmark that ranks every method on the same causal tests (issue 11; METHODS.md §7, §11, §12, §14).
+"""One benchmark that ranks every method on the same causal tests (issue 11; docs/methods.md §9, §13, §14, §16).
 
 Methods: LAPE, entropy−λ (AutoSweep), AP (Kojima), key neurons (Zeng) and DiffMean residual directions,
 each with its matched random control, on the same model, languages, identification text (NTREX lines
@@ -75,9 +75,11 @@ class BenchmarkSettings:
     prompts: int = 8  # steering prompts: the first half is the dev split, the second the test split
     prompts_spec: str = "default"
     strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # neuron replace strengths
-    direction_strengths: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # α of α·r_l·d/‖d‖
+    # α of α·r_l·d/‖d‖; r_l includes massive shared activations, so useful α are small (0.5 and 1 broke the
+    # embedded Gemma's fluency at every layer, 0.25 was the best of 0.25/0.5/1: docs/evaluation.md)
+    direction_strengths: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25])
     direction_layers: list[int] | None = None  # None: layers at 1/4, 1/2 and 3/4 of the depth
-    translate_sentences: int = 8
+    translate_sentences: int = 6
     shots: int = 3
     max_new_tokens: int = 24
     translate_max_new_tokens: int = 48

@@ -1,4 +1,4 @@
-"""Significance of an effect against matched random controls (METHODS.md §13).
+"""Significance of an effect against matched random controls (docs/methods.md §15).
 
 - empirical p-value ``(1 + #{controls with effect ≥ real}) / (1 + R)``: exact under the null that the
   real set is one more draw of the controls (P(p ≤ α) ≤ α), never 0;

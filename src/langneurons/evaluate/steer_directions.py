@@ -1,4 +1,4 @@
-"""Steering with any intervention builder, and with residual directions (DiffMean, METHODS.md §11).
+"""Steering with any intervention builder, and with residual directions (DiffMean, docs/methods.md §13).
 
 :func:`run_steering` is `steer`'s loop for interventions built elsewhere: a baseline, then for each
 target and condition key the steered generations and the control's, judged by the same fluency-gated

@@ -1,4 +1,4 @@
-"""Few-shot translation as a downstream task that needs the language (METHODS.md §12).
+"""Few-shot translation as a downstream task that needs the language (docs/methods.md §14).
 
 For a pair en→X: the first ``sentences`` lines of a held-out parallel corpus are translated, each
 prompted with the same ``shots`` examples taken from *other* held-out lines (the shortest ones after

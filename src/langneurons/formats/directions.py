@@ -1,4 +1,4 @@
-"""The direction-set file: per language and layer a residual-stream direction (DiffMean, METHODS.md §11).
+"""The direction-set file: per language and layer a residual-stream direction (DiffMean, docs/methods.md §13).
 
 ``NAME.json`` (format ``langneurons-directions/1``) + ``NAME.safetensors`` beside it:
   directions  float32 [K, L, H]  d[k, l] = μ[k, l] − mean_{j≠k} μ[j, l] (not normalised)

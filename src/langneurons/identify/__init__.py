@@ -54,7 +54,7 @@ def identify(
     """Run ``method`` on ``data`` (statistics, restricted to ``languages`` when given) → its neuron set.
 
     Parameters left None take the method's defaults. ``condition`` (MoE statistics): ``unconditional``
-    (default, p = count / n_tokens) or ``routed`` (p = count / tokens routed to the expert), METHODS.md §10.
+    (default, p = count / n_tokens) or ``routed`` (p = count / tokens routed to the expert), docs/methods.md §12.
     """
     spec = get_method(method)
     accepted = method_parameters(spec)

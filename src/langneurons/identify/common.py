@@ -67,7 +67,7 @@ CONDITIONS = ("unconditional", "routed")
 
 
 def conditioned(stats: Stats, condition: str) -> Stats:
-    """The statistics with the activation probability ``condition`` (METHODS.md §10) that `probabilities` uses."""
+    """The statistics with the activation probability ``condition`` (docs/methods.md §12) that `probabilities` uses."""
     if condition not in CONDITIONS:
         raise LangneuronsError(f"unknown condition {condition!r}; choose {' or '.join(CONDITIONS)}")
     stats.denominator(condition)  # one-line error for `routed` on a dense model

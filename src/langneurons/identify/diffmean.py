@@ -1,4 +1,4 @@
-"""Residual-stream difference of means (DiffMean, METHODS.md §11): pure math on recorded sums.
+"""Residual-stream difference of means (DiffMean, docs/methods.md §13): pure math on recorded sums.
 
 μ[k, l] = Σ h_l / n_tokens[k] over language k's counted tokens, d[k, l] = μ[k, l] − mean_{j≠k} μ[j, l];
 r_l = mean over languages of the mean residual norm (‖h_l‖ averaged over tokens), which scales steering.

@@ -1,4 +1,4 @@
-"""How much to trust a neuron set (METHODS.md §13): bootstrap over shards, data-size curve, threshold grid.
+"""How much to trust a neuron set (docs/methods.md §15): bootstrap over shards, data-size curve, threshold grid.
 
 Pure math on recorded counts (never loads a model). A count-based method (``lape``, ``entropy-lambda``)
 is rerun on statistics rebuilt from the per-shard counts of ``record --shards S``:

@@ -48,7 +48,7 @@ def null_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) ->
     Nothing is excluded, so under the null ("these neurons matter no more than random ones") the real
     set and the draws are exchangeable and the empirical p-value is exact. A control disjoint from the
     real set (`random_control`) is not: if one neuron dominates an effect, a real set that happens to
-    hold it beats every control, so such p-values come out too small (METHODS.md §13).
+    hold it beats every control, so such p-values come out too small (docs/methods.md §15).
     """
     counts = neurons.mask(lang).sum(1)
     nothing = torch.zeros(neurons.num_layers, neurons.intermediate_size, dtype=torch.bool)

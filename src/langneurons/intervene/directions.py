@@ -1,4 +1,4 @@
-"""Interventions on the residual stream (METHODS.md §11): add a direction, or project it out.
+"""Interventions on the residual stream (docs/methods.md §13): add a direction, or project it out.
 
 At the output of decoder block l (the residual stream h_l):
   add     h ← h + v_l              (steering: v_l = α · r_l · d/‖d‖, so α is comparable across layers)
@@ -8,8 +8,11 @@ The ablation projects about c_l, the languages' mean residual at layer l (the di
 ``mean``), not about 0: it removes the variation along u_l and keeps the shared offset. Models with
 massive activations (Gemma-3's residual norm reaches 3·10⁴) need this: projecting out even a random
 unit direction about 0 multiplied the embedded Gemma's perplexity by ~10¹¹ (docs/evaluation.md).
-with the same positions as neuron interventions. The control is a seeded random direction with the
-same norm in the same layer(s).
+It also leaves the BOS token alone: u_l and c_l are estimated on counted tokens, which never include
+BOS, and BOS is an attention-sink outlier (residual norm ~100× the others') where the projection would
+be extrapolation — with BOS edited, a random direction alone multiplied perplexity by ~10³–10⁴.
+Both edits take the same positions as neuron interventions. The control is a seeded random direction
+with the same norm in the same layer(s).
 """
 
 from __future__ import annotations

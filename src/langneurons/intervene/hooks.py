@@ -46,6 +46,7 @@ class _Tracker:
     seen: list = field(default_factory=list)
     fired: set = field(default_factory=set)  # (site, layer) whose hook ran at least once
     forwards: int = 0
+    bos: torch.Tensor | None = None  # [B, T] bool: the BOS tokens of the forward in flight
 
     def check_fired(self, plan: dict[str, dict[int, list[_Edit]]]) -> None:
         """An edit whose hook never ran while the model did run is an error, not a silent no-op."""
@@ -141,8 +142,12 @@ def intervene(
             raise LangneuronsError(f"direction intervention at layer {layer}, but the model has {adapter.num_layers}")
     tracker = _Tracker(prompt_length, auto=prompt_length is None)
 
+    bos_id = getattr(loaded.tokenizer, "bos_token_id", None)
+
     def pre(_module, args, kwargs):
         tracker.batch, tracker.length, tracker.offset = _forward_shape(args, kwargs)
+        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        tracker.bos = None if ids is None or bos_id is None or not directions else ids == bos_id
         tracker.forwards += 1
         if tracker.auto and tracker.offset == 0:
             tracker.prompt_length = tracker.length
@@ -167,7 +172,11 @@ def intervene(
         for iv in directions:
             if layer in iv.vectors:
                 new = apply_direction(iv, layer, out)
-                out = new if iv.positions == "all" else torch.where(tracker.position_mask(iv.positions, out), new, out)
+                if iv.positions != "all":
+                    new = torch.where(tracker.position_mask(iv.positions, out), new, out)
+                if iv.mode == "ablate" and tracker.bos is not None:  # never the BOS token (see directions.py)
+                    new = torch.where(tracker.bos.unsqueeze(-1), out, new)
+                out = new
         return out
 
     handles = []

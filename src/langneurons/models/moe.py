@@ -2,11 +2,12 @@
 
 transformers ≥ 5 keeps a layer's experts as one module with 3-D ``gate_up_proj`` / ``down_proj`` and
 dispatches its forward through ``ExpertsInterface`` (``transformers/integrations/moe.py``). We register
-one more implementation, ``"langneurons"``: it computes exactly what the eager loop computes (same
-per-expert rows, same ops, same ``index_add_`` order, so the output is bit-identical) and, while a
-consumer is attached, hands every layer's routed activations to it as one block (rows sorted by
-expert, :class:`Rows` saying which token and expert each row is) for reading and editing. With nothing
-attached it calls the implementation the model had before (``grouped_mm`` by default).
+one more implementation, ``"langneurons"``: it computes exactly what the model's own implementation
+computes — ``grouped_mm`` (the default) op for op, any other through the eager loop's per-expert rows,
+ops and ``index_add_`` order — so the output is bit-identical, and, while a consumer is attached, hands
+every layer's routed activations to it as one block (rows sorted by expert, :class:`Rows` saying which
+token and expert each row is) for reading and editing. With nothing attached it calls the
+implementation the model had before.
 
 Neuron layout of an MoE layer (``W`` columns, the stats file's F): routed expert e's neuron j is column
 ``e·F + j``; a shared (always-on) expert follows at ``E·F`` (it occupies ``ceil(F_shared / F)`` expert
@@ -70,14 +71,17 @@ def _eager(module: nn.Module) -> Callable:
 
 def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                     top_k_weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The recording implementation: the eager loop (same rows per expert, same order, same ops), in three
-    phases with the sites exposed between them; one stable sort replaces the per-expert mask scans."""
+    """The recording implementation, mirroring the one the model had: transformers' grouped_mm op for op
+    (`_grouped_forward`), or else the eager loop (same rows per expert, same order, same ops) in three phases
+    with the sites exposed between them; one stable sort replaces the per-expert mask scans."""
     taps: _Taps | None = getattr(self, "_langneurons_taps", None)
     if taps is None or not any(taps.fns.values()):
         fallback = "eager" if taps is None else taps.fallback
         if fallback == "eager" or fallback == IMPLEMENTATION:
             return _eager(self)(self, hidden_states, top_k_index, top_k_weights)
         return _interface()[fallback](self, hidden_states, top_k_index, top_k_weights)
+    if taps.fallback == "grouped_mm" and _grouped_linear() is not None and not getattr(self, "_is_expert_parallel", 0):
+        return _grouped_forward(self, hidden_states, top_k_index, top_k_weights, taps)
     n_experts, n_tokens = self.num_experts, hidden_states.shape[0]
     final = torch.zeros_like(hidden_states)
     with torch.no_grad():  # one stable sort gives each expert's rows in the eager loop's order (k slot, token)
@@ -120,6 +124,51 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
         out = out * top_k_weights[token_idx, top_k_pos, None]
         final.index_add_(0, token_idx, out.to(final.dtype))
     return final
+
+
+def _grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                     top_k_weights: torch.Tensor, taps: _Taps) -> torch.Tensor:  # fmt: skip
+    """transformers' ``grouped_mm`` path, op for op (so bit-identical to it), with the sites exposed between the
+    gate/up and the down grouped matmuls: recording a model that runs grouped_mm costs only the consumers."""
+    linear = _grouped_linear()
+    device, n_tokens, k = hidden_states.device, hidden_states.shape[0], top_k_index.shape[-1]
+    expert_ids, perm = torch.sort(top_k_index.reshape(-1))
+    weights = top_k_weights.reshape(-1)[perm]
+    tokens = perm // k
+    histc_input = expert_ids.float() if device.type in ("cpu", "mps") else expert_ids.int()
+    per_expert = torch.histc(histc_input, bins=self.num_experts, min=0, max=self.num_experts - 1)
+    offsets = torch.cumsum(per_expert, dim=0, dtype=torch.int32)
+    name = "gate_up_proj" if self.has_gate else "up_proj"
+    bias = getattr(self, f"{name}_bias")[expert_ids] if self.has_bias else None
+    proj = linear(hidden_states[tokens], getattr(self, name), offsets, bias=bias, is_transposed=self.is_transposed)
+    act, up = _split(self, proj)
+    rows = Rows(tokens=tokens, groups=expert_ids, n_groups=self.num_experts, start=0)
+    if taps.fns["act"]:
+        act = _or(_call(taps.fns["act"], taps.layer, act, rows), act)
+    hidden = _combine(self, act, up)
+    if taps.fns["down_in"]:
+        hidden = _or(_call(taps.fns["down_in"], taps.layer, hidden, rows), hidden)
+    bias = self.down_proj_bias[expert_ids] if self.has_bias else None
+    out = linear(hidden, self.down_proj, offsets, bias=bias, is_transposed=self.is_transposed)
+    if getattr(self, "has_post_expert_norm", False):
+        out = self.post_expert_norm(out)
+    out = out * weights.unsqueeze(-1)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(perm.numel(), device=device)
+    return out[inverse].view(n_tokens, k, -1).sum(dim=1).to(hidden_states.dtype)
+
+
+def _grouped_linear() -> Callable | None:
+    """transformers' grouped linear (None before it had one: the eager loop is used instead)."""
+    try:
+        from transformers.integrations.moe import _grouped_linear as linear
+    except ImportError:  # pragma: no cover - older transformers
+        return None
+    return linear
+
+
+def _or(new: torch.Tensor | None, old: torch.Tensor) -> torch.Tensor:
+    return old if new is None else new
 
 
 def _call(fns: list[BlockFn], layer: int, x: torch.Tensor, rows: Rows) -> torch.Tensor | None:

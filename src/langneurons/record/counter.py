@@ -154,8 +154,6 @@ class Counter:
         self.checked = False  # every layer's hook seen firing once (after the first forward)
 
     def __enter__(self) -> Counter:
-        if self.adapter.is_moe and self.shards:
-            raise LangneuronsError("record --shards does not support MoE models yet (experts come as sparse blocks)")
         if self.adapter.is_moe:  # experts come as sparse blocks; routing is counted too (record/routing.py)
             from langneurons.record.routing import RoutingCounter
 
@@ -250,14 +248,14 @@ class Counter:
         onehot = torch.zeros(present.numel(), rows.numel(), dtype=torch.float32)
         onehot.scatter_(0, local.view(1, -1), 1.0)
         self.n_tokens_shards += torch.bincount(labels, minlength=self.shards)
-        self.shard_batch = {"host": (rows, present, onehot)}
+        self.shard_batch = {"host": (rows, present, onehot), "labels": shard}
 
     def _shard_inputs(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if device not in self.shard_batch:
             self.shard_batch[device] = tuple(_to_device(t, device) for t in self.shard_batch["host"])
         return self.shard_batch[device]
 
-    def _observe_shards(self, layer: int, x: torch.Tensor) -> None:
+    def _observe_shards(self, layer: int, x: torch.Tensor, start: int = 0) -> None:
         """Per-shard counts of this batch: one [P, N'] × [N', F] product (exact: N' < 2**24 rows)."""
         rows, present, onehot = self._shard_inputs(x.device)
         fired = (x.index_select(0, rows) > 0).to(torch.float32)
@@ -265,10 +263,26 @@ class Counter:
             counts = torch.stack([fired[onehot[i] > 0].sum(0, dtype=torch.int64) for i in range(len(present))])
         else:
             counts = (onehot @ fired).round_().to(torch.int64)
+        self._shard_acc(layer, x.device)[:, start : start + x.shape[1]].index_add_(0, present, counts)
+
+    def _shard_acc(self, layer: int, device: torch.device) -> torch.Tensor:
         acc = self.shard_layers.get(layer)
         if acc is None:
-            acc = self.shard_layers[layer] = torch.zeros(self.shards, x.shape[1], dtype=torch.int64, device=x.device)
-        acc.index_add_(0, present, counts)
+            width = self.adapter.intermediate_size
+            acc = self.shard_layers[layer] = torch.zeros(self.shards, width, dtype=torch.int64, device=device)
+        return acc
+
+    def _observe_block_shards(self, layer: int, pos: torch.Tensor, groups: torch.Tensor, rows: Rows) -> None:
+        """Per-(shard, expert) counts of an MoE block: ``groups`` already sends uncounted rows to group n."""
+        key = ("labels", pos.device)
+        if key not in self.shard_batch:
+            labels = self.shard_batch["labels"].reshape(-1).clamp(0, self.shards - 1)  # padding: any shard
+            self.shard_batch[key] = _to_device(labels, pos.device)
+        n, w = rows.n_groups, pos.shape[1]
+        cell = self.shard_batch[key].index_select(0, rows.tokens) * (n + 1) + groups
+        counts = torch.zeros(self.shards * (n + 1), w, device=pos.device).index_add_(0, cell, pos)
+        counts = counts.view(self.shards, n + 1, w)[:, :n].reshape(self.shards, n * w).to(torch.int64)
+        self._shard_acc(layer, pos.device)[:, rows.start : rows.start + n * w] += counts
 
     def _observe(self, layer: int, act: torch.Tensor) -> None:
         x = act.reshape(-1, act.shape[-1])
@@ -285,31 +299,37 @@ class Counter:
         return None
 
 
-    def counted_rows(self, tokens: torch.Tensor | None, device: torch.device | None = None) -> torch.Tensor:
-        """Positions in ``tokens`` (row indices of the flattened batch; None: all rows) that are counted."""
+    def counted_flags(self, tokens: torch.Tensor | None, device: torch.device | None = None) -> torch.Tensor | None:
+        """Bool per row of ``tokens`` (rows of the flattened batch; None: all rows): is it counted? None when
+        every row of the batch is. Built on the device without a host sync (no ``nonzero``)."""
+        if self.masks["rows"] is None:
+            return None
         device = tokens.device if tokens is not None else device
         key = ("flat", device)
         if key not in self.masks:
             self.masks[key] = _to_device(self.masks["flat"], device)
         flat = self.masks[key]
-        return (flat if tokens is None else flat.index_select(0, tokens)).nonzero().squeeze(1)
+        return flat if tokens is None else flat.index_select(0, tokens)
 
     def _observe_block(self, layer: int, x: torch.Tensor, rows: Rows) -> None:
         """Add a sparse block (an MoE layer's routed rows, a shared expert, a dense layer) to its columns."""
         if rows.tokens is None:
-            count, total, total_sq = batch_statistics(x, self.counted_rows(None, x.device))
-        else:
-            keep = self.counted_rows(rows.tokens)
-            xs, groups = x, rows.groups
-            if keep.numel() < x.shape[0]:  # padding rows (none in a full batch: no copy)
-                xs, groups = x.index_select(0, keep), groups.index_select(0, keep)
+            if self.shards:
+                self._observe_shards(layer, x, rows.start)
+            count, total, total_sq = self.update(x, self._mask(x.device))
+        else:  # per-expert sums; uncounted rows (padding) go to a spare group n that is dropped
             w, n = x.shape[1], rows.n_groups
-            pos = (xs > 0).to(torch.float32)
-            x64 = xs.to(torch.float64)
-            count = torch.zeros(n, w, device=x.device).index_add_(0, groups, pos).to(torch.int64).reshape(-1)
-            total = torch.zeros(n, w, dtype=torch.float64, device=x.device).index_add_(0, groups, x64).reshape(-1)
-            total_sq = torch.zeros(n, w, dtype=torch.float64, device=x.device).index_add_(0, groups, x64 * x64)
-            total_sq = total_sq.reshape(-1)
+            keep = self.counted_flags(rows.tokens)
+            groups = rows.groups if keep is None else torch.where(keep, rows.groups, n)
+            pos = torch.gt(x, 0, out=torch.empty(x.shape, dtype=torch.float32, device=x.device))  # see above
+            x64 = x.to(torch.float64)
+            if self.shards:
+                self._observe_block_shards(layer, pos, groups, rows)
+            count = torch.zeros(n + 1, w, device=x.device).index_add_(0, groups, pos)[:n]
+            count = count.to(torch.int64).reshape(-1)
+            total = torch.zeros(n + 1, w, dtype=torch.float64, device=x.device).index_add_(0, groups, x64)
+            total_sq = torch.zeros(n + 1, w, dtype=torch.float64, device=x.device).index_add_(0, groups, x64 * x64)
+            total, total_sq = total[:n].reshape(-1), total_sq[:n].reshape(-1)
         acc = self.layers.get(layer)
         if acc is None:
             width = self.adapter.intermediate_size

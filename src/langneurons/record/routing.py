@@ -37,10 +37,15 @@ class RoutingCounter:
         return {"routed_tokens": routed, "router_probability": prob}
 
     def _observe(self, layer: int, probs: torch.Tensor, index: torch.Tensor) -> None:
-        keep = self.counter.counted_rows(None, probs.device)
-        n = self.adapter.num_experts
-        routed = torch.bincount(index.index_select(0, keep).reshape(-1), minlength=n)[:n]
-        prob = probs.index_select(0, keep).to(torch.float64).sum(0)
+        keep = self.counter.counted_flags(None, probs.device)  # no host sync: uncounted rows go to bin n
+        n, probs = self.adapter.num_experts, probs.to(torch.float64)
+        if keep is not None:
+            index = torch.where(keep.unsqueeze(1), index, n)
+            probs = torch.where(keep.unsqueeze(1), probs, 0.0)
+        flat = index.reshape(-1)
+        ones = torch.ones_like(flat, dtype=torch.int64)
+        routed = torch.zeros(n + 1, dtype=torch.int64, device=flat.device).index_add_(0, flat, ones)[:n]
+        prob = probs.sum(0)
         acc = self.layers.get(layer)
         if acc is None:
             self.layers[layer] = [routed.to(torch.int64), prob]
