@@ -40,7 +40,7 @@ def test_torchrun_equals_one_process_bit_for_bit(tmp_path, nproc):
     model, corpus = make_inputs(tmp_path)
     # 3 languages × 60 sentences / (4 × 2) = 24 units: an odd last round per language, ranks idle at the end.
     args = ["record", "--model", model, "--corpus", corpus, "--batch-size", "4", "--chunk-batches", "2",
-            "--max-length", "32", "--sentences", "59"]  # fmt: skip
+            "--max-length", "32", "--sentences", "59", "--device", "cpu"]  # fmt: skip
     one = subprocess.run([sys.executable, "-m", "langneurons", *args, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
     assert one.returncode == 0, one.stderr
@@ -71,3 +71,17 @@ def test_packing_counts_every_token_exactly_once(tmp_path):
     # The planted neurons fire on the token itself whatever its context: counts must agree exactly.
     assert torch.equal(plain.count, packed.count) and torch.equal(plain.n_tokens, packed.n_tokens)
     assert packed.manifest["settings"]["packing"] is True
+
+
+def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
+    """torchrun --nproc-per-node 2 on a 1-GPU node: rank 1 says what to do instead of a CUDA error."""
+    from langneurons.errors import LangneuronsError
+    from langneurons.record.distributed import local_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert local_device() == "cuda:0"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(LangneuronsError, match="has 1 GPU.*--nproc-per-node.*--device cpu"):
+        local_device()

@@ -17,7 +17,7 @@ from langneurons.record.recorder import CHECKPOINT_FILE, UNIT_DELAY_ENV
 
 # 2 languages × 40 sentences, 4 per unit: 20 units.
 ARGS = ["--batch-size", "2", "--chunk-batches", "2", "--max-length", "32", "--sentences", "40",
-        "--languages", "aa,bb"]  # fmt: skip
+        "--languages", "aa,bb", "--device", "cpu"]  # fmt: skip
 
 
 def command(model: str, corpus: str, out) -> list[str]:

@@ -130,7 +130,7 @@ def join_world(device: str, device_map: str | None) -> tuple[str, Any]:
             raise LangneuronsError("--device-map spreads one model over all GPUs; run it as a single process")
         if device == "auto":
             device = local_device()  # cuda:LOCAL_RANK: one GPU per process
-    return device, init_world()
+    return device, init_world(device)
 
 
 def next_hint(command: str) -> None:

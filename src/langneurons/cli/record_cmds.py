@@ -110,7 +110,7 @@ def record_cmd(
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
     if lid_filter:
         texts_ = _lid_filter(texts_, lid_threshold)
-    world = init_world()
+    world = init_world(device)
     try:
         loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
         settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))

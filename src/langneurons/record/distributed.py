@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from langneurons.errors import LangneuronsError
 from langneurons.record.counter import Partial
 
 
@@ -34,21 +35,29 @@ def launched_world_size() -> int:
 
 def local_device() -> str:
     """The device this process should use under a launcher: cuda:LOCAL_RANK when CUDA is there."""
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local >= count:
+        raise LangneuronsError(
+            f"this is process {local} on its node but the node has {count} GPU(s): start at most {count} "
+            "processes per node (--nproc-per-node), or pass --device cpu"
+        )
+    return f"cuda:{local}"
 
 
-def init_world() -> World:
-    """Join the process group that torchrun / accelerate launch set up (gloo on CPU, nccl on CUDA)."""
+def init_world(device: str | None = None) -> World:
+    """Join the process group that torchrun / accelerate launch set up: nccl when this process runs on a
+    GPU (``device`` cuda…, or None with CUDA present), else gloo."""
     size = launched_world_size()
     if size <= 1:
         return World()
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpu = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
     if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local)  # before nccl init: each rank talks from its own GPU
-            dist.init_process_group(backend="nccl")
+        if on_gpu:
+            torch.cuda.set_device(torch.device(local_device() if device in (None, "auto", "cuda") else device))
+            dist.init_process_group(backend="nccl")  # each rank talks from its own GPU, set above
         else:
             dist.init_process_group(backend="gloo")
     return World(dist.get_rank(), dist.get_world_size(), local)
