@@ -142,12 +142,13 @@ def intervene(
             raise LangneuronsError(f"direction intervention at layer {layer}, but the model has {adapter.num_layers}")
     tracker = _Tracker(prompt_length, auto=prompt_length is None)
 
-    bos_id = getattr(loaded.tokenizer, "bos_token_id", None)
+    # ablations leave BOS alone (directions.py): they need the forward's BOS positions
+    bos_id = getattr(loaded.tokenizer, "bos_token_id", None) if any(iv.mode == "ablate" for iv in directions) else None
 
     def pre(_module, args, kwargs):
         tracker.batch, tracker.length, tracker.offset = _forward_shape(args, kwargs)
         ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
-        tracker.bos = None if ids is None or bos_id is None or not directions else ids == bos_id
+        tracker.bos = None if ids is None or bos_id is None else ids == bos_id
         tracker.forwards += 1
         if tracker.auto and tracker.offset == 0:
             tracker.prompt_length = tracker.length
@@ -174,7 +175,7 @@ def intervene(
                 new = apply_direction(iv, layer, out)
                 if iv.positions != "all":
                     new = torch.where(tracker.position_mask(iv.positions, out), new, out)
-                if iv.mode == "ablate" and tracker.bos is not None:  # never the BOS token (see directions.py)
+                if iv.mode == "ablate" and tracker.bos is not None:  # never the BOS token
                     new = torch.where(tracker.bos.unsqueeze(-1), out, new)
                 out = new
         return out

@@ -318,18 +318,16 @@ class Counter:
                 self._observe_shards(layer, x, rows.start)
             count, total, total_sq = self.update(x, self._mask(x.device))
         else:  # per-expert sums; uncounted rows (padding) go to a spare group n that is dropped
-            w, n = x.shape[1], rows.n_groups
+            n = rows.n_groups
             keep = self.counted_flags(rows.tokens)
             groups = rows.groups if keep is None else torch.where(keep, rows.groups, n)
             pos = torch.gt(x, 0, out=torch.empty(x.shape, dtype=torch.float32, device=x.device))  # see above
             x64 = x.to(torch.float64)
             if self.shards:
                 self._observe_block_shards(layer, pos, groups, rows)
-            count = torch.zeros(n + 1, w, device=x.device).index_add_(0, groups, pos)[:n]
-            count = count.to(torch.int64).reshape(-1)
-            total = torch.zeros(n + 1, w, dtype=torch.float64, device=x.device).index_add_(0, groups, x64)
-            total_sq = torch.zeros(n + 1, w, dtype=torch.float64, device=x.device).index_add_(0, groups, x64 * x64)
-            total, total_sq = total[:n].reshape(-1), total_sq[:n].reshape(-1)
+            count = group_sums(pos, groups, n).to(torch.int64).reshape(-1)
+            total = group_sums(x64, groups, n).reshape(-1)
+            total_sq = group_sums(x64 * x64, groups, n).reshape(-1)
         acc = self.layers.get(layer)
         if acc is None:
             width = self.adapter.intermediate_size
@@ -343,6 +341,11 @@ class Counter:
         acc[1][rows.start : end] += total
         acc[2][rows.start : end] += total_sq
         return None
+
+
+def group_sums(x: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
+    """[n, w] sums of the rows of ``x`` [R, w] per group; rows with group ``n`` (uncounted) are dropped."""
+    return torch.zeros(n + 1, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, groups, x)[:n]
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

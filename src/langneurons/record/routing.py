@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from langneurons.record.counter import group_sums
+
 ROUTING_TENSORS = ("routed_tokens", "router_probability")
 
 
@@ -43,12 +45,11 @@ class RoutingCounter:
             index = torch.where(keep.unsqueeze(1), index, n)
             probs = torch.where(keep.unsqueeze(1), probs, 0.0)
         flat = index.reshape(-1)
-        ones = torch.ones_like(flat, dtype=torch.int64)
-        routed = torch.zeros(n + 1, dtype=torch.int64, device=flat.device).index_add_(0, flat, ones)[:n]
+        routed = group_sums(torch.ones_like(flat, dtype=torch.int64).unsqueeze(1), flat, n)[:, 0]
         prob = probs.sum(0)
         acc = self.layers.get(layer)
         if acc is None:
-            self.layers[layer] = [routed.to(torch.int64), prob]
+            self.layers[layer] = [routed, prob]
         else:
             acc[0] += routed
             acc[1] += prob
