@@ -65,3 +65,12 @@ def sentence_nll(
         if on_batch is not None:
             on_batch(len(b.input_ids), int(b.counted[:, 1:].sum()))
     return nll, tokens
+
+
+def encode_left(tokenizer, texts: list[str]):
+    """Tokenize a batch left-padded, as generation needs (the tokenizer is set back to right padding)."""
+    tokenizer.padding_side = "left"
+    try:
+        return tokenizer(texts, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"

@@ -27,7 +27,7 @@ import torch
 
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.langid import identify_language, to_label
-from langneurons.evaluate.nll import sequence_nll
+from langneurons.evaluate.nll import encode_left, sequence_nll
 from langneurons.evaluate.significance import summarise_effect, wilson
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
@@ -149,11 +149,7 @@ def generate(
     eos = _stop_ids(loaded)
     for i in range(0, len(prompts), s.batch_size):
         chunk = prompts[i : i + s.batch_size]
-        tok.padding_side = "left"
-        try:
-            enc = tok(chunk, padding=True, return_tensors="pt")
-        finally:
-            tok.padding_side = "right"
+        enc = encode_left(tok, chunk)
         prompt_len = enc["input_ids"].shape[1]
         kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, use_cache=True,
                                       pad_token_id=tok.pad_token_id)  # fmt: skip

@@ -20,6 +20,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
+from langneurons.evaluate.nll import encode_left
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import intervene
 from langneurons.models.loading import LoadedModel
@@ -137,11 +138,7 @@ def greedy_lines(loaded: LoadedModel, prompts: list[str], interventions: list, s
     out: list[str] = []
     for i in range(0, len(prompts), s.batch_size):
         chunk = prompts[i : i + s.batch_size]
-        tok.padding_side = "left"
-        try:
-            enc = tok(chunk, padding=True, return_tensors="pt")
-        finally:
-            tok.padding_side = "right"
+        enc = encode_left(tok, chunk)
         n = enc["input_ids"].shape[1]
         with intervene(loaded, interventions, prompt_length=n), torch.no_grad():
             seq = loaded.model.generate(
