@@ -135,5 +135,6 @@ def test_cli_end_to_end(tmp_path):
     assert {"benchmark.json", "benchmark.md", "benchmark.png"} <= {p.name for p in out.iterdir()}
     table = (out / "benchmark.md").read_text()
     assert table.count("\n") == 4 and "| diffmean |" in table and "1 @ layer 1" in table
+    assert table.strip() in res.output  # not a terminal: the Markdown table is printed whole, not squeezed
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.output

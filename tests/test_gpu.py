@@ -75,3 +75,21 @@ def test_deactivation_on_cuda_matches_cpu(family):
                 out[device] = loaded.model(**enc).logits.cpu()
         assert not torch.allclose(base, out[device], atol=1e-4), (family, device)  # the edit took effect
     assert torch.allclose(out["cpu"], out["cuda"], atol=1e-4), family
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "opt", "moe:qwen2_moe", "moe:mixtral"])
+def test_packed_rows_on_cuda_equal_each_condition_alone(family, dtype):
+    from test_packing import conditions, logits
+    from tiny_moe import tiny_moe_loaded
+
+    from langneurons.intervene import on_rows
+
+    loaded = tiny_moe_loaded(family[4:]) if family.startswith("moe:") else tiny_model(family)
+    loaded = _to_cuda(loaded, dtype)
+    one, two = conditions(loaded)
+    packed = logits(loaded, on_rows(one, 0, 1) + on_rows(two, 1, 4))
+    alone = torch.cat([logits(loaded, one)[:1], logits(loaded, two)[1:]])
+    # dense rows: bit for bit; MoE expert blocks change size with the other rows' routing (rounding only)
+    tol = 0.0 if not loaded.adapter.is_moe else (1e-5 if dtype == torch.float32 else 2e-2)
+    assert torch.allclose(packed.float(), alone.float(), rtol=0, atol=tol), family

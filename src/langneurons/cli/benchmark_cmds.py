@@ -71,7 +71,7 @@ def benchmark_cmd(
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples (200)."),
     full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 prompts, 50 lines, wider sweeps."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, splits and the random controls."),
-    batch_size: int = batch_size_option(),
+    batch_size: int = batch_size_option(16),
     max_length: int = typer.Option(256, "--max-length", help="Tokens per sequence (capped at the model's maximum)."),
     model: str = model_option(),
     revision: str | None = revision_option(),
@@ -127,14 +127,17 @@ def benchmark_cmd(
     result = benchmark(loaded, out, settings)
     (out / "benchmark.md").write_text(markdown_table(result), encoding="utf-8")
     (out / "benchmark.png").write_bytes(benchmark_figure(result))
-    rows = table_rows(result)
-    table = Table(title=escape(f"benchmark on {result['provenance']['model']} ({','.join(settings.languages)})"))
-    for header in rows[0]:
-        table.add_column(escape(header), justify="left" if header == "method" else "right")
-    for row in rows[1:]:
-        table.add_row(*(escape(c) for c in row))
     console = Console()
-    console.print(table)
+    rows = table_rows(result)
+    if console.is_terminal and console.width >= 40 + 10 * len(rows[0]):
+        table = Table(title=escape(f"benchmark on {result['provenance']['model']} ({','.join(settings.languages)})"))
+        for header in rows[0]:
+            table.add_column(escape(header), justify="left" if header == "method" else "right")
+        for row in rows[1:]:
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
+    else:  # a log file or a narrow terminal: the Markdown table reads better than a squeezed one
+        print(markdown_table(result))
     console.print(
         f"wrote {out}/benchmark.json, benchmark.md, benchmark.png ({result['provenance']['wall_seconds']:.0f} s)",
         highlight=False,

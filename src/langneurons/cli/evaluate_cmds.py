@@ -212,7 +212,7 @@ def steer_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of sampling and of the random controls."),
     controls: int = typer.Option(1, "--controls", help="Matched random control sets (0: none); R > 1 gives p-values."),
     no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
-    batch_size: int = batch_size_option(),
+    batch_size: int = batch_size_option(16),
     overwrite: bool = overwrite_option(),
     route: str | None = typer.Option(
         None, "--route", help="MoE routing steering added to every non-baseline generation, e.g. 'bias:*:5:2'."

@@ -69,7 +69,7 @@ def translate_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the random controls."),
-    batch_size: int = batch_size_option(4),
+    batch_size: int = batch_size_option(8),
     model: str = model_option(),
     revision: str | None = revision_option(),
     device: str = device_option(),

@@ -83,7 +83,7 @@ class BenchmarkSettings:
     shots: int = 3
     max_new_tokens: int = 24
     translate_max_new_tokens: int = 48
-    batch_size: int = 8
+    batch_size: int = 16
     max_length: int = 256
     bootstrap: int = 200
     seed: int = 0

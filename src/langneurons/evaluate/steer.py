@@ -19,6 +19,7 @@ import math
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ import torch
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.langid import identify_language, to_label
 from langneurons.evaluate.nll import encode_left, sequence_nll
+from langneurons.evaluate.packing import Group, run_packed
 from langneurons.evaluate.significance import summarise_effect, wilson
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
@@ -67,7 +69,7 @@ class SteerSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 16  # conditions share batches (evaluate/packing.py): larger batches, fewer passes
     # 0: no control; 1: the matched disjoint control (files before wrote true = 1); R >= 2: also R null
     # draws (`intervene.null_control`) for p-values (`significance`).
     controls: int = 1
@@ -144,17 +146,27 @@ def generate(
 ) -> list[dict[str, Any]]:
     """Continuations of ``prompts`` with ``interventions`` (and ``s.route``'s routing edit unless
     ``route`` is False, for the baseline) active (left-padded batches, KV cache)."""
+    return generate_packed(loaded, [(prompts, interventions)], s, route)[0]
+
+
+def generate_packed(
+    loaded: LoadedModel,
+    groups: Sequence[Group],
+    s: SteerSettings,
+    route: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """:func:`generate` for several (prompts, interventions) conditions, packed into shared batches."""
     tok = loaded.tokenizer
-    out: list[dict[str, Any]] = []
     eos = _stop_ids(loaded)
-    for i in range(0, len(prompts), s.batch_size):
-        chunk = prompts[i : i + s.batch_size]
+
+    def run(start: int, chunk: list[str], interventions: list) -> list[dict[str, Any]]:
         enc = encode_left(tok, chunk)
         prompt_len = enc["input_ids"].shape[1]
         kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, use_cache=True,
                                       pad_token_id=tok.pad_token_id)  # fmt: skip
         if s.do_sample:
-            torch.manual_seed(s.seed + i)
+            torch.manual_seed(s.seed + start)
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
@@ -169,6 +181,7 @@ def generate(
                 attention_mask=enc["attention_mask"].to(loaded.device),
                 **kwargs,
             ).cpu()
+        out = []
         for row, prompt in enumerate(chunk):
             new = seq[row, prompt_len:].tolist()
             stop = [j for j, t in enumerate(new) if t in eos]
@@ -176,7 +189,9 @@ def generate(
             prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()
             text = tok.decode(new, skip_special_tokens=True)
             out.append({"prompt": prompt, "ids": new, "prompt_ids": prompt_ids, "text": text})
-    return out
+        return out
+
+    return run_packed(groups, s.batch_size, run, on_batch)
 
 
 def _stop_ids(loaded: LoadedModel) -> set[int]:
@@ -193,18 +208,25 @@ def distinct_n(ids: list[int], n: int = 2) -> float | None:
     return len(set(grams)) / len(grams) if grams else None
 
 
-def continuation_ppl(loaded: LoadedModel, gens: list[dict[str, Any]]) -> list[float | None]:
-    """The unmodified model's perplexity of each continuation given its prompt (no intervention)."""
-    out: list[float | None] = []
-    for g in gens:
-        if not g["ids"]:
-            out.append(None)
-            continue
-        ids = torch.tensor([g["prompt_ids"] + g["ids"]])
+def continuation_ppl(loaded: LoadedModel, gens: list[dict[str, Any]], batch_size: int = 16) -> list[float | None]:
+    """The unmodified model's perplexity of each continuation given its prompt (no intervention);
+    right-padded batches, so no real token sees padding."""
+    out: list[float | None] = [None] * len(gens)
+    todo = [i for i, g in enumerate(gens) if g["ids"]]
+    pad = loaded.tokenizer.pad_token_id or 0
+    for k in range(0, len(todo), batch_size):
+        idx = todo[k : k + batch_size]
+        seqs = [gens[i]["prompt_ids"] + gens[i]["ids"] for i in idx]
+        ids = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
         predict = torch.zeros_like(ids, dtype=torch.bool)
-        predict[0, len(g["prompt_ids"]) :] = True
-        nll = float(sequence_nll(loaded, ids, torch.ones_like(ids), predict)[0])
-        out.append(math.exp(nll / len(g["ids"])))
+        for r, (i, seq) in enumerate(zip(idx, seqs, strict=True)):
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+            predict[r, len(gens[i]["prompt_ids"]) : len(seq)] = True
+        nll = sequence_nll(loaded, ids, mask, predict)
+        for r, i in enumerate(idx):
+            out[i] = math.exp(float(nll[r]) / len(gens[i]["ids"]))
     return out
 
 
@@ -333,12 +355,15 @@ def steer(
     bar = progress_bar(progress and world.is_main, "prompts")
     with bar:
         task = bar.add_task("baseline", total=len(mine) * len(prompts))
-        for i in mine:
-            run = passes[i]
-            if run is not None:
-                bar.update(task, description=f"{run[2]} → {run[0]} s={run[1]:g}")
-            done[i] = assess(loaded, generate(loaded, prompts, ivs_of.get(i, []), s, route=run is not None))
+        if 0 in mine:  # the baseline runs without the routing edit, so on its own
+            done[0] = assess(loaded, generate(loaded, prompts, [], s, route=False))
             bar.advance(task, len(prompts))
+        rest = [i for i in mine if passes[i] is not None]
+        bar.update(task, description=f"{len(rest)} steering conditions, packed")
+        packed = generate_packed(loaded, [(prompts, ivs_of[i]) for i in rest], s,
+                                 on_batch=lambda n: bar.advance(task, n))  # fmt: skip
+        assess(loaded, [g for gens in packed for g in gens])
+        done.update(zip(rest, packed, strict=True))
     gathered = gather_to_main(done, world)
     if gathered is None:
         return None

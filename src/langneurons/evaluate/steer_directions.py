@@ -15,7 +15,16 @@ from dataclasses import asdict
 from typing import Any
 
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.steer import STEER_FORMAT, SteerSettings, _public, assess, generate, judge, median
+from langneurons.evaluate.steer import (
+    STEER_FORMAT,
+    SteerSettings,
+    _public,
+    assess,
+    generate,
+    generate_packed,
+    judge,
+    median,
+)
 from langneurons.formats.directions import DirectionSet
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import add_direction, random_direction_control
@@ -41,24 +50,24 @@ def run_steering(
     if not prompts:
         raise LangneuronsError("no prompts")
     runs = [(t, k, c) for t in targets for k in keys for c in ((False, True) if s.controls else (False,))]
-    bar = progress_bar(progress, "generation passes")
-    results: dict[str, Any] = {}
+    bar = progress_bar(progress, "prompts")
     with bar:
-        task = bar.add_task("baseline", total=len(runs) + (baseline is None))
+        task = bar.add_task("baseline", total=len(prompts) * (len(runs) + (baseline is None)))
         if baseline is None:
-            baseline = assess(loaded, generate(loaded, prompts, [], s))
-            bar.advance(task)
-        base_median = median([g["ppl"] for g in baseline if g["ppl"] is not None])
-        for target, key, ctrl in runs:
-            kind = "random" if ctrl else "steered"
-            bar.update(task, description=f"{kind} → {target} {key}")
-            gens = assess(loaded, generate(loaded, prompts, build(target, key, ctrl), s))
-            entry = results.setdefault(target, {"baseline": judge(baseline, target, base_median, s), "strengths": {}})
-            entry["strengths"].setdefault(key, {})[kind] = {
-                **judge(gens, target, base_median, s),
-                "generations": _public(gens),
-            }
-            bar.advance(task)
+            baseline = assess(loaded, generate(loaded, prompts, [], s, route=False))
+            bar.advance(task, len(prompts))
+        bar.update(task, description=f"{len(runs)} steering conditions, packed")
+        packed = generate_packed(loaded, [(prompts, build(*run)) for run in runs], s,
+                                 on_batch=lambda n: bar.advance(task, n))  # fmt: skip
+    assess(loaded, [g for gens in packed for g in gens])
+    base_median = median([g["ppl"] for g in baseline if g["ppl"] is not None])
+    results: dict[str, Any] = {}
+    for (target, key, ctrl), gens in zip(runs, packed, strict=True):
+        entry = results.setdefault(target, {"baseline": judge(baseline, target, base_median, s), "strengths": {}})
+        entry["strengths"].setdefault(key, {})["random" if ctrl else "steered"] = {
+            **judge(gens, target, base_median, s),
+            "generations": _public(gens),
+        }
     return results, baseline
 
 

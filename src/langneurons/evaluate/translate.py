@@ -10,6 +10,7 @@ sentences (paired for the drop against no intervention).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.nll import encode_left
+from langneurons.evaluate.packing import Group, run_packed
 from langneurons.formats.provenance import now, software
 from langneurons.intervene import intervene
 from langneurons.models.loading import LoadedModel
@@ -42,7 +44,7 @@ class TranslateSettings:
     shots: int = 3
     max_shot_chars: int = 160  # shots are held-out lines no longer than this (short prompts)
     max_new_tokens: int = 64
-    batch_size: int = 4
+    batch_size: int = 8
     bootstrap: int = 1000
     seed: int = 0
 
@@ -132,12 +134,14 @@ class _StopAtNewline(StoppingCriteria):
         return torch.tensor(["\n" in t for t in texts], device=input_ids.device)
 
 
-def greedy_lines(loaded: LoadedModel, prompts: list[str], interventions: list, s: TranslateSettings) -> list[str]:
-    """Greedy continuations of ``prompts`` under ``interventions``, each cut at its first newline."""
+def greedy_packed(
+    loaded: LoadedModel, groups: Sequence[Group], s: TranslateSettings, on_batch: Callable[[int], None] | None = None
+) -> list[list[str]]:
+    """Greedy continuations, each cut at its first newline, of every (prompts, interventions) condition
+    (``[condition][prompt]``), the conditions packed into shared batches (evaluate/packing.py)."""
     tok = loaded.tokenizer
-    out: list[str] = []
-    for i in range(0, len(prompts), s.batch_size):
-        chunk = prompts[i : i + s.batch_size]
+
+    def run(_start: int, chunk: list[str], interventions: list) -> list[str]:
         enc = encode_left(tok, chunk)
         n = enc["input_ids"].shape[1]
         with intervene(loaded, interventions, prompt_length=n), torch.no_grad():
@@ -152,9 +156,9 @@ def greedy_lines(loaded: LoadedModel, prompts: list[str], interventions: list, s
                 pad_token_id=tok.pad_token_id,
                 stopping_criteria=StoppingCriteriaList([_StopAtNewline(tok, n)]),
             ).cpu()
-        for text in tok.batch_decode(seq[:, n:], skip_special_tokens=True):
-            out.append(text.split("\n", 1)[0].strip())
-    return out
+        return [text.split("\n", 1)[0].strip() for text in tok.batch_decode(seq[:, n:], skip_special_tokens=True)]
+
+    return run_packed(groups, s.batch_size, run, on_batch)
 
 
 def translate(
@@ -179,13 +183,13 @@ def translate(
     conds = {"none": [], **{k: v for k, v in conditions.items() if k != "none"}}
     runs = [(c, p) for c in conds for p in built if only is None or c not in only or p in only[c]]
     hyps: dict[str, dict[str, list[str]]] = {}
-    bar = progress_bar(progress, "translation passes")
+    bar = progress_bar(progress, "translations")
     with bar:
-        task = bar.add_task("translate", total=len(runs))
-        for cond, pair in runs:
-            bar.update(task, description=f"translate {pair} · {cond}")
-            hyps.setdefault(cond, {})[pair] = greedy_lines(loaded, built[pair][0], conds[cond], s)
-            bar.advance(task)
+        task = bar.add_task(f"translate: {len(runs)} pair × condition runs, packed", total=len(runs) * s.sentences)
+        lines = greedy_packed(loaded, [(built[pair][0], conds[cond]) for cond, pair in runs], s,
+                              on_batch=lambda n: bar.advance(task, n))  # fmt: skip
+    for (cond, pair), h in zip(runs, lines, strict=True):
+        hyps.setdefault(cond, {})[pair] = h
     scores: dict[str, dict[str, Any]] = {}
     for cond, by_pair in hyps.items():
         for pair, h in by_pair.items():

@@ -21,6 +21,7 @@ from langneurons.intervene.spec import (
     deactivate,
     force,
     language_mask,
+    on_rows,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "force",
     "intervene",
     "language_mask",
+    "on_rows",
     "null_control",
     "random_control",
     "random_mask",

@@ -17,7 +17,7 @@ with the same norm in the same layer(s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -36,10 +36,12 @@ class DirectionIntervention:
     positions: str = "all"
     label: str = ""
     centers: dict[int, torch.Tensor] | None = None  # ablate: project about these points (None: about 0)
+    rows: tuple[int, int] | None = None  # batch rows [start, stop) it applies to (None: every row)
 
     def __post_init__(self) -> None:
-        from langneurons.intervene.spec import POSITIONS
+        from langneurons.intervene.spec import POSITIONS, check_rows
 
+        check_rows(self.rows)
         if self.mode not in DIRECTION_MODES:
             raise LangneuronsError(f"unknown direction mode {self.mode!r}; choose {' or '.join(DIRECTION_MODES)}")
         if self.positions not in POSITIONS:
@@ -95,7 +97,7 @@ def random_direction_control(iv: DirectionIntervention, seed: int = 0) -> Direct
         v = iv.vectors[layer].double()
         r = torch.randn(v.shape, generator=gen, dtype=torch.float64)
         vectors[layer] = (r * (torch.linalg.vector_norm(v) / torch.linalg.vector_norm(r))).float()
-    return DirectionIntervention(vectors, iv.mode, iv.positions, f"random ({iv.label})", iv.centers)
+    return replace(iv, vectors=vectors, label=f"random ({iv.label})")
 
 
 def apply_direction(iv: DirectionIntervention, layer: int, hidden: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ one forward and each new token afterwards; the offset of a forward is read from 
 when p ≥ prompt_length. When ``prompt_length`` is not given, it is the length of the latest forward
 that started at position 0 (the prompt forward of a cached ``generate``). Batched prompts must be
 left-padded for "prompt"/"generated" to mean the same thing in every row (padding is prompt).
+An intervention with ``rows`` edits those batch rows only, so conditions can share a batch
+(evaluate/packing.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class _Edit:
     scale: torch.Tensor  # [n]
     shift: torch.Tensor  # [n]
     positions: str
+    batch_rows: tuple[int, int] | None = None
 
 
 @dataclass
@@ -74,6 +77,25 @@ class _Tracker:
             return keep.repeat(act.shape[0] // self.length).unsqueeze(-1)
         return keep.view(*([1] * (act.dim() - 2)), self.length, 1)
 
+    def row_mask(self, rows: tuple[int, int], act: torch.Tensor) -> torch.Tensor:
+        """Bool, broadcastable to ``act[..., :1]``: True on batch rows [start, stop)."""
+        if rows[1] > self.batch:
+            raise LangneuronsError(
+                f"an intervention is limited to batch rows {list(rows)} but the batch has {self.batch}"
+            )
+        b = torch.arange(self.batch, device=act.device)
+        keep = (b >= rows[0]) & (b < rows[1])
+        if act.dim() == 2:  # OPT flattens [B*T, F]
+            return keep.repeat_interleave(act.shape[0] // self.batch).unsqueeze(-1)
+        return keep.view(self.batch, *([1] * (act.dim() - 1)))
+
+    def where(self, positions: str, rows: tuple[int, int] | None, act: torch.Tensor) -> torch.Tensor | None:
+        """Where a position- or row-limited edit applies (None: everywhere)."""
+        mask = None if positions == "all" else self.position_mask(positions, act)
+        if rows is not None:
+            mask = self.row_mask(rows, act) if mask is None else mask & self.row_mask(rows, act)
+        return mask
+
 
 def _forward_shape(args: tuple, kwargs: dict) -> tuple[int, int, int]:
     ids = kwargs.get("input_ids")
@@ -112,6 +134,7 @@ def _compile(interventions: Sequence[Intervention], num_layers: int, size: int, 
                 iv.scale[layer, idx].to(device=device, dtype=dtype),
                 iv.shift[layer, idx].to(device=device, dtype=dtype),
                 iv.positions,
+                iv.rows,
             )
             plan.setdefault(iv.site, {}).setdefault(layer, []).append(edit)
     return plan
@@ -160,8 +183,9 @@ def intervene(
             for e in edits_by_layer[layer]:
                 old = out.index_select(-1, e.idx)
                 new = old * e.scale.to(old.dtype) + e.shift.to(old.dtype)
-                if e.positions != "all":
-                    new = torch.where(tracker.position_mask(e.positions, act), new, old)
+                where = tracker.where(e.positions, e.batch_rows, act)
+                if where is not None:
+                    new = torch.where(where, new, old)
                 out.index_copy_(-1, e.idx, new)
             return out
 
@@ -173,8 +197,9 @@ def intervene(
         for iv in directions:
             if layer in iv.vectors:
                 new = apply_direction(iv, layer, out)
-                if iv.positions != "all":
-                    new = torch.where(tracker.position_mask(iv.positions, out), new, out)
+                where = tracker.where(iv.positions, iv.rows, out)
+                if where is not None:
+                    new = torch.where(where, new, out)
                 if iv.mode == "ablate" and tracker.bos is not None:  # never the BOS token
                     new = torch.where(tracker.bos.unsqueeze(-1), out, new)
                 out = new
@@ -208,6 +233,21 @@ def _row_positions(tracker: _Tracker, positions: str, rows, n: int, device) -> t
     return pos < first_generating if positions == "prompt" else pos >= first_generating
 
 
+def _block_where(tracker: _Tracker, e: _Edit, rows, n: int, device) -> torch.Tensor | None:
+    """Bool [n]: the block's rows where a position- or batch-row-limited edit applies (None: all)."""
+    keep = None if e.positions == "all" else _row_positions(tracker, e.positions, rows, n, device)
+    if e.batch_rows is None:
+        return keep
+    if e.batch_rows[1] > tracker.batch:
+        raise LangneuronsError(
+            f"an intervention is limited to batch rows {list(e.batch_rows)} but the batch has {tracker.batch}"
+        )
+    tokens = torch.arange(n, device=device) if rows.tokens is None else rows.tokens
+    batch_row = tokens // tracker.length
+    in_rows = (batch_row >= e.batch_rows[0]) & (batch_row < e.batch_rows[1])
+    return in_rows if keep is None else keep & in_rows
+
+
 def _block_fn(site: str, edits_by_layer: dict[int, list[_Edit]], tracker: _Tracker):
     """The edits of each layer applied to a block: columns ``start + group·w + j`` of the rows it holds."""
 
@@ -226,8 +266,9 @@ def _block_fn(site: str, edits_by_layer: dict[int, list[_Edit]], tracker: _Track
             mask[g, j], a[g, j], b[g, j] = True, scale.to(x.dtype), shift.to(x.dtype)
             index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if rows.groups is None else rows.groups
             where = mask.index_select(0, index)
-            if e.positions != "all":
-                where = where & _row_positions(tracker, e.positions, rows, x.shape[0], x.device).unsqueeze(1)
+            limit = _block_where(tracker, e, rows, x.shape[0], x.device)
+            if limit is not None:
+                where = where & limit.unsqueeze(1)
             out = torch.where(where, out * a.index_select(0, index) + b.index_select(0, index), out)
         return out
 

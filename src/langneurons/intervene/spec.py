@@ -12,7 +12,8 @@ Every mode is the per-neuron affine map ``x ← a·x + b`` on the chosen (layer,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 
@@ -37,8 +38,10 @@ class Intervention:
     site: str = "act"
     positions: str = "all"
     label: str = ""
+    rows: tuple[int, int] | None = None  # batch rows [start, stop) it applies to (None: every row)
 
     def __post_init__(self) -> None:
+        check_rows(self.rows)
         if self.site not in SITES:
             raise LangneuronsError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
         if self.positions not in POSITIONS:
@@ -53,6 +56,20 @@ class Intervention:
     @property
     def n_neurons(self) -> int:
         return int(self.mask.sum())
+
+
+def check_rows(rows: tuple[int, int] | None) -> None:
+    if rows is not None and not 0 <= rows[0] < rows[1]:
+        raise LangneuronsError(f"intervention rows must be [start, stop) with 0 ≤ start < stop, got {rows}")
+
+
+T = TypeVar("T")
+
+
+def on_rows(interventions: list[T], start: int, stop: int) -> list[T]:
+    """The same interventions limited to batch rows [start, stop): several conditions then share one
+    batch (one generation pass), each row edited only by its own condition's interventions."""
+    return [replace(iv, rows=(start, stop)) for iv in interventions]  # type: ignore[type-var]
 
 
 def _check_mode(mode: str) -> None:
