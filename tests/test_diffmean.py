@@ -244,6 +244,12 @@ def test_steer_and_translate_cli_with_directions(tmp_path):
     for key in steered:  # every generated word is an aa word; the random direction's are bb words
         assert all(w in WORDS["aa"] for g in steered[key]["steered"]["generations"] for w in g["text"].split())
         assert all(w in WORDS["bb"] for g in steered[key]["random"]["generations"] for w in g["text"].split())
+    default = ["steer", "--model", model, "--directions", str(dm), "--from", "bb", "--to", "aa", "--prompts",
+               str(tmp_path / "prompts.txt"), "--max-new-tokens", "2", "--out", str(tmp_path / "d.json")]  # fmt: skip
+    assert runner.invoke(app, default).exit_code == 0
+    swept = json.loads((tmp_path / "d.json").read_text())["results"]["aa"]["strengths"]
+    # the default sweep: α ∈ {0.05, 0.1, 0.25} × the layers at ¼, ½, ¾ of the depth (0, 1, 1 of 2 layers)
+    assert set(swept) == {f"{a:g} @ layer {layer}" for a in (0.05, 0.1, 0.25) for layer in (0, 1)}
     both = ["steer", "--model", model, "--directions", str(dm), "--neurons", str(dm), "--to", "aa",
             "--out", str(tmp_path / "x.json")]  # fmt: skip
     res = runner.invoke(app, both)

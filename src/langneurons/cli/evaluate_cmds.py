@@ -176,7 +176,8 @@ def steer_cmd(
         None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
     ),
     layers: str | None = typer.Option(
-        None, "--layers", help="--directions: layer(s) to add the direction at; a comma list sweeps (default: middle)."
+        None, "--layers", help="--directions: layer(s) to add the direction at; a comma list sweeps "
+        "(default: 1/4, 1/2 and 3/4 of the depth).",
     ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
     out: Path | None = typer.Option(
@@ -198,7 +199,9 @@ def steer_cmd(
     mode: str = typer.Option(
         "replace", "--mode", help="replace | add | diffmean | force | none (deactivate only)."
     ),
-    strength: str = typer.Option("1", "--strength", help="Activation strength; a comma list sweeps."),
+    strength: str | None = typer.Option(
+        None, "--strength", help="Activation strength (1), or --directions' α (0.05,0.1,0.25); a comma list sweeps."
+    ),
     deactivate_source: bool = typer.Option(True, "--deactivate-source/--keep-source"),
     positions: str = typer.Option("all", "--positions", help="all | prompt | generated."),
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
@@ -273,7 +276,7 @@ def steer_cmd(
     if mode in ("replace", "add", "diffmean"):
         run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
     prompt_list = load_prompts(prompts, source or "en")
-    strengths = _floats(strength)
+    strengths = _floats(strength or "1")
     device, world = join_world(device, device_map)
     try:
         loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
@@ -311,7 +314,7 @@ def steer_cmd(
 
 
 def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
-                      model: str, revision: str | None, strength: str, positions: str, max_new_tokens: int,
+                      model: str, revision: str | None, strength: str | None, positions: str, max_new_tokens: int,
                       sample: bool, temperature: float, top_p: float, seed: int, controls: int, batch_size: int,
                       device: str, dtype: str, device_map: str | None,
                       trust_remote_code: bool) -> None:  # fmt: skip
@@ -319,7 +322,7 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
     from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluate.steer import SteerSettings
-    from langneurons.evaluate.steer_directions import steer_directions
+    from langneurons.evaluate.steer_directions import DIRECTION_STRENGTHS, default_layers, steer_directions
     from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
 
@@ -333,14 +336,15 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
     if (temperature != 1.0 or top_p != 1.0) and not sample:
         raise LangneuronsError("--temperature and --top-p apply with --sample only")
     try:
-        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else [ds.num_layers // 2]
+        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else default_layers(ds.num_layers)
     except ValueError:
         raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}") from None
     for layer in layer_list:
         ds.check_layer(layer)
     prompt_list = load_prompts(prompts, source or "en")
     loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
-    settings = SteerSettings(mode="add", strengths=_floats(strength), deactivate_source=False, positions=positions,
+    alphas = _floats(strength) if strength else list(DIRECTION_STRENGTHS)
+    settings = SteerSettings(mode="add", strengths=alphas, deactivate_source=False, positions=positions,
                              site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
                              top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
     result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,

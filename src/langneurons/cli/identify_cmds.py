@@ -234,7 +234,7 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
                f"and {out.with_suffix('.safetensors').name}"),
         highlight=False,
     )  # fmt: skip
-    next_hint(f"langneurons steer --directions {out}   (or: langneurons benchmark {run_dir})")
+    next_hint(f"langneurons steer --model MODEL --directions {out} --to LANG   (sweeps α × layer)")
 
 
 @app.command("show")

@@ -33,7 +33,13 @@ from langneurons.data.prompts import load_prompts
 from langneurons.errors import LangneuronsError
 from langneurons.evaluate.nll import text_nll
 from langneurons.evaluate.steer import SteerSettings, steering_interventions
-from langneurons.evaluate.steer_directions import direction_builder, direction_key, run_steering
+from langneurons.evaluate.steer_directions import (
+    DIRECTION_STRENGTHS,
+    default_layers,
+    direction_builder,
+    direction_key,
+    run_steering,
+)
 from langneurons.evaluate.translate import TranslateSettings, translate
 from langneurons.formats.atomic import read_json, write_json
 from langneurons.formats.directions import DirectionSet
@@ -75,9 +81,7 @@ class BenchmarkSettings:
     prompts: int = 8  # steering prompts: the first half is the dev split, the second the test split
     prompts_spec: str = "default"
     strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # neuron replace strengths
-    # α of α·r_l·d/‖d‖; r_l includes massive shared activations, so useful α are small (0.5 and 1 broke the
-    # embedded Gemma's fluency at every layer, 0.25 was the best of 0.25/0.5/1: docs/evaluation.md)
-    direction_strengths: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25])
+    direction_strengths: list[float] = field(default_factory=lambda: list(DIRECTION_STRENGTHS))
     direction_layers: list[int] | None = None  # None: layers at 1/4, 1/2 and 3/4 of the depth
     translate_sentences: int = 6
     shots: int = 3
@@ -299,9 +303,7 @@ def _steer_settings(s: BenchmarkSettings, strengths: list[float], controls: bool
 
 
 def _direction_layers(s: BenchmarkSettings, num_layers: int) -> list[int]:
-    if s.direction_layers is not None:
-        return list(s.direction_layers)
-    return sorted({num_layers // 4, num_layers // 2, (3 * num_layers) // 4})
+    return default_layers(num_layers) if s.direction_layers is None else list(s.direction_layers)
 
 
 def _grid(method: str, comp, s: BenchmarkSettings) -> dict[str, tuple[float, int | None]]:

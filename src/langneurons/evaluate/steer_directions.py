@@ -34,6 +34,15 @@ from langneurons.progress import progress_bar
 # (target, condition key, control?) -> interventions
 Builder = Callable[[str, str, bool], list]
 
+# α of α·r_l·d/‖d‖: r_l includes massive shared activations, so useful α are small (0.5 and 1 broke the
+# embedded Gemma's fluency at every layer, docs/evaluation.md)
+DIRECTION_STRENGTHS = (0.05, 0.1, 0.25)
+
+
+def default_layers(num_layers: int) -> list[int]:
+    """The layers a direction sweep tries by default: 1/4, 1/2 and 3/4 of the depth."""
+    return sorted({num_layers // 4, num_layers // 2, (3 * num_layers) // 4})
+
 
 def run_steering(
     loaded: LoadedModel,
