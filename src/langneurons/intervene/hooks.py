@@ -79,10 +79,6 @@ class _Tracker:
 
     def row_mask(self, rows: tuple[int, int], act: torch.Tensor) -> torch.Tensor:
         """Bool, broadcastable to ``act[..., :1]``: True on batch rows [start, stop)."""
-        if rows[1] > self.batch:
-            raise LangneuronsError(
-                f"an intervention is limited to batch rows {list(rows)} but the batch has {self.batch}"
-            )
         b = torch.arange(self.batch, device=act.device)
         keep = (b >= rows[0]) & (b < rows[1])
         if act.dim() == 2:  # OPT flattens [B*T, F]
@@ -92,9 +88,10 @@ class _Tracker:
     def where(self, positions: str, rows: tuple[int, int] | None, act: torch.Tensor) -> torch.Tensor | None:
         """Where a position- or row-limited edit applies (None: everywhere)."""
         mask = None if positions == "all" else self.position_mask(positions, act)
-        if rows is not None:
-            mask = self.row_mask(rows, act) if mask is None else mask & self.row_mask(rows, act)
-        return mask
+        if rows is None:
+            return mask
+        in_rows = self.row_mask(rows, act)
+        return in_rows if mask is None else mask & in_rows
 
 
 def _forward_shape(args: tuple, kwargs: dict) -> tuple[int, int, int]:
@@ -164,12 +161,18 @@ def intervene(
         if not 0 <= layer < adapter.num_layers:
             raise LangneuronsError(f"direction intervention at layer {layer}, but the model has {adapter.num_layers}")
     tracker = _Tracker(prompt_length, auto=prompt_length is None)
+    row_limits = [iv.rows for iv in [*interventions, *directions] if iv.rows is not None]
+    rows_needed = max((stop for _, stop in row_limits), default=0)
 
     # ablations leave BOS alone (directions.py): they need the forward's BOS positions
     bos_id = getattr(loaded.tokenizer, "bos_token_id", None) if any(iv.mode == "ablate" for iv in directions) else None
 
     def pre(_module, args, kwargs):
         tracker.batch, tracker.length, tracker.offset = _forward_shape(args, kwargs)
+        if rows_needed > tracker.batch:  # checked once per forward, not in every hook
+            raise LangneuronsError(
+                f"an intervention is limited to batch rows up to {rows_needed} but the batch has {tracker.batch}"
+            )
         ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
         tracker.bos = None if ids is None or bos_id is None else ids == bos_id
         tracker.forwards += 1
@@ -238,10 +241,6 @@ def _block_where(tracker: _Tracker, e: _Edit, rows, n: int, device) -> torch.Ten
     keep = None if e.positions == "all" else _row_positions(tracker, e.positions, rows, n, device)
     if e.batch_rows is None:
         return keep
-    if e.batch_rows[1] > tracker.batch:
-        raise LangneuronsError(
-            f"an intervention is limited to batch rows {list(e.batch_rows)} but the batch has {tracker.batch}"
-        )
     tokens = torch.arange(n, device=device) if rows.tokens is None else rows.tokens
     batch_row = tokens // tracker.length
     in_rows = (batch_row >= e.batch_rows[0]) & (batch_row < e.batch_rows[1])
