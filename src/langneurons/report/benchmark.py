@@ -42,16 +42,19 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
         width = 0.8 / len(series)
         for i, (label, key, offset) in enumerate(series):
             values = [np.nan if r.get(key) is None else r[key] + offset for r in rows]
-            ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, color=colours[i])
+            bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, color=colours[i])
+            if not log:  # a zero bar is invisible: say it is a measured 0, not a missing value
+                ax.bar_label(bars, labels=["0" if v == 0 else "" for v in values], fontsize=6, color=colours[i])
         if log:
             ax.set_yscale("log")
             ax.axhline(1.0, color="black", lw=0.6)
         else:
             ax.axhline(0.0, color="black", lw=0.6)
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # headroom: the legend sits above the bars, not on them
         ax.set_xticks(x, methods, rotation=20)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left" if log else "upper center", ncol=1 if log else 2)
     model = result.get("provenance", {}).get("model", "")
     fig.suptitle(f"benchmark: {model}, languages {','.join(result['languages'])}", fontsize=11)
     fig.tight_layout()
