@@ -251,9 +251,7 @@ def neuron_set(num_layers=3, size=48):
             sorted(torch.randperm(size, generator=gen)[: 2 + layer].tolist()) for layer in range(num_layers)
         ]
     extra = [[0, 1]] * num_layers
-    selected = [
-        sorted(set(neurons["aa"][i]) | set(neurons["bb"][i]) | set(extra[i])) for i in range(num_layers)
-    ]
+    selected = [sorted(set(neurons["aa"][i]) | set(neurons["bb"][i]) | set(extra[i])) for i in range(num_layers)]
     return NeuronSet(["aa", "bb"], num_layers, size, neurons, selected, "test", site="act", model="m")
 
 
@@ -288,3 +286,28 @@ def test_planted_neuron_zeroing_changes_only_through_it():
     for h in handles:
         h.remove()
     assert bool((seen[0][1][:, 0] == 0).all())
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "opt"])
+@pytest.mark.parametrize("positions", ["prompt", "generated"])
+def test_position_limited_edits_follow_every_decoding_step_of_generate(family, positions):
+    """With a KV cache each decoding step is a forward of length 1 at offset > 0 (transformers passes the
+    cache as ``cache`` or ``past_key_values``): 'generated' edits every step, 'prompt' none of them."""
+    loaded = tiny_model(family)
+    mask = torch.zeros(loaded.adapter.num_layers, loaded.adapter.intermediate_size, dtype=torch.bool)
+    mask[0, :4] = True
+    enc = loaded.tokenizer(["a1 a2 a3"], return_tensors="pt")
+    seen: list[tuple[int, bool]] = []  # (forward length, masked neurons forced at its last position)
+
+    def look(_layer: int, x: torch.Tensor) -> None:
+        rows = x.reshape(-1, x.shape[-1])  # OPT's activations are already [B·T, F]
+        seen.append((rows.shape[0], bool((rows[-1, :4] == 7.0).all())))
+
+    with intervene(loaded, force(mask, 7.0, positions=positions), prompt_length=enc["input_ids"].shape[1]):
+        handles = loaded.adapter.hook("act", look, layers=[0])  # runs after the edit's own hook
+        with torch.no_grad():
+            loaded.model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        for h in handles:
+            h.remove()
+    assert [n for n, _ in seen] == [enc["input_ids"].shape[1], 1, 1, 1]
+    assert [zeroed for _, zeroed in seen] == ([True] * 4 if positions == "generated" else [False] * 4)

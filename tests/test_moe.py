@@ -7,12 +7,13 @@ own eager experts, their own routers and weight surgery.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from test_record import AA, BB, corpus, settings
-from tiny import WORDS, word_tokenizer
+from tiny import VOCAB, WORDS, V, integer_pattern, word_tokenizer
 from tiny_moe import MOE_FAMILIES, planted_moe, tiny_moe, tiny_moe_loaded
 
 from langneurons.errors import LangneuronsError
@@ -183,12 +184,33 @@ def test_rerouting_unchanged_logits_reproduces_the_router(family):
 
 
 def _planted_with_outputs():
+    """The planted MoE whose last layer's experts write (integer-valued weights: the same on every CPU)."""
     loaded = planted_moe(ROUTES, GROUPS)
-    torch.manual_seed(0)
     with torch.no_grad():  # only the last layer writes: every router still sees a one-hot (x ≥ 0)
         experts = loaded.model.model.layers[-1].mlp.experts
-        experts.down_proj.copy_(torch.randn_like(experts.down_proj))
+        experts.down_proj.copy_(integer_pattern(experts.down_proj.shape, seed=2))
     return loaded
+
+
+def test_planted_fixtures_have_the_values_the_tests_assume():
+    """The routing margins and output weights the MoE tests rely on, checked on this machine's arithmetic:
+    a CPU whose random stream or float rounding differs fails here, naming the value, not in a far test."""
+    loaded = _planted_with_outputs()
+    layer = loaded.model.model.layers[0]
+    x = torch.eye(V) * V**0.5  # what each router sees: the RMS-normalised one-hot of the current token
+    logits = x @ layer.mlp.gate.weight.T
+    for w in VOCAB[4:]:  # each word's two planted experts lead the others by 10·√V, and no more
+        row = logits[VOCAB.index(w)].sort(descending=True).values
+        assert float(row[1] - row[2]) == pytest.approx(10 * V**0.5, rel=1e-6), w
+    assert 10 * V**0.5 < 100  # so "bias:*:E:100" moves every word whose experts exclude E
+    gen = torch.Generator().manual_seed(2)  # integer draws are the same on every CPU
+    want = torch.randint(-4, 5, tuple(loaded.model.model.layers[-1].mlp.experts.down_proj.shape), generator=gen)
+    assert torch.equal(loaded.model.model.layers[-1].mlp.experts.down_proj * 4, want.float())
+    # greedy steps of the steering test below: the top token leads the next by far more than rounding
+    enc = loaded.tokenizer(["a1 a2", "a3 s1 a4"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        top = loaded.model(**enc).logits[:, -1].sort(dim=-1, descending=True).values
+    assert bool(((top[:, 0] - top[:, 1]) > 1e-2).all()), top[:, :2]
 
 
 def test_masking_an_expert_equals_editing_the_router_weights():
@@ -359,6 +381,15 @@ def test_ppl_route_row_and_expert_neuron_rows(tmp_path):
     s = PPLSettings(site="act", controls=False, batch_size=2, max_length=32, route="mask:*:0,mask:*:1")
     result = ppl_matrix(loaded, ns, corpus(), s, progress=False)
     assert result["interventions"] == ["none", "route", "neurons:aa", "neurons:bb"]
+    # every aa and shared word is routed to expert 0 or 1: the mask moves them all; bb words keep {2, 3}
+    # (BOS has an all-zero router row: its tie may or may not move; padding is not counted)
+    for lang, texts in (("aa", AA), ("bb", BB)):
+        words = [w for t in texts for w in t.split()]
+        moving = sum(w not in B for w in words)
+        effect = result["routing"][lang]
+        assert effect["routing_decisions"] == 2 * (len(words) + len(texts))  # 2 MoE layers, + BOS
+        moved = round(effect["routing_changed"] * effect["routing_decisions"]) / 2  # per layer
+        assert moving <= moved <= moving + len(texts)
     # masking aa's two experts moves aa's perplexity far more than bb's (only its shared words use them)
     delta = result["delta_relative"]["route"]
     assert abs(delta["aa"]) > 3 * abs(delta["bb"]) > 0
@@ -367,14 +398,41 @@ def test_ppl_route_row_and_expert_neuron_rows(tmp_path):
 
 def test_steering_generation_with_routing_edits():
     from langneurons.evaluate.steer import SteerSettings, generate
+    from langneurons.intervene.routing import routing_summary
 
     loaded = _planted_with_outputs()
-    s = SteerSettings(max_new_tokens=4, batch_size=2, route="bias:*:2:30,bias:*:3:30", route_positions="generated")
     prompts = ["a1 a2", "a3 s1 a4"]
+    # +100 beats the planted lead of 10·√V ≈ 53: at the generated positions every token whose planted
+    # experts are not {2, 3} (every word but the bb words) is re-routed to {2, 3}, by construction
+    s = SteerSettings(max_new_tokens=4, batch_size=2, route="bias:*:2:100,bias:*:3:100", route_positions="generated")
     base = generate(loaded, prompts, [], s, route=False)
     steered = generate(loaded, prompts, [], s)
     assert [g["prompt_ids"] for g in base] == [g["prompt_ids"] for g in steered]
-    assert [g["ids"] for g in base] != [g["ids"] for g in steered]
+    for g in steered:  # every decoding step of both MoE layers is counted, the prompt's own positions not
+        assert g["routing_decisions"] == 2 * s.max_new_tokens
+        fed = [g["prompt_ids"][-1], *g["ids"][:-1]]  # the tokens whose outputs are the new tokens
+        words = [VOCAB[t] for t in fed if t >= 4]  # special tokens have all-zero router rows (ties)
+        must_move = 2 * sum(w not in B for w in words)
+        assert must_move <= g["routing_moved"] <= must_move + 2 * (len(fed) - len(words))
+    summary = routing_summary(steered)
+    assert summary["routing_changed"] == pytest.approx(sum(g["routing_moved"] for g in steered) / 16)
+    assert summary["routing_changed"] >= 2 / 16  # the first step's aa words move in both layers at least
+    assert summary["router_logit_range"][1] == pytest.approx(10 * V**0.5, rel=1e-5)
+    assert [g["ids"] for g in base] != [g["ids"] for g in steered]  # experts 2, 3 write other columns
+
+
+def test_a_routing_bias_too_small_to_move_any_expert_is_reported():
+    from langneurons.evaluate.steer import SteerSettings, generate
+    from langneurons.intervene.routing import routing_summary, routing_warning
+
+    loaded = _planted_with_outputs()
+    s = SteerSettings(max_new_tokens=3, batch_size=2, route="bias:*:2:30,bias:*:3:30")  # 30 < the lead of 53
+    steered = generate(loaded, ["a1 a2", "a3 s1 a4"], [], s)
+    summary = routing_summary(steered)
+    assert summary["routing_changed"] == 0.0 and summary["routing_decisions"] > 0
+    message = routing_warning(summary)
+    assert message is not None and "changed no expert choice" in message and "52.9" in message
+    assert routing_warning({**summary, "routing_changed": 0.25}) is None
 
 
 def test_pooled_sentence_vectors_of_expert_neurons_equal_the_planted_means():
@@ -422,3 +480,31 @@ def test_expert_neuron_edits_follow_positions_and_stay_selected_during_generate(
     assert loaded.model.config._experts_implementation == "langneurons"
     # prompt forward: 4 tokens × top-2 rows per layer; then one token × top-2 per decoding step
     assert rows == [8, 8] + [2, 2] * 2
+
+
+def test_ppl_warns_when_a_routing_bias_moves_no_expert(tmp_path):
+    from typer.testing import CliRunner
+
+    from langneurons.cli import app
+
+    loaded = _planted_with_outputs()
+    folder = tmp_path / "model"
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "aa.txt").write_text("\n".join(AA) + "\n")
+    (text / "bb.txt").write_text("\n".join(BB) + "\n")
+    from langneurons.models.loading import load_model
+
+    stats = record(load_model(str(folder), device="cpu"), corpus(), tmp_path / "run", settings(), progress=False)
+    identify(stats, "lape", top_rate=4 / 64, filter_rate=0.5, bar_ratio=0.5).save(tmp_path / "set.json")
+    args = ["ppl", "--model", str(folder), "--neurons", str(tmp_path / "set.json"), "--corpus", str(text),
+            "--no-controls", "--device", "cpu", "--batch-size", "2"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--route", "bias:*:2:1", "-o", str(tmp_path / "small.json")])
+    assert res.exit_code == 0, res.output
+    assert "changed no expert choice" in res.output and "52.9" in res.output  # the router's logit range
+    small = json.loads((tmp_path / "small.json").read_text())["routing"]
+    assert all(small[lang]["routing_changed"] == 0.0 for lang in ("aa", "bb"))
+    res = CliRunner().invoke(app, [*args, "--route", "mask:*:0", "-o", str(tmp_path / "mask.json")])
+    assert res.exit_code == 0 and "changed no expert choice" not in res.output, res.output

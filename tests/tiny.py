@@ -97,7 +97,17 @@ def planted_model(groups: dict[int, set[str]], num_layers: int = 2) -> LoadedMod
             for j, words in groups.items():
                 gate[j, [VOCAB.index(w) for w in words]] = 1.0
             layer.mlp.gate_proj.weight.copy_(gate)
+            layer.mlp.up_proj.weight.fill_(0.5)  # up: any positive value (down_in fires where act does)
+        model.lm_head.weight.copy_(integer_pattern(model.lm_head.weight.shape, seed=1))
     return wrap_model(model, word_tokenizer(), "planted-llama")
+
+
+def integer_pattern(shape: tuple[int, ...] | torch.Size, seed: int = 0, low: int = -4, high: int = 4) -> torch.Tensor:
+    """Weights in {low/4, …, high/4}, drawn as integers: the same values on every CPU (unlike ``randn``,
+    whose vectorised kernels and float rounding may differ between processors) for planted fixtures
+    whose assertions depend on the values."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high + 1, tuple(shape), generator=gen).to(torch.float32) / 4
 
 
 def steerable_model() -> LoadedModel:

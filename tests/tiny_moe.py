@@ -7,7 +7,7 @@ has one, and a dense first layer where the family allows it.
 from __future__ import annotations
 
 import torch
-from tiny import COMMON, VOCAB, V, word_tokenizer
+from tiny import COMMON, VOCAB, V, integer_pattern, word_tokenizer
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from langneurons.models.loading import LoadedModel, wrap_model
@@ -105,4 +105,5 @@ def planted_moe(routes: dict[int, set[str]], groups: dict[tuple[int, int], set[s
             gate_up[:, size:] = 0.5  # up: any non-zero value
             layer.mlp.experts.gate_up_proj.copy_(gate_up)
             layer.mlp.experts.down_proj.zero_()
+        model.lm_head.weight.copy_(integer_pattern(model.lm_head.weight.shape, seed=1))
     return wrap_model(model, word_tokenizer(), "planted-moe")

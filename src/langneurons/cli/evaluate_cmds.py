@@ -87,7 +87,7 @@ def ppl_cmd(
     from langneurons.evaluate.ppl import PPLSettings, identification_text_warning, ppl_matrix
     from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
-    from langneurons.intervene.routing import parse_route
+    from langneurons.intervene.routing import parse_route, routing_warning
     from langneurons.record.distributed import shutdown
 
     out = out or default_out(neurons, "ppl")
@@ -117,6 +117,9 @@ def ppl_cmd(
         return
     write_json(out, result)
     say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    for lang, effect in (result.get("routing") or {}).items():
+        if (message := routing_warning(effect)) is not None:
+            warn(f"{lang}: {message}")
     for lang, row in result["summary"].items():
         say(
             f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
@@ -176,16 +179,16 @@ def steer_cmd(
         None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
     ),
     layers: str | None = typer.Option(
-        None, "--layers", help="--directions: layer(s) to add the direction at; a comma list sweeps "
+        None,
+        "--layers",
+        help="--directions: layer(s) to add the direction at; a comma list sweeps "
         "(default: 1/4, 1/2 and 3/4 of the depth).",
     ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Result JSON to write (default: steer-<set>.json next to the set)."
     ),
-    source: str | None = typer.Option(
-        "en", "--from", help="Language of the prompts (its neurons are deactivated)."
-    ),
+    source: str | None = typer.Option("en", "--from", help="Language of the prompts (its neurons are deactivated)."),
     prompts: str = typer.Option("default", "--prompts", help="Text file, one prompt per line, or 'default'."),
     model: str = model_option(),
     revision: str | None = revision_option(),
@@ -196,9 +199,7 @@ def steer_cmd(
     stats: Path | None = typer.Option(
         None, "--stats", help="Run folder with mean activations (default: the run the set came from)."
     ),
-    mode: str = typer.Option(
-        "replace", "--mode", help="replace | add | diffmean | force | none (deactivate only)."
-    ),
+    mode: str = typer.Option("replace", "--mode", help="replace | add | diffmean | force | none (deactivate only)."),
     strength: str | None = typer.Option(
         None, "--strength", help="Activation strength (1), or --directions' α (0.05,0.1,0.25); a comma list sweeps."
     ),
@@ -207,9 +208,7 @@ def steer_cmd(
     site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
     any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Tokens generated per prompt."),
-    sample: bool = typer.Option(
-        False, "--sample/--greedy", help="Sample (seeded) instead of greedy decoding."
-    ),
+    sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (seeded) instead of greedy decoding."),
     temperature: float = typer.Option(1.0, "--temperature", help="With --sample."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --sample."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling and of the random controls."),
@@ -233,7 +232,7 @@ def steer_cmd(
     from langneurons.evaluate.steer import SteerSettings, steer
     from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
-    from langneurons.intervene.routing import parse_route
+    from langneurons.intervene.routing import parse_route, routing_warning
     from langneurons.record.distributed import shutdown
 
     if (neurons is None) == (directions is None):
@@ -293,6 +292,8 @@ def steer_cmd(
         return
     write_json(out, result)
     say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    if (message := routing_warning(result.get("routing") or {})) is not None:
+        warn(message)
     for target, entry in result["results"].items():
         for st, row in entry["strengths"].items():
             rnd = row.get("random", {}).get("success")

@@ -51,10 +51,7 @@ class PPLSettings:
 def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Intervention | None]]:
     langs = s.languages or neurons.languages
     rows: list[tuple[str, Intervention | None]] = [("none", None)]
-    rows += [
-        (f"neurons:{lang}", deactivate(neurons.mask(lang), s.strength, site=site, label=lang))
-        for lang in langs
-    ]
+    rows += [(f"neurons:{lang}", deactivate(neurons.mask(lang), s.strength, site=site, label=lang)) for lang in langs]
     if s.controls:
         rows += [
             (
@@ -99,6 +96,7 @@ def ppl_matrix(
     cells = [(name, lang, iv) for name, iv in rows for lang in corpus.languages] + extra
     mine = [cells[i] for i in share(len(cells), world)]
     done: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}  # per-sentence NLL and tokens
+    effects: dict[str, dict[str, Any]] = {}  # the routing edit's effect per language (routing_changed)
     bar = progress_bar(progress and world.is_main, "sentences")
     with bar:
         total_sentences = sum(len(corpus.items[lang]) for _, lang, _ in mine)
@@ -112,12 +110,15 @@ def ppl_matrix(
         for name, lang, iv in mine:
             bar.update(task, description=f"ppl {name} on {lang}")
             routing = steer_routing(loaded, route) if name == "route" else nullcontext()
-            with intervene(loaded, [] if iv is None else [iv]), routing:
+            with intervene(loaded, [] if iv is None else [iv]), routing as effect:
                 done[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
-    gathered = gather_to_main(done, world)  # per-sentence NLLs too: rank 0 computes the p-values
+            if effect is not None:
+                effects[lang] = effect.summary()
+    gathered = gather_to_main((done, effects), world)  # per-sentence NLLs too: rank 0 computes the p-values
     if gathered is None:
         return None
-    per_text: dict[tuple[str, str], tuple] = {key: value for part in gathered for key, value in part.items()}
+    per_text: dict[tuple[str, str], tuple] = {key: value for part, _ in gathered for key, value in part.items()}
+    routing_effects = {lang: eff for _, part in gathered for lang, eff in part.items()}
     nll: dict[str, dict[str, float]] = {name: {} for name, _ in rows}
     tokens: dict[str, int] = {}
     for name, _ in rows:
@@ -137,6 +138,7 @@ def ppl_matrix(
         "summary": summarise(ppl, s.languages or neurons.languages, corpus.languages),
         "tokens": tokens,
         "neuron_counts": {r: iv.n_neurons for r, iv in rows if iv is not None},
+        **({"routing": {lang: routing_effects[lang] for lang in corpus.languages}} if route else {}),
         "provenance": {
             **loaded.describe(),
             "site": site,
@@ -226,9 +228,7 @@ def _geomean_delta(deltas: list[float]) -> float | None:
     return math.exp(sum(math.log1p(d) for d in deltas) / len(deltas)) - 1.0
 
 
-def summarise(
-    ppl: dict[str, dict[str, float]], set_langs: list[str], eval_langs: list[str]
-) -> dict[str, Any]:
+def summarise(ppl: dict[str, dict[str, float]], set_langs: list[str], eval_langs: list[str]) -> dict[str, Any]:
     """Per language: relative ΔPPL on itself, on the others and its random control's on itself.
 
     On the others: the arithmetic mean of ΔPPL (dominated by one large cell), the median and the

@@ -45,7 +45,7 @@ from langneurons.intervene import (
     null_control,
     random_control,
 )
-from langneurons.intervene.routing import parse_route, steer_routing
+from langneurons.intervene.routing import parse_route, routing_summary, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.record.distributed import World, gather_to_main, share
@@ -175,7 +175,7 @@ def generate_packed(
             if s.route and route
             else nullcontext()
         )
-        with intervene(loaded, interventions, prompt_length=prompt_len), routing, torch.no_grad():
+        with intervene(loaded, interventions, prompt_length=prompt_len), routing as effect, torch.no_grad():
             seq = loaded.model.generate(
                 input_ids=enc["input_ids"].to(loaded.device),
                 attention_mask=enc["attention_mask"].to(loaded.device),
@@ -189,6 +189,9 @@ def generate_packed(
             prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()
             text = tok.decode(new, skip_special_tokens=True)
             out.append({"prompt": prompt, "ids": new, "prompt_ids": prompt_ids, "text": text})
+            if effect is not None and row < len(effect.total):  # this row's routing decisions the edit changed
+                out[-1].update(routing_moved=int(effect.changed[row]), routing_decisions=int(effect.total[row]),
+                               router_logit_range=effect.summary()["router_logit_range"])  # fmt: skip
         return out
 
     return run_packed(groups, s.batch_size, run, on_batch)
@@ -282,6 +285,11 @@ def judge(
         "distinct_2": sum(dist) / len(dist) if dist else None,
         "continuation_ppl_median": median(finite),
         "empty": sum(not g["ids"] for g in gens),
+        **(
+            {"routing_changed": routing_summary(gens)["routing_changed"]}
+            if any("routing_decisions" in g for g in gens)
+            else {}
+        ),  # fmt: skip
     }
 
 
@@ -345,8 +353,9 @@ def steer(
         return int(kind[5:]) if kind.startswith("null#") else None
 
     ivs_of = {
-        i: steering_interventions(neurons, stats, source, run[0], run[1], s, site,
-                                  control=run[2] == "random", draw=draw_of(run[2]))  # fmt: skip
+        i: steering_interventions(
+            neurons, stats, source, run[0], run[1], s, site, control=run[2] == "random", draw=draw_of(run[2])
+        )  # fmt: skip
         for i, run in enumerate(passes)
         if run is not None
     }  # built on every rank first: a bad setting fails everywhere alike, before any generation
@@ -386,6 +395,7 @@ def steer(
         "source": source,
         "targets": targets,
         "results": results,
+        **({"routing": routing_summary([g for i in every if i for g in every[i]])} if s.route else {}),
         "baseline_generations": _public(base),
         "provenance": {
             **loaded.describe(),

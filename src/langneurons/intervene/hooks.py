@@ -67,9 +67,7 @@ class _Tracker:
     def position_mask(self, positions: str, act: torch.Tensor) -> torch.Tensor:
         """Bool, broadcastable to ``act[..., :1]``: True where the edit applies."""
         if self.prompt_length is None:
-            raise LangneuronsError(
-                "positions 'prompt'/'generated' need a prompt length (or a cached generate)"
-            )
+            raise LangneuronsError("positions 'prompt'/'generated' need a prompt length (or a cached generate)")
         pos = torch.arange(self.offset, self.offset + self.length, device=act.device)
         first_generating = self.prompt_length - 1  # its output is the first new token
         keep = pos < first_generating if positions == "prompt" else pos >= first_generating
@@ -105,7 +103,7 @@ def _forward_shape(args: tuple, kwargs: dict) -> tuple[int, int, int]:
     batch, length = int(ids.shape[0]), int(ids.shape[1])
     offset = 0
     cache_position = kwargs.get("cache_position")
-    past = kwargs.get("past_key_values")
+    past = kwargs.get("past_key_values", kwargs.get("cache"))  # newer transformers name it ``cache``
     if isinstance(cache_position, torch.Tensor) and cache_position.numel():
         offset = int(cache_position.reshape(-1)[0])
     elif past is not None and hasattr(past, "get_seq_length"):

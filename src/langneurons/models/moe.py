@@ -33,6 +33,8 @@ MIN_TRANSFORMERS = "5.0"
 RouterFn = Callable[[int, torch.Tensor, torch.Tensor], None]
 # fn(layer, logits [N, E]) -> (bias [N, E] or None, masked [N, E] bool or None): a routing edit.
 RouteEditFn = Callable[[int, torch.Tensor], tuple[torch.Tensor | None, torch.Tensor | None]]
+# (layer, router logits before the edit, expert choice before [N, k], expert choice after [N, k])
+RouteObserveFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 def _interface():
@@ -412,8 +414,11 @@ class MoeAdapter(Adapter):
             handles.append(self._router(i).register_forward_hook(hook))
         return handles
 
-    def edit_routing(self, fn: RouteEditFn, layers: list[int] | None = None) -> list:
-        """Re-route each MoE layer from its logits edited by ``fn`` (added bias, masked experts never chosen)."""
+    def edit_routing(
+        self, fn: RouteEditFn, layers: list[int] | None = None, observe: RouteObserveFn | None = None
+    ) -> list:
+        """Re-route each MoE layer from its logits edited by ``fn`` (added bias, masked experts never chosen);
+        ``observe`` sees each layer's logits and its expert choice before and after the edit."""
         handles = []
         for i in self.moe_layers if layers is None else layers:
 
@@ -426,6 +431,8 @@ class MoeAdapter(Adapter):
                 if masked is not None:
                     edited = edited.masked_fill(masked, float("-inf"))
                 scores, index = type(self).route(module, edited)
+                if observe is not None:
+                    observe(layer, logits, output[2], index)
                 return (edited, scores, index, *output[3:])
 
             handles.append(self._router(i).register_forward_hook(hook))
