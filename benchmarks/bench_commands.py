@@ -29,12 +29,12 @@ from common import write_result  # noqa: E402
 
 from langneurons.data import load_corpus  # noqa: E402
 from langneurons.data.prompts import load_prompts  # noqa: E402
-from langneurons.evaluate.nll import text_nll  # noqa: E402
-from langneurons.evaluate.steer import SteerSettings, generate  # noqa: E402
+from langneurons.evaluation.nll import text_nll  # noqa: E402
+from langneurons.evaluation.steer import SteerSettings, generate  # noqa: E402
 from langneurons.models.loading import load_model  # noqa: E402
-from langneurons.record.counter import Counter  # noqa: E402
-from langneurons.record.plan import encode, plan_units, unit_batches  # noqa: E402
-from langneurons.record.pooled import record_pooled  # noqa: E402
+from langneurons.recording.counter import Counter  # noqa: E402
+from langneurons.recording.plan import encode, plan_units, unit_batches  # noqa: E402
+from langneurons.recording.pooled import record_pooled  # noqa: E402
 
 
 def main() -> None:

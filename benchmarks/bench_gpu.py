@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import LLAMA_7B, counting_runner, interleaved, llama_from_config, token_batches, write_result  # noqa: E402
 
-from langneurons.record.counter import batch_statistics, compiled_statistics  # noqa: E402
+from langneurons.recording.counter import batch_statistics, compiled_statistics  # noqa: E402
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from langneurons.formats.stats import Stats
-from langneurons.identify import identify
+from langneurons.identification import identify
 
 
 def synthetic_stats(layers: int, neurons: int, languages: int, seed: int = 0) -> Stats:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 def child(model_dir: str, corpus_dir: str, out: str) -> None:
     from langneurons.data import load_corpus
     from langneurons.models.loading import load_model
-    from langneurons.record import RecordSettings, record
+    from langneurons.recording import RecordSettings, record
 
     start = time.time()
     loaded = load_model(model_dir, device="cpu")

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import _DummyTokenizer, counting_runner, interleaved, token_batches, write_result  # noqa: E402
 
-from langneurons.record.counter import batch_statistics  # noqa: E402
+from langneurons.recording.counter import batch_statistics  # noqa: E402
 
 # A Qwen3-MoE shape scaled to a shared 2-core CPU: 32 experts of 384 neurons, top-4 (Qwen3-30B-A3B: 128 × 768,
 # top-8), so that the experts dominate the forward as in the real model.

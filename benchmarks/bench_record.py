@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import counting_runner, interleaved, load, token_batches, write_result  # noqa: E402
 
-from langneurons.record.counter import batch_statistics, compiled_statistics  # noqa: E402
+from langneurons.recording.counter import batch_statistics, compiled_statistics  # noqa: E402
 
 
 def main() -> None:

@@ -32,9 +32,9 @@ from common import write_result  # noqa: E402
 
 from langneurons.data import load_corpus  # noqa: E402
 from langneurons.models.loading import load_model  # noqa: E402
-from langneurons.record.counter import Counter  # noqa: E402
-from langneurons.record.plan import plan_units, unit_batches  # noqa: E402
-from langneurons.record.recorder import RecordSettings  # noqa: E402
+from langneurons.recording.counter import Counter  # noqa: E402
+from langneurons.recording.plan import plan_units, unit_batches  # noqa: E402
+from langneurons.recording.recorder import RecordSettings  # noqa: E402
 
 README_LANGUAGES = "en,fr,de,es,ru,zh,ja,ar,hi,vi"
 

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, load, token_batches, write_result  # noqa: E402
 
-from langneurons.record.counter import Counter, batch_statistics  # noqa: E402
+from langneurons.recording.counter import Counter, batch_statistics  # noqa: E402
 
 
 def runner(loaded, batches, counted, residual: bool):

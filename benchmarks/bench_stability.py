@@ -23,7 +23,7 @@ from bench_identify import synthetic_stats
 
 from langneurons.formats.shards import Shards
 from langneurons.formats.stats import Stats
-from langneurons.identify.stability import bootstrap
+from langneurons.identification.stability import bootstrap
 
 
 def synthetic_shards(layers: int, neurons: int, languages: int, shards: int, seed: int = 0) -> tuple[Stats, Shards]:

@@ -80,7 +80,7 @@ def token_batches(loaded, vocab: int, n: int, batch_size: int, seq: int, device=
 
 def counting_runner(loaded, batches: list[dict], counted: torch.Tensor, site: str, update):
     """What `record` runs per batch (Counter hooks + body forward) over ``batches``; returns the partial."""
-    from langneurons.record.counter import Counter
+    from langneurons.recording.counter import Counter
 
     counter = Counter(loaded.adapter, site, loaded.device, update)
     body = loaded.adapter.body()

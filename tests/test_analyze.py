@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from langneurons.analyze.compare import compare_runs, depth_histogram, mean_depth
-from langneurons.analyze.sets import (
+from langneurons.analysis.compare import compare_runs, depth_histogram, mean_depth
+from langneurons.analysis.sets import (
     class_distribution,
     class_transitions,
     language_overlap,

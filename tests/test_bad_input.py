@@ -13,7 +13,7 @@ from test_distributed import make_inputs, run_env
 from tiny import COMMON, tiny_model
 
 from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE
-from langneurons.record import RecordSettings, record
+from langneurons.recording import RecordSettings, record
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from langneurons.cli import app
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.benchmark import METHODS, BenchmarkSettings, benchmark
-from langneurons.report import write_report
-from langneurons.report.benchmark import benchmark_figure, markdown_table
+from langneurons.evaluation.benchmark import METHODS, BenchmarkSettings, benchmark
+from langneurons.reporting import write_report
+from langneurons.reporting.benchmark import benchmark_figure, markdown_table
 
 # three "languages" of the tiny vocabulary: aa words, bb words, and the shared words as cc
 LANGS = {"aa": WORDS["aa"], "bb": WORDS["bb"], "cc": WORDS["shared"]}

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from langneurons.cli import app
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.steer import SteerSettings, generate
+from langneurons.evaluation.steer import SteerSettings, generate
 from langneurons.formats.directions import DirectionSet
 from langneurons.formats.stats import load_stats, merge_stats, save_stats
-from langneurons.identify.diffmean import diffmean
-from langneurons.intervene import ablate_direction, add_direction, intervene, random_direction_control
+from langneurons.identification.diffmean import diffmean
+from langneurons.intervention import ablate_direction, add_direction, intervene, random_direction_control
 from langneurons.models.loading import wrap_model
-from langneurons.record import RecordSettings, record
+from langneurons.recording import RecordSettings, record
 
 AA = ["a1 a2 s1 a3", "a0 a0", "s2 a5 a6 a7 s3 s4", "a4 a1", "a1 s0 a2 a3 a4 a5 a6 a7"]
 BB = ["b1 s1", "b0 b2 b3 b4 b5", "s5 s6 b6", "b7 b7 b7 s7", "b3 b1"]
@@ -184,7 +184,7 @@ def test_ablation_projects_the_direction_out(tmp_path):
 def test_centered_ablation_spares_a_massive_offset():
     """A residual stream with one massive shared coordinate (as in Gemma-3): projecting a random direction
     out about 0 moves every coordinate by ~offset/H; about the mean it only removes the small variation."""
-    from langneurons.intervene.directions import DirectionIntervention, apply_direction
+    from langneurons.intervention.directions import DirectionIntervention, apply_direction
 
     gen = torch.Generator().manual_seed(0)
     h = 0.1 * torch.randn(5, 64, generator=gen)

@@ -62,7 +62,7 @@ def test_packing_counts_every_token_exactly_once(tmp_path):
     from test_record import GROUPS, corpus
     from tiny import planted_model
 
-    from langneurons.record import RecordSettings, record
+    from langneurons.recording import RecordSettings, record
 
     loaded = planted_model(GROUPS, num_layers=1)
     plain = record(loaded, corpus(), tmp_path / "a", RecordSettings(batch_size=2, max_length=64), progress=False)
@@ -76,7 +76,7 @@ def test_packing_counts_every_token_exactly_once(tmp_path):
 def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     """torchrun --nproc-per-node 2 on a 1-GPU node: rank 1 says what to do instead of a CUDA error."""
     from langneurons.errors import LangneuronsError
-    from langneurons.record.distributed import local_device
+    from langneurons.recording.distributed import local_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -12,10 +12,10 @@ import torch
 from test_distributed import make_inputs, run_env
 
 from langneurons.data import load_corpus
-from langneurons.identify import identify
+from langneurons.formats.pooled import load_pooled
+from langneurons.identification import identify
 from langneurons.models.loading import load_model
-from langneurons.record import RecordSettings, record
-from langneurons.record.pooled import load_pooled
+from langneurons.recording import RecordSettings, record
 
 LAUNCHER = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 

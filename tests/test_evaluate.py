@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from langneurons.cli import app, main
 from langneurons.data import Corpus
-from langneurons.evaluate.langid import identify_language, to_label
-from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
-from langneurons.evaluate.steer import SteerSettings, distinct_n, judge, steer
+from langneurons.evaluation.langid import identify_language, to_label
+from langneurons.evaluation.ppl import PPLSettings, ppl_matrix
+from langneurons.evaluation.steer import SteerSettings, distinct_n, judge, steer
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.intervene import deactivate, intervene, random_control
-from langneurons.record import RecordSettings, record
+from langneurons.intervention import deactivate, intervene, random_control
+from langneurons.recording import RecordSettings, record
 
 AA = ["a1 a2 s1 a3", "a0 a0", "s2 a5 a6 a7 s3 s4", "a4 a1", "a1 s0 a2 a3 a4 a5 a6 a7"]
 BB = ["b1 s1", "b0 b2 b3 b4 b5", "s5 s6 b6", "b7 b7 b7 s7", "b3 b1"]

@@ -13,9 +13,9 @@ from test_record import AA, BB, GROUPS, corpus, settings
 from tiny import FAMILIES, planted_model, tiny_model, word_tokenizer
 from tiny_moe import MOE_FAMILIES, planted_moe, tiny_moe
 
-from langneurons.intervene import deactivate, intervene
+from langneurons.intervention import deactivate, intervene
 from langneurons.models.loading import wrap_model
-from langneurons.record import record
+from langneurons.recording import record
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 
@@ -83,7 +83,7 @@ def test_packed_rows_on_cuda_equal_each_condition_alone(family, dtype):
     from test_packing import conditions, logits
     from tiny_moe import tiny_moe_loaded
 
-    from langneurons.intervene import on_rows
+    from langneurons.intervention import on_rows
 
     loaded = tiny_moe_loaded(family[4:]) if family.startswith("moe:") else tiny_model(family)
     loaded = _to_cuda(loaded, dtype)

@@ -17,8 +17,8 @@ from langneurons.cli import app
 from langneurons.data import load_corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.stats import Stats, load_stats, save_stats
-from langneurons.intervene import activate, deactivate, intervene
-from langneurons.record import record
+from langneurons.intervention import activate, deactivate, intervene
+from langneurons.recording import record
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_fallback_ids_of_a_dataset_count_skipped_rows(tmp_path):
 
 
 def test_similarity_says_which_id_source_grouped_the_meanings(tmp_path):
-    from langneurons.analyze.similarity import similarity
-    from langneurons.record.pooled import record_pooled
+    from langneurons.analysis.similarity import similarity
+    from langneurons.recording.pooled import record_pooled
 
     loaded = tiny_model("llama")
     path = tmp_path / "c.jsonl"

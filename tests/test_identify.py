@@ -15,16 +15,16 @@ from langneurons.formats.neuronset import NEURONSET_FORMAT, NeuronSet
 from langneurons.formats.stats import Stats, load_stats, save_stats
 from langneurons.formats.tang import export_tang, import_tang
 from langneurons.formats.zhang import convert_zhang2025
-from langneurons.identify import METHODS, get_method, identify
-from langneurons.identify import common as common_mod
-from langneurons.identify.common import (
+from langneurons.identification import METHODS, get_method, identify
+from langneurons.identification import common as common_mod
+from langneurons.identification.common import (
     kth_rank,
     lape_entropy,
     quantile_bar,
     select_lowest,
     zhang_normalised_entropy,
 )
-from langneurons.identify.entropy_lambda import LambdaSelector, autosweep, norm_max
+from langneurons.identification.entropy_lambda import LambdaSelector, autosweep, norm_max
 
 
 def make_stats(count, n_tokens, languages=None) -> Stats:

@@ -9,7 +9,7 @@ from tiny import FAMILIES, planted_model, tiny_model
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
-from langneurons.intervene import activate, deactivate, force, intervene, random_control, random_mask
+from langneurons.intervention import activate, deactivate, force, intervene, random_control, random_mask
 
 TEXTS = ["a1 a2 s1 a3 b2", "b0 b2 b3", "s2 a5 a6 a7 s3 s4"]
 

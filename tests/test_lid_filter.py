@@ -12,7 +12,7 @@ from test_distributed import make_inputs, run_env
 from langneurons.data import Corpus
 from langneurons.data.lid_filter import lid_filter
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.langid import identify_language, to_label
+from langneurons.evaluation.langid import identify_language, to_label
 
 EN = ["The weather is lovely today, so we are going for a long walk in the park.",
       "Le gouvernement a annoncé de nouvelles mesures pour soutenir les agriculteurs.",  # French

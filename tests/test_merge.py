@@ -14,7 +14,7 @@ from langneurons.cli import app
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.stats import Stats, load_stats, merge_stats, save_stats
-from langneurons.record import record
+from langneurons.recording import record
 
 
 @pytest.fixture(scope="module")

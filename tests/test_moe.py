@@ -17,11 +17,11 @@ from tiny import VOCAB, WORDS, V, integer_pattern, word_tokenizer
 from tiny_moe import MOE_FAMILIES, planted_moe, tiny_moe, tiny_moe_loaded
 
 from langneurons.errors import LangneuronsError
-from langneurons.identify import identify
-from langneurons.intervene import deactivate, intervene
-from langneurons.intervene.routing import parse_route, steer_routing
+from langneurons.identification import identify
+from langneurons.intervention import deactivate, intervene
+from langneurons.intervention.routing import parse_route, steer_routing
 from langneurons.models.loading import wrap_model
-from langneurons.record import record
+from langneurons.recording import record
 
 A, B, S = WORDS["aa"], WORDS["bb"], WORDS["shared"]
 # aa words go to experts 0 and 1, bb words to 2 and 3; shared words split between the two sides.
@@ -278,7 +278,7 @@ def test_bad_routing_edits_are_one_line_errors():
 
 
 def test_routing_analysis_of_the_planted_moe(tmp_path):
-    from langneurons.analyze.routing import js_divergence, routing_analysis
+    from langneurons.analysis.routing import js_divergence, routing_analysis
 
     loaded = planted_moe(ROUTES, GROUPS)
     stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
@@ -306,7 +306,7 @@ def test_routing_command_and_report(tmp_path):
     from typer.testing import CliRunner
 
     from langneurons.cli import app
-    from langneurons.report import write_report
+    from langneurons.reporting import write_report
 
     run = tmp_path / "run"
     record(planted_moe(ROUTES, GROUPS), corpus(), run, settings(), progress=False)
@@ -327,7 +327,7 @@ def test_routing_needs_an_moe_run(tmp_path):
     from test_record import GROUPS as DENSE_GROUPS
     from tiny import planted_model
 
-    from langneurons.analyze.routing import routing_analysis
+    from langneurons.analysis.routing import routing_analysis
 
     stats = record(planted_model(DENSE_GROUPS, num_layers=1), corpus(), tmp_path / "d", settings(), progress=False)
     with pytest.raises(LangneuronsError, match="no routing"):
@@ -337,7 +337,7 @@ def test_routing_needs_an_moe_run(tmp_path):
 def test_moe_statistics_merge_resume_and_round_trip(tmp_path, monkeypatch):
     from langneurons.data import Corpus
     from langneurons.formats.stats import load_stats, merge_stats
-    from langneurons.record import recorder
+    from langneurons.recording import recorder
 
     loaded = planted_moe(ROUTES, GROUPS)
     whole = record(loaded, corpus(), tmp_path / "whole", settings(), progress=False)
@@ -373,7 +373,7 @@ def test_moe_statistics_merge_resume_and_round_trip(tmp_path, monkeypatch):
 
 
 def test_ppl_route_row_and_expert_neuron_rows(tmp_path):
-    from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
+    from langneurons.evaluation.ppl import PPLSettings, ppl_matrix
 
     loaded = _planted_with_outputs()
     stats = record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
@@ -397,8 +397,8 @@ def test_ppl_route_row_and_expert_neuron_rows(tmp_path):
 
 
 def test_steering_generation_with_routing_edits():
-    from langneurons.evaluate.steer import SteerSettings, generate
-    from langneurons.intervene.routing import routing_summary
+    from langneurons.evaluation.steer import SteerSettings, generate
+    from langneurons.intervention.routing import routing_summary
 
     loaded = _planted_with_outputs()
     prompts = ["a1 a2", "a3 s1 a4"]
@@ -422,8 +422,8 @@ def test_steering_generation_with_routing_edits():
 
 
 def test_a_routing_bias_too_small_to_move_any_expert_is_reported():
-    from langneurons.evaluate.steer import SteerSettings, generate
-    from langneurons.intervene.routing import routing_summary, routing_warning
+    from langneurons.evaluation.steer import SteerSettings, generate
+    from langneurons.intervention.routing import routing_summary, routing_warning
 
     loaded = _planted_with_outputs()
     s = SteerSettings(max_new_tokens=3, batch_size=2, route="bias:*:2:30,bias:*:3:30")  # 30 < the lead of 53
@@ -438,8 +438,8 @@ def test_a_routing_bias_too_small_to_move_any_expert_is_reported():
 def test_pooled_sentence_vectors_of_expert_neurons_equal_the_planted_means():
     from tiny import V
 
-    from langneurons.analyze.similarity import similarity
-    from langneurons.record.pooled import record_pooled
+    from langneurons.analysis.similarity import similarity
+    from langneurons.recording.pooled import record_pooled
 
     loaded = planted_moe(ROUTES, GROUPS)
     pooled = record_pooled(loaded, corpus(), site="act", batch_size=2, max_length=64, progress=False)

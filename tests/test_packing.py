@@ -10,10 +10,10 @@ from tiny import FAMILIES, tiny_model
 from tiny_moe import tiny_moe_loaded
 
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.packing import run_packed
-from langneurons.evaluate.steer import SteerSettings, generate, generate_packed
-from langneurons.evaluate.translate import TranslateSettings, greedy_packed
-from langneurons.intervene import DirectionIntervention, deactivate, force, intervene, on_rows
+from langneurons.evaluation.packing import run_packed
+from langneurons.evaluation.steer import SteerSettings, generate, generate_packed
+from langneurons.evaluation.translate import TranslateSettings, greedy_packed
+from langneurons.intervention import DirectionIntervention, deactivate, force, intervene, on_rows
 
 TEXTS = ["a1 a2 s1 a3 b2", "b0 b2 b3", "s2 a5 a6 a7 s3 s4", "a0 b1"]
 

@@ -8,7 +8,7 @@ from tiny import FAMILIES, VOCAB, WORDS, planted_model, tiny_model
 
 from langneurons.data import Corpus
 from langneurons.formats.stats import load_stats, merge_stats
-from langneurons.record import RecordSettings, record
+from langneurons.recording import RecordSettings, record
 
 AA = ["a1 a2 s1 a3", "a0 a0", "s2 a5 a6 a7 s3 s4", "a4", "a1 s0 a2 a3 a4 a5 a6 a7"]
 BB = ["b1 s1", "b0 b2 b3 b4 b5", "s5 s6 b6", "b7 b7 b7 s7", "b3"]

@@ -18,7 +18,7 @@ from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
 from langneurons.formats.tang import export_tang, import_tang
 from langneurons.formats.zhang import ZHANG_LANGUAGES, convert_zhang2025
-from langneurons.identify import identify
+from langneurons.identification import identify
 
 REFERENCE = Path(
     os.environ.get("LANGNEURONS_REFERENCE") or Path(__file__).resolve().parents[2] / "shared" / "reference"

@@ -17,12 +17,12 @@ import torch
 from test_analyze import SET, make_set, manifest, write_run
 from typer.testing import CliRunner
 
-from langneurons.analyze.activity import activation_rate, profile_similarity
+from langneurons.analysis.activity import activation_rate, profile_similarity
 from langneurons.cli import app
 from langneurons.formats.run import load_run
 from langneurons.formats.stats import Stats, save_stats
-from langneurons.report import build_sections, write_report
-from langneurons.report import evaluation as ev
+from langneurons.reporting import build_sections, write_report
+from langneurons.reporting import evaluation as ev
 
 EVIL = '<script>alert("x")</script>&"\''
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -177,7 +177,7 @@ def test_ppl_colours_keep_a_doubling_visible_next_to_x381(tmp_path):
     assert float(norm(0.0)) == pytest.approx(0.5)  # ×1 is the centre (white)
     assert float(norm(math.log10(2.01))) - 0.5 > 0.12  # +101 % is not washed out by ×381
     cmap = matplotlib.colormaps["RdBu_r"]
-    from langneurons.report.figures import text_colour
+    from langneurons.reporting.figures import text_colour
 
     assert text_colour(cmap(norm(math.log10(381.0)))) == "white"  # dark red cell, white text
     assert text_colour(cmap(norm(0.0))) == "black"  # white cell, black text

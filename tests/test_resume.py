@@ -13,7 +13,7 @@ from safetensors import safe_open
 from test_distributed import NAMES, make_inputs, run_env
 
 from langneurons.formats.stats import load_stats
-from langneurons.record.recorder import CHECKPOINT_FILE, UNIT_DELAY_ENV
+from langneurons.recording.recorder import CHECKPOINT_FILE, UNIT_DELAY_ENV
 
 # 2 languages × 40 sentences, 4 per unit: 20 units.
 ARGS = ["--batch-size", "2", "--chunk-batches", "2", "--max-length", "32", "--sentences", "40",

@@ -11,7 +11,7 @@ from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.shards import SHARDS_FILE, load_shards, shard_of_sentences
 from langneurons.formats.stats import load_stats
-from langneurons.record import record
+from langneurons.recording import record
 
 AA2, BB2 = AA + [t[::-1] for t in AA] + AA[:2], BB + BB[::-1] + BB[:3]  # 12 and 13 sentences
 
@@ -75,7 +75,7 @@ def test_one_process_equals_torchrun_and_killed_then_resumed(tmp_path):
     from test_distributed import make_inputs, run_env
     from test_resume import command, start_and_interrupt
 
-    from langneurons.record.recorder import CHECKPOINT_FILE
+    from langneurons.recording.recorder import CHECKPOINT_FILE
 
     model, corpus_dir = make_inputs(tmp_path)
     with_shards = ["--shards", "6"]
@@ -121,7 +121,7 @@ def test_moe_shards_add_up_and_equal_each_shard_recorded_alone(tmp_path, model):
         alone = record(loaded, corpus(part["aa"], part["bb"]), tmp_path / f"s{s}", settings(), progress=False)
         assert torch.equal(shards.count[s].to(torch.int64), alone.count), s
     if model == "planted":  # the bootstrap runs on expert neurons like on dense ones
-        from langneurons.identify.stability import bootstrap
+        from langneurons.identification.stability import bootstrap
 
         result = bootstrap(sharded, shards, "lape", {"top_rate": 4 / 64, "filter_rate": 0.5, "bar_ratio": 0.5},
                            resamples=20, seed=0)  # fmt: skip

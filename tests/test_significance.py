@@ -11,12 +11,12 @@ from tiny import tiny_model
 from typer.testing import CliRunner
 
 from langneurons.cli import app
-from langneurons.evaluate.ppl import PPLSettings, ppl_matrix
-from langneurons.evaluate.significance import bootstrap_ratio_ci, empirical_p, wilson, z_score
-from langneurons.evaluate.steer import SteerSettings, steer
+from langneurons.evaluation.ppl import PPLSettings, ppl_matrix
+from langneurons.evaluation.significance import bootstrap_ratio_ci, empirical_p, wilson, z_score
+from langneurons.evaluation.steer import SteerSettings, steer
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.intervene import null_control, random_control
-from langneurons.intervene.controls import random_mask
+from langneurons.intervention import null_control, random_control
+from langneurons.intervention.controls import random_mask
 
 
 def test_formulas_against_known_values():
@@ -100,7 +100,7 @@ def test_ppl_controls_r_keeps_draw_zero_and_adds_own_language_rows(tmp_path):
     none = ppl_matrix(loaded, ns, corpus(), PPLSettings(controls=0), progress=False)
     assert "significance" not in none and not any(r.startswith("random") for r in none["interventions"])
     (tmp_path / "ppl.json").write_text(json.dumps(many))
-    from langneurons.report import write_report
+    from langneurons.reporting import write_report
 
     (page,) = write_report(tmp_path, tmp_path / "report.html")
     text = page.read_text()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny import VOCAB, WORDS, planted_model, tiny_model
 
-from langneurons.analyze.similarity import (
+from langneurons.analysis.similarity import (
     cosine_matrix,
     language_matrix,
     load_similarity,
@@ -21,9 +21,10 @@ from langneurons.analyze.similarity import (
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.identify.ap import ap_experts, average_precision, force_values
-from langneurons.identify.key_neurons import key_neurons
-from langneurons.record.pooled import Pooled, load_pooled, record_pooled
+from langneurons.formats.pooled import Pooled, load_pooled
+from langneurons.identification.ap import ap_experts, average_precision, force_values
+from langneurons.identification.key_neurons import key_neurons
+from langneurons.recording.pooled import record_pooled
 
 AA = ["a1 a2 s1 a3", "a0 a0", "s2 a5 a6 a7 s3 s4", "a4", "a1 s0 a2 a3 a4 a5 a6 a7"]
 BB = ["b1 s1", "b0 b2 b3 b4 b5", "s5 s6 b6", "b7 b7 b7 s7", "b3"]

@@ -17,8 +17,8 @@ from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.shards import Shards
 from langneurons.formats.stats import Stats
-from langneurons.identify import identify
-from langneurons.identify.stability import (
+from langneurons.identification import identify
+from langneurons.identification.stability import (
     ShardCounts,
     bootstrap,
     bootstrap_weights,
@@ -27,7 +27,7 @@ from langneurons.identify.stability import (
     sensitivity,
     stable_core,
 )
-from langneurons.record import RecordSettings, record
+from langneurons.recording import RecordSettings, record
 
 S, TOKENS = 20, 500
 STRONG_AA, STRONG_BB, WEAK = range(0, 4), range(4, 8), range(8, 20)
@@ -174,7 +174,7 @@ def test_cli_on_a_planted_model(tmp_path):
     assert res.exit_code == 0, res.output
     assert "sensitivity" in json.loads((tmp_path / "x.json").read_text())
     # the report draws the three figures from the result files alone
-    from langneurons.report import write_report
+    from langneurons.reporting import write_report
 
     paths = {p.name for p in write_report(tmp_path, tmp_path / "figs", "png")}
     assert {"stab-bootstrap.png", "stab-data-size.png", "stab-sensitivity.png", "x-sensitivity.png"} <= paths

@@ -13,11 +13,11 @@ import pytest
 import torch
 from tiny import steerable_model
 
-from langneurons.evaluate.steer import SteerSettings, steer, steering_interventions
+from langneurons.evaluation.steer import SteerSettings, steer, steering_interventions
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.intervene import force, intervene
+from langneurons.intervention import force, intervene
 
-steer_module = importlib.import_module("langneurons.evaluate.steer")  # the package exports a function `steer`
+steer_module = importlib.import_module("langneurons.evaluation.steer")  # the package exports a function `steer`
 PROMPTS = ["a1 a2", "s3", "a5 a6 a7"]
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from langneurons.cli import app
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
-from langneurons.evaluate.translate import (
+from langneurons.evaluation.translate import (
     TranslateSettings,
     bootstrap_chrf,
     build_prompts,
@@ -22,7 +22,7 @@ from langneurons.evaluate.translate import (
     parse_pairs,
     translate,
 )
-from langneurons.intervene import deactivate
+from langneurons.intervention import deactivate
 
 HYPS = ["the cat sat on the mat", "a dog barks", "hello"]
 REFS = ["the cat is on the mat", "the dog barked", "hello world"]

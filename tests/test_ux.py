@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from langneurons.cli import app
 from langneurons.errors import LangneuronsError
 from langneurons.formats.stats import load_stats
 from langneurons.progress import LineProgress
-from langneurons.record import record
+from langneurons.recording import record
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +152,8 @@ def test_steer_finds_mean_activations_of_a_moved_set_through_its_run(files, tmp_
 
 
 def test_key_neurons_refuse_fewer_languages_than_the_z_bound_allows():
-    from langneurons.identify.key_neurons import key_neurons, min_languages
-    from langneurons.record.pooled import Pooled
+    from langneurons.formats.pooled import Pooled
+    from langneurons.identification.key_neurons import key_neurons, min_languages
 
     assert [min_languages(t) for t in (2.0, 1.5, 1.0, 0.5, 3.0)] == [6, 4, 3, 2, 11]
 
@@ -183,16 +184,17 @@ def test_result_files_follow_the_umask(tmp_path):
 # ---- notebook API ------------------------------------------------------------------------------------
 def test_record_in_memory_equals_on_disk_and_a_finished_run_is_reused(tmp_path):
     loaded = planted_model(GROUPS)
-    memory = ln.record(loaded, corpus(), progress=False, batch_size=2, chunk_batches=1)
+    one_unit = ln.RecordSettings(batch_size=2, chunk_batches=1)
+    memory = ln.record(loaded, corpus(), progress=False, settings=one_unit)
     assert not list(tmp_path.iterdir())
-    disk = ln.record(loaded, corpus(), tmp_path / "run", progress=False, batch_size=2, chunk_batches=1)
+    disk = ln.record(loaded, corpus(), tmp_path / "run", progress=False, settings=one_unit)
     assert torch.equal(memory.count, disk.count) and torch.equal(memory.sum, disk.sum)
     before = (tmp_path / "run" / "manifest.json").stat().st_mtime_ns
-    again = ln.record(loaded, corpus(), tmp_path / "run", progress=False, batch_size=2, chunk_batches=1)
+    again = ln.record(loaded, corpus(), tmp_path / "run", progress=False, settings=one_unit)
     assert (tmp_path / "run" / "manifest.json").stat().st_mtime_ns == before  # reused, not redone
     assert torch.equal(again.count, disk.count)
     with pytest.raises(LangneuronsError, match="finished run"):  # another job: refused, not silently reused
-        ln.record(loaded, corpus(), tmp_path / "run", progress=False, batch_size=1, chunk_batches=1)
+        ln.record(loaded, corpus(), tmp_path / "run", progress=False, settings=replace(one_unit, batch_size=1))
 
 
 def test_short_reprs_and_activate_without_naming_the_language_twice(tmp_path):
@@ -204,6 +206,9 @@ def test_short_reprs_and_activate_without_naming_the_language_twice(tmp_path):
                        (ns, "NeuronSet(lape, 2 languages"), (corpus(), "Corpus('test', 2 languages: aa 5, bb 5")):
         text = repr(obj)
         assert text.startswith(start) and "tensor" not in text and "\n" not in text, text
+    ivs = ((ln.deactivate(ns, "aa"), "Intervention(off aa: "), (ln.activate(ns, "bb", stats), "Intervention("))
+    for iv, start in ivs:
+        assert repr(iv).startswith(start) and "tensor" not in repr(iv) and "\n" not in repr(iv), repr(iv)
     old = ln.activate(ns.mask("aa"), stats, "aa", "add", 2.0)
     new = ln.activate(ns, "aa", stats, "add", 2.0)
     assert torch.equal(old.mask, new.mask) and torch.equal(old.shift, new.shift) and old.site == new.site

@@ -1,28 +1,35 @@
-"""The notebook API: the pipeline's verbs as plain functions (``import langneurons as ln; ln.record(...)``).
+"""The Python API: the pipeline's verbs as plain functions (``import langneurons as ln; ln.record(...)``).
 
-Each verb is a thin layer over the package's own functions, with notebook-friendly defaults:
-language lists may be given as ``"en,fr"``, paths or loaded objects are both accepted, results
-print as one short line (``repr``) and are still plain dicts that ``save`` as the CLI's JSON files.
+Each verb is a thin layer over the package's own functions, with notebook-friendly defaults: language
+lists may be given as ``"en,fr"``, paths or loaded objects are both accepted, models may be loaded by
+you (``ln.load_model(hf_model, tokenizer)``), results print as one short line and turn into tidy
+``pandas`` frames (``.to_pandas()``), and they are still the dicts the command line writes as JSON.
+Errors name the function's arguments (``stats=``), not command-line flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langneurons.data import Corpus, parse_languages
-from langneurons.data import load_corpus as _load_corpus
+from langneurons.data import load_corpus as corpus_from_spec
 from langneurons.errors import LangneuronsError
+from langneurons.evaluation.ppl import PPLSettings
+from langneurons.evaluation.steer import SteerSettings
 from langneurons.formats.atomic import read_json, write_json
 from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.pooled import Pooled, load_pooled
 from langneurons.formats.stats import Stats, load_stats
-from langneurons.intervene import activate, deactivate, intervene
-from langneurons.models.loading import LoadedModel
-from langneurons.models.loading import load_model as _load_model
-from langneurons.record.pooled import Pooled, load_pooled
+from langneurons.intervention import activate, deactivate, intervene
+from langneurons.models import loading
+from langneurons.models.loading import LoadedModel, from_transformers
+from langneurons.recording import RecordSettings
 
 __all__ = [
     "Result",
@@ -36,6 +43,7 @@ __all__ = [
     "load_pooled",
     "load_result",
     "load_stats",
+    "ppl",
     "ppl_matrix",
     "record",
     "report",
@@ -43,9 +51,41 @@ __all__ = [
     "steer",
 ]
 
+F = TypeVar("F", bound=Callable[..., Any])
+# command-line flags whose API argument is spelled differently
+_FLAG_ARGUMENTS = {"from": "source", "out": "out", "lambda": "lam", "no-controls": "controls=0"}
+
+
+def api_message(message: str) -> str:
+    """A command-line error message with its flags spelled as this module's arguments
+    (``--batch-size`` → ``batch_size=``, ``--overwrite`` → ``overwrite=True``)."""
+
+    def argument(match: re.Match) -> str:
+        flag = match.group(1)
+        name = _FLAG_ARGUMENTS.get(flag, flag.replace("-", "_"))
+        if name in ("overwrite", "any_site", "trust_remote_code"):
+            return f"{name}=True"
+        return name if "=" in name else f"{name}="
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", argument, message)
+
+
+def _api_errors(fn: F) -> F:
+    """Re-raise the package's one-line errors with API argument names (the signature is kept)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LangneuronsError as exc:
+            raise LangneuronsError(api_message(str(exc))) from None
+
+    return wrapper  # type: ignore[return-value]
+
 
 class Result(dict):
-    """A result (``ppl``, ``steer`` or ``similarity``): the dict the CLI writes, with a one-line repr."""
+    """A result (``ppl``, ``steer`` or ``similarity``): the dict the CLI writes, with a one-line repr and
+    a tidy ``pandas`` view."""
 
     def __repr__(self) -> str:
         return f"Result({describe_result(self)})"
@@ -53,12 +93,61 @@ class Result(dict):
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython
         printer.text(repr(self))
 
+    @property
+    def kind(self) -> str:
+        """``ppl``, ``steer``, ``similarity``, … (from the file's format)."""
+        return str(self.get("format", "")).removeprefix("langneurons-").split("/")[0]
+
+    def deactivated(self, lang: str) -> dict[str, float]:
+        """A ``ppl`` result's row with ``lang``'s neurons switched off: evaluated language → perplexity."""
+        return self._ppl_row(f"neurons:{lang}", lang)
+
+    def control(self, lang: str) -> dict[str, float]:
+        """A ``ppl`` result's row with ``lang``'s matched random control switched off."""
+        return self._ppl_row(f"random:{lang}", lang)
+
+    def _ppl_row(self, row: str, lang: str) -> dict[str, float]:
+        if self.kind != "ppl":
+            raise LangneuronsError(f"a {self.kind or 'non-ppl'} result has no perplexity rows")
+        if row not in self["ppl"]:
+            have = sorted({r.split(":", 1)[1] for r in self["ppl"] if ":" in r})
+            raise LangneuronsError(f"no row for language {lang!r} (have: {', '.join(have)})")
+        return dict(self["ppl"][row])
+
+    def to_pandas(self) -> Any:
+        """A tidy frame: ppl → one row per (intervention, language); steer → per (target, strength,
+        condition); similarity → per layer."""
+        import pandas as pd
+
+        if self.kind == "ppl":
+            rows = []
+            for name, per_lang in self["ppl"].items():
+                kind, _, of = name.partition(":")
+                for lang, value in per_lang.items():
+                    rows.append({"intervention": kind, "of": of or None, "language": lang, "ppl": value,
+                                 "delta_relative": self["delta_relative"][name][lang]})  # fmt: skip
+            return pd.DataFrame(rows)
+        if self.kind == "steer":
+            rows = []
+            for target, entry in self["results"].items():
+                for strength, row in entry["strengths"].items():
+                    for condition, judged in row.items():
+                        if isinstance(judged, dict) and "success" in judged and not condition.startswith("null#"):
+                            keep = ("success", "language_rate", "fluent_rate", "distinct_2", "n")
+                            rows.append({"target": target, "strength": float(strength), "condition": condition,
+                                         **{k: judged.get(k) for k in keep}})  # fmt: skip
+            return pd.DataFrame(rows)
+        if self.kind == "similarity":
+            per_layer = self["per_layer"]
+            return pd.DataFrame({"layer": range(len(next(iter(per_layer.values())))), **per_layer})
+        raise LangneuronsError(f"no tidy view for a {self.kind or 'unknown'} result")
+
     def save(self, path: str | Path) -> Path:
         """Write the result as the CLI does (JSON, atomically; NaN as null)."""
-        from langneurons.analyze.similarity import save_similarity
+        from langneurons.analysis.similarity import save_similarity
 
         path = Path(path)
-        if str(self.get("format", "")).startswith("langneurons-similarity"):
+        if self.kind == "similarity":
             save_similarity(path, dict(self))
         else:
             write_json(path, dict(self))
@@ -105,9 +194,17 @@ def _languages(languages: str | Sequence[str] | None) -> list[str] | None:
     return list(languages)
 
 
+def _neurons(neurons: NeuronSet | str | Path) -> tuple[NeuronSet, str | None]:
+    if isinstance(neurons, NeuronSet):
+        return neurons, None
+    return NeuronSet.load(neurons), str(neurons)
+
+
 # ---- loaders -----------------------------------------------------------------------------------------
+@_api_errors
 def load_model(
-    spec: str = "embedded",
+    model: Any = "embedded",
+    tokenizer: Any = None,
     *,
     revision: str | None = None,
     device: str = "auto",
@@ -115,23 +212,33 @@ def load_model(
     trust_remote_code: bool = False,
     device_map: str | None = None,
 ) -> LoadedModel:
-    """A model ready for recording and interventions: ``embedded``, a hub id, a folder or a ``.gguf``."""
-    return _load_model(spec, revision=revision, device=device, dtype=dtype,
-                       trust_remote_code=trust_remote_code, device_map=device_map)  # fmt: skip
+    """A model ready for recording and interventions.
+
+    ``model`` is a spec (``"embedded"``, a hub id, a folder, a ``.gguf`` file) or a ``transformers`` model
+    you already loaded (a ``...ForCausalLM``, also quantised, ``device_map``-dispatched or PEFT-wrapped),
+    then with its ``tokenizer``. ``revision``/``device``/``dtype``/``device_map`` apply to specs only.
+    """
+    if isinstance(model, (str, Path)):
+        return loading.load_model(str(model), revision=revision, device=device, dtype=dtype,
+                               trust_remote_code=trust_remote_code, device_map=device_map)  # fmt: skip
+    return from_transformers(model, tokenizer)
 
 
+@_api_errors
 def load_corpus(
     spec: str = "ntrex", languages: str | Sequence[str] | None = None, sentences: int | None = None
 ) -> Corpus:
     """Texts per language (``ntrex``, ``ntrex:dev``, a ``<lang>.txt`` folder, a ``.jsonl``, ``hf:NAME``)."""
-    return _load_corpus(spec, _languages(languages), sentences)
+    return corpus_from_spec(spec, _languages(languages), sentences)
 
 
+@_api_errors
 def load_neurons(path: str | Path) -> NeuronSet:
     """A neuron-set file (from ``identify``), validated."""
     return NeuronSet.load(path)
 
 
+@_api_errors
 def load_result(path: str | Path) -> Result:
     """A ``ppl``, ``steer`` or ``similarity`` result file, as a :class:`Result`."""
     data = read_json(Path(path))
@@ -141,32 +248,40 @@ def load_result(path: str | Path) -> Result:
 
 
 # ---- verbs -------------------------------------------------------------------------------------------
+@_api_errors
 def record(
     model: LoadedModel,
     corpus: Corpus,
     out: str | Path | None = None,
-    settings: Any = None,
     *,
+    site: str = "act",
+    batch_size: int = 8,
+    max_length: int = 512,
+    tokens: int | None = None,
+    shards: int | None = None,
+    residual: bool = True,
+    settings: RecordSettings | None = None,
     reuse: bool = True,
     overwrite: bool = False,
     progress: bool = True,
-    **options: Any,
 ) -> Stats:
-    """Count how each neuron fires on each language's text (``options``: ``RecordSettings`` fields,
-    e.g. ``site="down_in"``, ``batch_size=4``). ``out=None`` records in memory; with ``out``, a finished
-    run of the same model, corpus and settings there is returned as it is (``reuse``)."""
-    from langneurons.record import RecordSettings
-    from langneurons.record import record as _record
+    """Count how each neuron fires on each language's text: per language, layer and neuron the count of
+    activation > 0, sum and sum of squares (the statistics every method works on).
+
+    ``out=None`` records in memory; with ``out``, a finished run of the same model, corpus and settings
+    there is returned as it is (``reuse``). ``settings`` (a :class:`RecordSettings`) replaces the keyword
+    settings when given. ``max_length`` is capped at the model's own maximum.
+    """
+    from langneurons.recording import record as record_run
 
     if settings is None:
-        settings = RecordSettings(**options)
-    elif options:
-        raise LangneuronsError("give either settings or keyword options, not both")
-    # --max-length is capped at the model's own maximum, as on the command line
+        settings = RecordSettings(site=site, batch_size=batch_size, max_length=max_length, tokens=tokens,
+                                  shards=shards, residual=residual)  # fmt: skip
     settings = dataclasses.replace(settings, max_length=min(settings.max_length, model.max_length))
-    return _record(model, corpus, out, settings, overwrite=overwrite, reuse=reuse, progress=progress)
+    return record_run(model, corpus, out, settings, overwrite=overwrite, reuse=reuse, progress=progress)
 
 
+@_api_errors
 def identify(
     stats: Stats | str | Path,
     method: str = "lape",
@@ -175,13 +290,14 @@ def identify(
     out: str | Path | None = None,
     **params: Any,
 ) -> NeuronSet:
-    """Language neurons from statistics (a :class:`Stats` or a run folder); ``method`` lape or
-    entropy-lambda (``params``: ``top_rate``, ``lam``, …); saved to ``out`` when given."""
-    from langneurons.identify import identify as _identify
+    """Language neurons from statistics (a :class:`Stats` or a run folder) by ``method`` (``lape``,
+    ``entropy-lambda``; ``params`` are the method's, e.g. ``top_rate=0.01``, ``lam="auto"``); saved to
+    ``out`` when given."""
+    from langneurons.identification import identify as identify_neurons
 
     if not isinstance(stats, Stats):
         stats = load_stats(stats)
-    ns = _identify(stats, method, languages=_languages(languages), **params)
+    ns = identify_neurons(stats, method, languages=_languages(languages), **params)
     if stats.path:
         ns.source["run"] = str(Path(stats.path).resolve())
     if out is not None:
@@ -189,26 +305,38 @@ def identify(
     return ns
 
 
-def ppl_matrix(
+@_api_errors
+def ppl(
     model: LoadedModel,
     neurons: NeuronSet | str | Path,
     corpus: Corpus,
-    settings: Any = None,
     *,
+    controls: int = 1,
+    strength: float = 0.0,
+    languages: str | Sequence[str] | None = None,
+    batch_size: int = 8,
+    max_length: int = 512,
+    seed: int = 0,
+    site: str | None = None,
+    settings: PPLSettings | None = None,
     progress: bool = True,
-    **options: Any,
 ) -> Result:
-    """Perplexity of each language with each language's neurons (and random controls) switched off
-    (``options``: ``PPLSettings`` fields, e.g. ``controls=False``, ``batch_size=4``)."""
-    from langneurons.evaluate.ppl import PPLSettings
-    from langneurons.evaluate.ppl import ppl_matrix as _ppl
+    """Perplexity of each language of ``corpus`` with each language's neurons switched off (x ← strength·x),
+    beside ``controls`` matched random sets (≥ 2: p-values against that many)."""
+    from langneurons.evaluation.ppl import ppl_matrix as ppl_result
 
-    path = None if isinstance(neurons, NeuronSet) else str(neurons)
-    ns = neurons if isinstance(neurons, NeuronSet) else NeuronSet.load(neurons)
-    settings = settings or PPLSettings(**options)
-    return Result(_ppl(model, ns, corpus, settings, neurons_path=path, progress=progress))
+    ns, path = _neurons(neurons)
+    if settings is None:
+        settings = PPLSettings(site=site, strength=strength, controls=int(controls), seed=seed,
+                               batch_size=batch_size, max_length=min(max_length, model.max_length),
+                               languages=_languages(languages))  # fmt: skip
+    return Result(ppl_result(model, ns, corpus, settings, neurons_path=path, progress=progress))
 
 
+ppl_matrix = ppl  # the earlier name
+
+
+@_api_errors
 def steer(
     model: LoadedModel,
     neurons: NeuronSet | str | Path,
@@ -217,16 +345,20 @@ def steer(
     source: str | None = "en",
     prompts: str | Sequence[str] = "default",
     stats: Stats | str | Path | None = None,
+    mode: str = "replace",
+    strength: float | Sequence[float] = 1.0,
+    max_new_tokens: int = 32,
+    controls: int = 1,
+    batch_size: int = 16,
+    settings: SteerSettings | None = None,
     progress: bool = True,
-    **options: Any,
 ) -> Result:
-    """Generate with ``source``'s neurons off and each target's on; judge the output language
-    (``options``: ``SteerSettings`` fields). Mean activations: ``stats``, else the run the set came from."""
+    """Generate with ``source``'s neurons off and each target's on (``mode``), and judge the output
+    language and fluency. Mean activations come from ``stats``, else from the run the set came from."""
     from langneurons.data.prompts import load_prompts
-    from langneurons.evaluate.steer import SteerSettings
-    from langneurons.evaluate.steer import steer as _steer
+    from langneurons.evaluation.steer import steer as steer_run
 
-    ns = neurons if isinstance(neurons, NeuronSet) else NeuronSet.load(neurons)
+    ns, path = _neurons(neurons)
     if stats is None and ns.source.get("run") and Path(ns.source["run"]).is_dir():
         try:
             stats = load_stats(ns.source["run"])
@@ -235,50 +367,54 @@ def steer(
     if stats is not None and not isinstance(stats, Stats):
         stats = load_stats(stats)
     prompt_list = load_prompts(prompts, source or "en") if isinstance(prompts, str) else list(prompts)
-    targets = _languages(to) or []
-    if "strength" in options:
-        options["strengths"] = [float(options.pop("strength"))]
-    result = _steer(model, ns, stats, prompt_list, source, targets, SteerSettings(**options),
-                    neurons_path=None if isinstance(neurons, NeuronSet) else str(neurons),
-                    stats_path=stats.path if stats is not None else None,
-                    prompts_spec=prompts if isinstance(prompts, str) else None, progress=progress)  # fmt: skip
+    if settings is None:
+        strengths = [float(strength)] if isinstance(strength, (int, float)) else [float(x) for x in strength]
+        settings = SteerSettings(mode=mode, strengths=strengths, max_new_tokens=max_new_tokens,
+                                 controls=int(controls), batch_size=batch_size)  # fmt: skip
+    result = steer_run(model, ns, stats, prompt_list, source, _languages(to) or [], settings,
+                       neurons_path=path, stats_path=stats.path if stats is not None else None,
+                       prompts_spec=prompts if isinstance(prompts, str) else None, progress=progress)  # fmt: skip
     return Result(result)
 
 
+@_api_errors
 def similarity(
     data: Pooled | LoadedModel | str | Path,
     corpus: Corpus | None = None,
     out: str | Path | None = None,
     *,
+    site: str = "act",
+    batch_size: int = 8,
+    max_length: int = 512,
     progress: bool = True,
-    **options: Any,
 ) -> Result:
     """LRDS / SADS per layer: from pooled vectors (a :class:`Pooled` or a folder holding them), or pool
-    ``corpus`` through a model first (``options``: ``site``, ``batch_size``, ``max_length``, …)."""
-    from langneurons.analyze.similarity import similarity as _similarity
-    from langneurons.record.pooled import record_pooled
+    ``corpus`` through a model first."""
+    from langneurons.analysis.similarity import SIMILARITY_FILE
+    from langneurons.analysis.similarity import similarity as similarity_result
+    from langneurons.recording.pooled import record_pooled
 
     if isinstance(data, LoadedModel):
         if corpus is None:
             raise LangneuronsError("similarity(model, corpus): give the corpus to pool")
-        options["max_length"] = min(options.get("max_length", 512), data.max_length)
-        pooled = record_pooled(data, corpus, out, progress=progress, **options)
+        pooled = record_pooled(data, corpus, out, site=site, batch_size=batch_size,
+                               max_length=min(max_length, data.max_length), progress=progress)  # fmt: skip
     elif isinstance(data, Pooled):
         pooled = data
     else:
         pooled = load_pooled(data)
     assert pooled is not None  # one process: never None
-    result = Result(_similarity(pooled, progress=progress))
+    result = Result(similarity_result(pooled, progress=progress))
     if out is not None:
-        from langneurons.analyze.similarity import SIMILARITY_FILE
-
         result.save(Path(out) / SIMILARITY_FILE)
     return result
 
 
+@_api_errors
 def report(run_dir: str | Path, out: str | Path | None = None, format: str = "html") -> Path:
-    """Write the run folder's report (default ``RUN_DIR/report.html``) and return its path."""
-    from langneurons.report import write_report
+    """Write the run folder's report (default ``RUN_DIR/report.html``; ``format="png"``: a folder of
+    figures) and return its path."""
+    from langneurons.reporting import write_report
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / ("figures" if format == "png" else "report.html")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     capped_max_length,
@@ -74,10 +74,11 @@ def similarity_cmd(
     """
     if not reuse:
         check_model(model)  # before anything heavy is imported: a wrong path fails at once
-    from langneurons.analyze.similarity import SIMILARITY_FILE, save_similarity, similarity
+    from langneurons.analysis.similarity import SIMILARITY_FILE, save_similarity, similarity
     from langneurons.data import load_corpus, parse_languages
-    from langneurons.record.distributed import shutdown
-    from langneurons.record.pooled import POOLED_MANIFEST, load_pooled, record_pooled
+    from langneurons.formats.pooled import POOLED_MANIFEST, load_pooled
+    from langneurons.recording.distributed import shutdown
+    from langneurons.recording.pooled import record_pooled
 
     if site not in ("act", "down_in"):
         raise LangneuronsError(f"unknown site {site!r}; choose act or down_in")
@@ -153,7 +154,7 @@ def identify_sentences_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Find language neurons from pooled sentence vectors (key linguistic neurons or AP experts)."""
-    from langneurons.record.pooled import load_pooled
+    from langneurons.formats.pooled import load_pooled
 
     key = method.strip().lower().replace("_", "-")
     if key not in SENTENCE_METHODS:
@@ -168,11 +169,11 @@ def identify_sentences_cmd(
     check_out(out, overwrite)
     pooled = load_pooled(run_dir)
     if key == "ap":
-        from langneurons.identify.ap import ap_experts
+        from langneurons.identification.ap import ap_experts
 
         ns = ap_experts(pooled, n=1000 if n is None else n)
     else:
-        from langneurons.identify.key_neurons import key_neurons
+        from langneurons.identification.key_neurons import key_neurons
 
         ns = key_neurons(pooled, threshold=2.0 if threshold is None else threshold)
     ns.source["run"] = str(run_dir.resolve())
@@ -200,7 +201,7 @@ def compare_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Compare runs: neuron-set overlap, depth shift, class moves, LRDS/SADS curves."""
-    from langneurons.analyze.compare import COMPARE_FILE, compare_runs
+    from langneurons.analysis.compare import COMPARE_FILE, compare_runs
     from langneurons.formats.atomic import write_json
     from langneurons.formats.run import load_run
 
@@ -212,7 +213,7 @@ def compare_cmd(
     write_json(out / COMPARE_FILE, result)
     written = [COMPARE_FILE]
     if figures:
-        from langneurons.report.figures import comparison_figures
+        from langneurons.reporting.figures import comparison_figures
 
         for name, png in comparison_figures(result).items():
             (out / name).write_bytes(png)

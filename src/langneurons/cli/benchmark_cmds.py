@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import (
     CORPUS_HELP,
     batch_size_option,
@@ -84,8 +84,8 @@ def benchmark_cmd(
     """Rank LAPE, entropy−λ, AP, key neurons and DiffMean (and their random controls) on the same tests."""
     check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import parse_languages
-    from langneurons.evaluate.benchmark import FULL, BenchmarkSettings, benchmark
-    from langneurons.report.benchmark import benchmark_figure, markdown_table, table_rows
+    from langneurons.evaluation.benchmark import FULL, BenchmarkSettings, benchmark
+    from langneurons.reporting.benchmark import benchmark_figure, markdown_table, table_rows
 
     if (out / "benchmark.json").exists() and not overwrite:
         raise LangneuronsError(f"{out} already holds a finished benchmark; pass --overwrite to replace it")

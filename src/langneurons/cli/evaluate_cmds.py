@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     capped_max_length,
@@ -84,11 +84,11 @@ def ppl_cmd(
     """
     check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import load_corpus, parse_languages
-    from langneurons.evaluate.ppl import PPLSettings, identification_text_warning, ppl_matrix
+    from langneurons.evaluation.ppl import PPLSettings, identification_text_warning, ppl_matrix
     from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
-    from langneurons.intervene.routing import parse_route, routing_warning
-    from langneurons.record.distributed import shutdown
+    from langneurons.intervention.routing import parse_route, routing_warning
+    from langneurons.recording.distributed import shutdown
 
     out = out or default_out(neurons, "ppl")
     check_out(out, overwrite)
@@ -229,18 +229,18 @@ def steer_cmd(
     check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
-    from langneurons.evaluate.steer import SteerSettings, steer
+    from langneurons.evaluation.steer import SteerSettings, steer
     from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
-    from langneurons.intervene.routing import parse_route, routing_warning
-    from langneurons.record.distributed import shutdown
+    from langneurons.intervention.routing import parse_route, routing_warning
+    from langneurons.recording.distributed import shutdown
 
     if (neurons is None) == (directions is None):
         raise LangneuronsError("pass exactly one of --neurons and --directions")
     out = out or default_out(neurons or directions, "steer")
     check_out(out, overwrite)
     if directions is not None:
-        from langneurons.record.distributed import launched_world_size
+        from langneurons.recording.distributed import launched_world_size
 
         if launched_world_size() > 1:
             raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
@@ -322,8 +322,8 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
     """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
     from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
-    from langneurons.evaluate.steer import SteerSettings
-    from langneurons.evaluate.steer_directions import DIRECTION_STRENGTHS, default_layers, steer_directions
+    from langneurons.evaluation.steer import SteerSettings
+    from langneurons.evaluation.steer_directions import DIRECTION_STRENGTHS, default_layers, steer_directions
     from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import check_out, next_hint, out_option, overwrite_option
 from langneurons.errors import LangneuronsError
 
@@ -168,9 +168,9 @@ def identify_cmd(
         _identify_diffmean(run_dir, out, overwrite, languages, top_rate, filter_rate, bar_ratio, lam)
         return
     from langneurons.formats.stats import load_stats
-    from langneurons.identify import get_method, identify, method_parameters
-    from langneurons.identify.common import check_rate
-    from langneurons.identify.entropy_lambda import parse_lambda
+    from langneurons.identification import get_method, identify, method_parameters
+    from langneurons.identification.common import check_rate
+    from langneurons.identification.entropy_lambda import parse_lambda
 
     spec = get_method(method)
     if spec.input != "stats":
@@ -209,8 +209,8 @@ def identify_cmd(
 def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languages: str | None,
                        *neuron_options) -> None:  # fmt: skip
     from langneurons.formats.stats import load_stats
-    from langneurons.identify.common import subset_languages
-    from langneurons.identify.diffmean import diffmean
+    from langneurons.identification.common import subset_languages
+    from langneurons.identification.diffmean import diffmean
 
     if any(value is not None for value in neuron_options):
         raise LangneuronsError("--top-rate/--filter-rate/--bar-ratio/--lambda do not apply to method diffmean")

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import check_out, out_option, overwrite_option
 
 
@@ -23,7 +23,7 @@ def routing_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Expert usage per language and layer, its entropy, divergence from a reference, specific experts."""
-    from langneurons.analyze.routing import routing_analysis
+    from langneurons.analysis.routing import routing_analysis
     from langneurons.formats.atomic import write_json
     from langneurons.formats.stats import load_stats
 
@@ -36,7 +36,7 @@ def routing_cmd(
     console = Console(stderr=True)
     if figure is not None:
         from langneurons.formats.atomic import write_bytes
-        from langneurons.report.routing_figure import routing_figure
+        from langneurons.reporting.routing_figure import routing_figure
 
         write_bytes(figure, routing_figure(result))
     layers = result["moe_layers"]

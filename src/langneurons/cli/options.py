@@ -123,7 +123,7 @@ def join_world(device: str, device_map: str | None) -> tuple[str, Any]:
     Returns ``(device, world)``; a plain run gets a one-process world. ``--device-map`` spreads one
     model over all GPUs, so it is refused with several processes.
     """
-    from langneurons.record.distributed import init_world, launched_world_size, local_device
+    from langneurons.recording.distributed import init_world, launched_world_size, local_device
 
     if launched_world_size() > 1:
         if device_map is not None:

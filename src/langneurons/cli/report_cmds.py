@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import check_out, out_option, overwrite_option, say
 
 
@@ -24,7 +24,7 @@ def report_cmd(
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Turn a run directory's result files into one self-contained HTML report (never loads a model)."""
-    from langneurons.report import write_report
+    from langneurons.reporting import write_report
 
     fmt = format.lower()
     out = out or run_dir / ("figures" if fmt == "png" else "report.html")

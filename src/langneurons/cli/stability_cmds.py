@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import check_out, out_option, overwrite_option
 from langneurons.errors import LangneuronsError
 
@@ -71,9 +71,9 @@ def stability_cmd(
     from langneurons.formats.provenance import now, software
     from langneurons.formats.shards import has_shards, load_shards
     from langneurons.formats.stats import load_stats
-    from langneurons.identify import identify
-    from langneurons.identify.common import check_rate
-    from langneurons.identify.stability import bootstrap, check_method, data_size_curve, sensitivity, stable_core
+    from langneurons.identification import identify
+    from langneurons.identification.common import check_rate
+    from langneurons.identification.stability import bootstrap, check_method, data_size_curve, sensitivity, stable_core
     from langneurons.progress import progress_bar
 
     method = check_method(method)
@@ -173,8 +173,8 @@ def stability_cmd(
 
 
 def _params(method: str, top_rate, filter_rate, bar_ratio, lam) -> dict[str, Any]:
-    from langneurons.identify.common import check_rate
-    from langneurons.identify.entropy_lambda import parse_lambda
+    from langneurons.identification.common import check_rate
+    from langneurons.identification.entropy_lambda import parse_lambda
 
     given: dict[str, Any] = {"top_rate": top_rate, "bar_ratio": bar_ratio}
     if method == "lape":

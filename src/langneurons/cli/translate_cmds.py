@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from langneurons.cli import app, one_line_errors
+from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.options import (
     batch_size_option,
     check_model,
@@ -35,7 +35,7 @@ def component_conditions(neurons=None, directions=None, langs: list[str] = (), s
                          controls: bool = True, layers: list[int] | None = None) -> dict[str, list]:  # fmt: skip
     """``off:X`` (X's neurons zeroed, or X's direction projected out at ``layers``, default all) and
     ``random:X`` (its matched random control) for each X in ``langs``."""
-    from langneurons.intervene import ablate_direction, deactivate, random_control, random_direction_control
+    from langneurons.intervention import ablate_direction, deactivate, random_control, random_direction_control
 
     out: dict[str, list] = {}
     for lang in langs:
@@ -81,7 +81,7 @@ def translate_cmd(
     """Few-shot translation chrF, with no intervention and with each target language's component off."""
     check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import load_corpus
-    from langneurons.evaluate.translate import TranslateSettings, parse_pairs, selectivity, translate
+    from langneurons.evaluation.translate import TranslateSettings, parse_pairs, selectivity, translate
     from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
     from langneurons.formats.neuronset import NeuronSet

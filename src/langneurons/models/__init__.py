@@ -25,7 +25,7 @@ from langneurons.models.phi import PhiAdapter
 from langneurons.models.phi3 import Phi3Adapter
 from langneurons.models.qwen_moe import Qwen2MoeAdapter, Qwen3MoeAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (
+ADAPTERS: list[type[Adapter]] = [
     LlamaAdapter,
     GemmaAdapter,
     Phi3Adapter,
@@ -43,9 +43,18 @@ ADAPTERS: tuple[type[Adapter], ...] = (
     DeepseekV2Adapter,
     DeepseekV3Adapter,
     GptOssAdapter,
-)
+]
 # MoE families whose experts are not yet covered (per-expert ModuleLists or other layouts).
 MOE_TYPES = ("dbrx", "jamba")
+
+
+def register_adapter(adapter: type[Adapter]) -> type[Adapter]:
+    """Add an adapter for a family langneurons does not know (docs/adapters.md); it is tried first, so it
+    may also replace a built-in one. Usable as a class decorator."""
+    if not (isinstance(adapter, type) and issubclass(adapter, Adapter)) or not adapter.model_types:
+        raise LangneuronsError("register_adapter takes an Adapter subclass that names its model_types")
+    ADAPTERS.insert(0, adapter)
+    return adapter
 
 
 def supported_model_types() -> list[str]:
@@ -64,9 +73,11 @@ def get_adapter(model: nn.Module) -> Adapter:
             "3-D modules); supported MoE families: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2/v3, gpt_oss"
         )
     raise LangneuronsError(
-        f"unsupported architecture {model_type!r}: looked for config.model_type in "
-        f"{', '.join(supported_model_types())}"
+        f"unsupported architecture {model_type!r} (looked for config.model_type in "
+        f"{', '.join(supported_model_types())}): add an adapter of a few lines with "
+        "langneurons.register_adapter, see docs/adapters.md"
     )
 
 
-__all__ = ["ADAPTERS", "SITES", "Adapter", "BlockFn", "Rows", "SiteFn", "get_adapter", "supported_model_types"]
+__all__ = ["ADAPTERS", "SITES", "Adapter", "BlockFn", "Rows", "SiteFn", "get_adapter", "register_adapter",
+           "supported_model_types"]

@@ -56,7 +56,7 @@ class Adapter:
     def __init__(self, model: nn.Module):
         self.model = model
         self.config = model.config
-        self.layers: list[nn.Module] = list(_get(model, self.layers_path, self))
+        self.layers: list[nn.Module] = list(submodule(model, self.layers_path, self))
 
     @property
     def family(self) -> str:
@@ -77,11 +77,11 @@ class Adapter:
 
     def act_module(self, layer: int) -> nn.Module:
         """The module whose output is the ``act`` site of a layer."""
-        return _get(self.layers[layer], self.act_path, self)
+        return submodule(self.layers[layer], self.act_path, self)
 
     def down_module(self, layer: int) -> nn.Module:
         """The down projection of a layer (its input is ``down_in``)."""
-        return _get(self.layers[layer], self.down_path, self)
+        return submodule(self.layers[layer], self.down_path, self)
 
     def down_weight(self, layer: int) -> torch.Tensor:
         """The down projection's weight as [hidden, F] (column j = neuron j's output direction)."""
@@ -159,7 +159,8 @@ def _pre_hook(layer: int, fn: SiteFn):
     return hook
 
 
-def _get(root: nn.Module, path: str, adapter: Adapter) -> nn.Module:
+def submodule(root: nn.Module, path: str, adapter: Adapter) -> nn.Module:
+    """``root``'s submodule at the dotted ``path``; a one-line error naming the adapter where it is missing."""
     obj = root
     for part in path.split("."):
         if not hasattr(obj, part):

