@@ -9,14 +9,13 @@ time) and machine info. On a shared, oversubscribed machine, --threads 1 gives t
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import write_result
 
 from langneurons.formats.stats import Stats
 from langneurons.identification import identify
@@ -114,20 +113,9 @@ def main() -> None:
         "benchmark": "identify",
         "shape": {"layers": args.layers, "neurons": args.neurons, "languages": args.languages},
         "repeats": args.repeats,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
-        },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, report, load_before)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved, load, token_batches, write_result  # noqa: E402
+from common import counting_runner, interleaved, load, token_batches, write_result  # noqa: E402
 
-from langneurons.recording.counter import Counter, batch_statistics  # noqa: E402
-
-
-def runner(loaded, batches, counted, residual: bool):
-    counter = Counter(loaded.adapter, "act", loaded.device, batch_statistics, residual=residual)
-    body = loaded.adapter.body()
-
-    def run():
-        counter.reset()
-        with counter, torch.inference_mode():
-            for b in batches:
-                counter.set_batch(counted)
-                body(**b, use_cache=False)
-        return counter.partial
-
-    return run
+from langneurons.recording.counter import batch_statistics  # noqa: E402
 
 
 def main() -> None:
@@ -52,8 +37,8 @@ def main() -> None:
     tokens = args.batches * args.batch_size * args.seq
     res = interleaved(
         {
-            "counting": runner(loaded, batches, counted, False),
-            "counting+residual": runner(loaded, batches, counted, True),
+            "counting": counting_runner(loaded, batches, counted, "act", batch_statistics),
+            "counting+residual": counting_runner(loaded, batches, counted, "act", batch_statistics, residual=True),
         },
         args.reps,
         tokens,

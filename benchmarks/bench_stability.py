@@ -11,15 +11,14 @@ one-off setup). The JSON holds every time, the machine and its load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 from bench_identify import synthetic_stats
+from common import write_result
 
 from langneurons.formats.shards import Shards
 from langneurons.formats.stats import Stats
@@ -103,19 +102,9 @@ def main() -> None:
     report = {
         "benchmark": "stability",
         "shards": args.shards,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
-        },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, report, load_before)
 
 
 if __name__ == "__main__":

@@ -78,11 +78,11 @@ def token_batches(loaded, vocab: int, n: int, batch_size: int, seq: int, device=
     ]
 
 
-def counting_runner(loaded, batches: list[dict], counted: torch.Tensor, site: str, update):
+def counting_runner(loaded, batches: list[dict], counted: torch.Tensor, site: str, update, residual: bool = False):
     """What `record` runs per batch (Counter hooks + body forward) over ``batches``; returns the partial."""
     from langneurons.recording.counter import Counter
 
-    counter = Counter(loaded.adapter, site, loaded.device, update)
+    counter = Counter(loaded.adapter, site, loaded.device, update, residual=residual)
     body = loaded.adapter.body()
 
     def run():
@@ -136,9 +136,14 @@ def machine() -> dict:
     return info
 
 
-def write_result(name: str, data: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data | {"machine": machine()}, indent=2) + "\n")
+def write_result(name: str | Path, data: dict, load_before: tuple[float, ...] | None = None) -> Path:
+    """Write ``data`` and the machine it ran on to ``results/<name>.json`` (or to the path ``name``); with
+    ``load_before`` also the load average before and after the run (a busy machine skews timings)."""
+    path = name if isinstance(name, Path) else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    if load_before is not None:
+        info["load_average_before_after"] = [load_before[0], os.getloadavg()[0]]
+    path.write_text(json.dumps(data | {"machine": info}, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path

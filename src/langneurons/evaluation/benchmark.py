@@ -56,6 +56,7 @@ from langneurons.intervention import (
     random_control,
     random_direction_control,
 )
+from langneurons.intervention.controls import derive_seed
 from langneurons.models.loading import LoadedModel
 from langneurons.recording import RecordSettings, record
 from langneurons.recording.pooled import record_pooled
@@ -263,7 +264,7 @@ def _off(comp, lang: str, s: BenchmarkSettings, control: bool) -> list:
     """Switch ``lang``'s component off (or its matched random control)."""
     if isinstance(comp, DirectionSet):
         iv = ablate_direction(comp, lang)
-        return [random_direction_control(iv, s.seed * 1_000_003 + comp.index(lang))] if control else [iv]
+        return [random_direction_control(iv, derive_seed(s.seed, comp.index(lang)))] if control else [iv]
     mask = random_control(comp, lang, s.seed) if control else comp.mask(lang)
     return [deactivate(mask, site=comp.site or "act", label=lang)]
 

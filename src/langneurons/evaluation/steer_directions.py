@@ -28,6 +28,7 @@ from langneurons.evaluation.steer import (
 from langneurons.formats.directions import DirectionSet
 from langneurons.formats.provenance import now, software
 from langneurons.intervention import add_direction, random_direction_control
+from langneurons.intervention.controls import derive_seed
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 
@@ -91,7 +92,7 @@ def direction_builder(ds: DirectionSet, s: SteerSettings, grid: dict[str, tuple[
         alpha, layer = grid[key]
         iv = add_direction(ds, target, [layer], alpha, positions=s.positions)
         if control:
-            iv = random_direction_control(iv, s.seed * 1_000_003 + ds.index(target) * 1_009 + layer)
+            iv = random_direction_control(iv, derive_seed(s.seed, ds.index(target) * 1_009 + layer))
         return [iv]
 
     return build

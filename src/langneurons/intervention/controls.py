@@ -13,6 +13,15 @@ import torch
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 
+SEED_STRIDE = 1_000_003  # seeds of different runs stay apart for up to a million controls each (a prime)
+CONTROL_STRIDE = 1_000_000_007  # seed offset between the null draws of one language (a prime)
+
+
+def derive_seed(seed: int, index: int = 0, draw: int | None = None) -> int:
+    """The seed of control number ``index`` (a language's or a component's position) of a run seeded with
+    ``seed``; ``draw`` r ≥ 0: its r-th null draw. The one formula every control uses."""
+    return int(seed) * SEED_STRIDE + int(index) + (0 if draw is None else (int(draw) + 1) * CONTROL_STRIDE)
+
 
 def random_mask(count_per_layer: torch.Tensor, exclude: torch.Tensor, seed: int) -> torch.Tensor:
     """Bool [L, F] with ``count_per_layer[l]`` random True per layer, never where ``exclude`` is True."""
@@ -36,10 +45,7 @@ def random_control(neurons: NeuronSet, lang: str, seed: int = 0) -> torch.Tensor
     exclude = neurons.selected_mask()
     for other in neurons.languages:
         exclude |= neurons.mask(other)
-    return random_mask(counts, exclude, seed * 1_000_003 + neurons.languages.index(lang))
-
-
-CONTROL_STRIDE = 1_000_000_007  # seed offset between the null draws of one language (a prime)
+    return random_mask(counts, exclude, derive_seed(seed, neurons.languages.index(lang)))
 
 
 def null_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) -> torch.Tensor:
@@ -52,5 +58,4 @@ def null_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) ->
     """
     counts = neurons.mask(lang).sum(1)
     nothing = torch.zeros(neurons.num_layers, neurons.intermediate_size, dtype=torch.bool)
-    index = neurons.languages.index(lang)
-    return random_mask(counts, nothing, seed * 1_000_003 + index + (draw + 1) * CONTROL_STRIDE)
+    return random_mask(counts, nothing, derive_seed(seed, neurons.languages.index(lang), draw))

@@ -90,7 +90,8 @@ def _check_mode(mode: str) -> None:
 def deactivate(
     mask: torch.Tensor | NeuronSet,
     strength: float | str = 0.0,
-    *more: float,
+    set_strength: float = 0.0,
+    *,
     site: str | None = None,
     positions: str = "all",
     label: str = "",
@@ -98,14 +99,15 @@ def deactivate(
     """Multiply the masked neurons by ``strength`` (0 = zero them, as Tang et al. and Zeng et al.).
 
     ``deactivate(mask, 0.5)`` or, naming a language of a set, ``deactivate(neuron_set, "fr"[, 0.5])``
-    (site: the set's).
+    (then the third argument is the strength; site: the set's).
     """
     if isinstance(mask, NeuronSet):
         if not isinstance(strength, str):
             raise LangneuronsError('deactivate(neuron_set, "lang"[, strength]): name the language')
-        ns, lang = mask, strength
-        strength = more[0] if more else 0.0
+        ns, lang, strength = mask, strength, set_strength
         mask, site, label = ns.mask(lang), site or ns.site, label or f"off {lang}"
+    elif isinstance(strength, str):
+        raise LangneuronsError(f'deactivate(mask, strength): a language ({strength!r}) needs a neuron set')
     site = site or "act"
     mask = mask.bool()
     scale = torch.full(mask.shape, float(strength), dtype=torch.float64)

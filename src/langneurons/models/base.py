@@ -133,6 +133,16 @@ class Adapter:
         return handles
 
 
+class NonGatedAdapter(Adapter):
+    """A non-gated MLP (up → act → down; ``down_in`` = ``act``), by default in the GPT-style layout
+    ``transformer.h[l].mlp.act`` → ``mlp.dense_4h_to_h`` that BLOOM, Falcon and GPT-NeoX share."""
+
+    gated: ClassVar[bool] = False
+    layers_path: ClassVar[str] = "transformer.h"
+    act_path: ClassVar[str] = "mlp.act"
+    down_path: ClassVar[str] = "mlp.dense_4h_to_h"
+
+
 def _residual_hook(layer: int, fn: SiteFn):
     def hook(_module, _args, output):
         hidden = output[0] if isinstance(output, tuple) else output

@@ -1,12 +1,8 @@
 """Falcon: non-gated MLP (dense_h_to_4h → act → dense_4h_to_h)."""
 
-from langneurons.models.base import Adapter
+from langneurons.models.base import NonGatedAdapter
 
 
-class FalconAdapter(Adapter):
+class FalconAdapter(NonGatedAdapter):
     model_types = ("falcon",)
-    gated = False
-    layers_path = "transformer.h"
-    act_path = "mlp.act"
-    down_path = "mlp.dense_4h_to_h"
     intermediate_attr = ("ffn_hidden_size",)

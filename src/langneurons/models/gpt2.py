@@ -1,13 +1,10 @@
 """GPT-2: non-gated MLP; the down projection is a Conv1D whose weight is stored [F, hidden]."""
 
-from langneurons.models.base import Adapter
+from langneurons.models.base import NonGatedAdapter
 
 
-class GPT2Adapter(Adapter):
+class GPT2Adapter(NonGatedAdapter):
     model_types = ("gpt2",)
-    gated = False
-    layers_path = "transformer.h"
-    act_path = "mlp.act"
     down_path = "mlp.c_proj"
     intermediate_attr = ("n_inner",)
 

@@ -1,11 +1,10 @@
 """OPT: no MLP module; fc1 → activation_fn → fc2 sit on the decoder layer and see 2-D [B·T, F] inputs."""
 
-from langneurons.models.base import Adapter
+from langneurons.models.base import NonGatedAdapter
 
 
-class OPTAdapter(Adapter):
+class OPTAdapter(NonGatedAdapter):
     model_types = ("opt",)
-    gated = False
     layers_path = "model.decoder.layers"
     act_path = "activation_fn"
     down_path = "fc2"

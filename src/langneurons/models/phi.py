@@ -1,10 +1,10 @@
 """Phi-1/1.5/2: non-gated MLP (fc1 → activation_fn → fc2)."""
 
-from langneurons.models.base import Adapter
+from langneurons.models.base import NonGatedAdapter
 
 
-class PhiAdapter(Adapter):
+class PhiAdapter(NonGatedAdapter):
     model_types = ("phi",)
-    gated = False
+    layers_path = "model.layers"
     act_path = "mlp.activation_fn"
     down_path = "mlp.fc2"
