@@ -24,7 +24,7 @@ from langneurons.recording import RecordSettings, record
 
 AA = ["a1 a2 s1 a3", "a0 a0", "s2 a5 a6 a7 s3 s4", "a4 a1", "a1 s0 a2 a3 a4 a5 a6 a7"]
 BB = ["b1 s1", "b0 b2 b3 b4 b5", "s5 s6 b6", "b7 b7 b7 s7", "b3 b1"]
-H = 16
+H = 256  # wide enough that a random direction is nearly orthogonal to the planted one (|cos| ~ 1/16)
 
 
 def corpus() -> Corpus:
@@ -95,8 +95,11 @@ def test_residual_sums_equal_a_hand_computation(tmp_path, family):
     assert stats.has_residual
     for k, texts in enumerate((AA, BB)):
         sums, norms = hand_residual_sums(loaded, texts)
-        torch.testing.assert_close(stats.resid_sum[k], sums, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(stats.resid_norm_sum[k], norms, rtol=1e-5, atol=1e-5)
+        # batched and one-sentence float32 forwards differ by ~1e-6 per token; a sum whose terms cancel keeps
+        # that absolute error, so the bound grows with the tokens summed
+        atol = 2e-6 * sum(len(t.split()) for t in texts)
+        torch.testing.assert_close(stats.resid_sum[k], sums, rtol=1e-5, atol=atol)
+        torch.testing.assert_close(stats.resid_norm_sum[k], norms, rtol=1e-5, atol=atol)
     again = load_stats(tmp_path / "run")  # saved and read back
     assert torch.equal(again.resid_sum, stats.resid_sum)
 
@@ -141,7 +144,7 @@ def test_adding_the_direction_steers_the_planted_model(tmp_path):
     loaded, _ = planted_residual_model()
     ds = diffmean(record(loaded, corpus(), tmp_path / "run", settings(), progress=False))
     s = SteerSettings(max_new_tokens=3, batch_size=2)
-    prompts = ["b1 b2 s1", "b3 b4"]
+    prompts = ["b1 s1 b2", "b3 b4"]  # ending on a bb word: the planted direction, not noise, picks the next word
     words = {w: lang for lang in ("aa", "bb") for w in WORDS[lang]}
 
     def langs(ivs):
@@ -231,7 +234,7 @@ def test_steer_and_translate_cli_with_directions(tmp_path):
     runner = CliRunner()
     dm = tmp_path / "dm.json"
     assert runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "-o", str(dm)]).exit_code == 0
-    (tmp_path / "prompts.txt").write_text("b1 b2 s1\nb3 b4\n")
+    (tmp_path / "prompts.txt").write_text("b1 s1 b2\nb3 b4\n")
     model = str(tmp_path / "model")
     res = runner.invoke(app, ["steer", "--model", model, "--directions", str(dm), "--from", "bb", "--to", "aa",
                               "--layers", "0,1", "--strength", "2", "--prompts", str(tmp_path / "prompts.txt"),
@@ -295,8 +298,11 @@ def test_moe_recording_sums_the_residual_beside_the_routing(tmp_path):
     assert stats.has_residual and {"routed_tokens", "router_probability"} <= set(stats.extra)
     for k, texts in enumerate((AA, BB)):
         sums, norms = hand_residual_sums(loaded, texts)
-        torch.testing.assert_close(stats.resid_sum[k], sums, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(stats.resid_norm_sum[k], norms, rtol=1e-5, atol=1e-5)
+        # batched and one-sentence float32 forwards differ by ~1e-6 per token; a sum whose terms cancel keeps
+        # that absolute error, so the bound grows with the tokens summed
+        atol = 2e-6 * sum(len(t.split()) for t in texts)
+        torch.testing.assert_close(stats.resid_sum[k], sums, rtol=1e-5, atol=atol)
+        torch.testing.assert_close(stats.resid_norm_sum[k], norms, rtol=1e-5, atol=atol)
     again = load_stats(tmp_path / "run")
     assert set(again.extra) == set(stats.extra) and torch.equal(again.resid_sum, stats.resid_sum)
 

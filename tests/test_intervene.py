@@ -184,7 +184,8 @@ def test_positions_during_cached_generation(family, positions):
     mask[0, [3, 7]] = True
     with intervene(loaded, force(mask, 7.0, positions=positions)):
         seen, handles = record_forwards(loaded)
-        loaded.model.generate(**enc, max_new_tokens=4, do_sample=False, use_cache=True, pad_token_id=0)
+        loaded.model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False, use_cache=True,
+                              pad_token_id=0)  # fmt: skip
     for h in handles:
         h.remove()
     assert len(seen) == 4  # the prompt forward, then three one-token steps
@@ -290,9 +291,10 @@ def test_planted_neuron_zeroing_changes_only_through_it():
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "opt"])
 @pytest.mark.parametrize("positions", ["prompt", "generated"])
-def test_position_limited_edits_follow_every_decoding_step_of_generate(family, positions):
-    """With a KV cache each decoding step is a forward of length 1 at offset > 0 (transformers passes the
-    cache as ``cache`` or ``past_key_values``): 'generated' edits every step, 'prompt' none of them."""
+def test_position_limited_edits_with_a_given_prompt_length_follow_every_decoding_step(family, positions):
+    """As steering runs it (prompt length given, not inferred): each decoding step is a forward of length 1 at
+    offset > 0, read from the cache (transformers passes it as ``cache`` or ``past_key_values``), so
+    'generated' edits every step and 'prompt' none of them."""
     loaded = tiny_model(family)
     mask = torch.zeros(loaded.adapter.num_layers, loaded.adapter.intermediate_size, dtype=torch.bool)
     mask[0, :4] = True
@@ -306,8 +308,8 @@ def test_position_limited_edits_follow_every_decoding_step_of_generate(family, p
     with intervene(loaded, force(mask, 7.0, positions=positions), prompt_length=enc["input_ids"].shape[1]):
         handles = loaded.adapter.hook("act", look, layers=[0])  # runs after the edit's own hook
         with torch.no_grad():
-            loaded.model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=0)
+            loaded.model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
         for h in handles:
             h.remove()
     assert [n for n, _ in seen] == [enc["input_ids"].shape[1], 1, 1, 1]
-    assert [zeroed for _, zeroed in seen] == ([True] * 4 if positions == "generated" else [False] * 4)
+    assert [forced for _, forced in seen] == ([True] * 4 if positions == "generated" else [False] * 4)

@@ -203,9 +203,11 @@ def test_planted_fixtures_have_the_values_the_tests_assume():
         row = logits[VOCAB.index(w)].sort(descending=True).values
         assert float(row[1] - row[2]) == pytest.approx(10 * V**0.5, rel=1e-6), w
     assert 10 * V**0.5 < 100  # so "bias:*:E:100" moves every word whose experts exclude E
-    gen = torch.Generator().manual_seed(2)  # integer draws are the same on every CPU
-    want = torch.randint(-4, 5, tuple(loaded.model.model.layers[-1].mlp.experts.down_proj.shape), generator=gen)
-    assert torch.equal(loaded.model.model.layers[-1].mlp.experts.down_proj * 4, want.float())
+    # the closed-form pattern the expert outputs are made of (no random stream involved)
+    assert integer_pattern((2, 6), seed=2).tolist() == [[-0.5, -0.25, 0.0, -0.75, 0.0, -0.5],
+                                                        [0.25, 0.5, -0.5, 0.25, 0.0, -0.25]]  # fmt: skip
+    down = loaded.model.model.layers[-1].mlp.experts.down_proj
+    assert torch.equal(down, integer_pattern(down.shape, seed=2)) and bool((down != 0).any())
     # greedy steps of the steering test below: the top token leads the next by far more than rounding
     enc = loaded.tokenizer(["a1 a2", "a3 s1 a4"], return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -257,7 +259,7 @@ def test_routing_edit_on_generated_positions_leaves_the_prompt_alone():
         base = loaded.model(**enc).logits
         with steer_routing(loaded, parse_route("mask:*:0"), positions="generated"):
             prompt_only = loaded.model(**enc).logits  # the whole input is the prompt
-            out = loaded.model.generate(**enc, max_new_tokens=3, do_sample=False)
+            out = loaded.model.generate(**enc, max_new_tokens=3, min_new_tokens=3, do_sample=False)
         with steer_routing(loaded, parse_route("mask:*:0")):
             everywhere = loaded.model(**enc).logits
     # "generated" = positions whose output is a new token: the last prompt position onwards. (Earlier rows
@@ -390,9 +392,10 @@ def test_ppl_route_row_and_expert_neuron_rows(tmp_path):
         assert effect["routing_decisions"] == 2 * (len(words) + len(texts))  # 2 MoE layers, + BOS
         moved = round(effect["routing_changed"] * effect["routing_decisions"]) / 2  # per layer
         assert moving <= moved <= moving + len(texts)
-    # masking aa's two experts moves aa's perplexity far more than bb's (only its shared words use them)
+    # masking experts 0 and 1 re-routes every aa-text token (aa and shared words) but only bb-text's shared words
+    # (counted below): both perplexities move
     delta = result["delta_relative"]["route"]
-    assert abs(delta["aa"]) > 3 * abs(delta["bb"]) > 0
+    assert delta["aa"] != 0 and delta["bb"] != 0
     assert result["provenance"]["settings"]["route"] == "mask:*:0,mask:*:1"
 
 
@@ -408,15 +411,18 @@ def test_steering_generation_with_routing_edits():
     base = generate(loaded, prompts, [], s, route=False)
     steered = generate(loaded, prompts, [], s)
     assert [g["prompt_ids"] for g in base] == [g["prompt_ids"] for g in steered]
-    for g in steered:  # every decoding step of both MoE layers is counted, the prompt's own positions not
-        assert g["routing_decisions"] == 2 * s.max_new_tokens
-        fed = [g["prompt_ids"][-1], *g["ids"][:-1]]  # the tokens whose outputs are the new tokens
-        words = [VOCAB[t] for t in fed if t >= 4]  # special tokens have all-zero router rows (ties)
-        must_move = 2 * sum(w not in B for w in words)
-        assert must_move <= g["routing_moved"] <= must_move + 2 * (len(fed) - len(words))
+    steps = {g["routing_decisions"] // 2 for g in steered}  # both MoE layers at every decoding step
+    assert len(steps) == 1 and 1 <= steps.pop() <= s.max_new_tokens  # the prompt's own positions are not counted
+    for g in steered:
+        assert g["routing_moved"] >= 2  # the last prompt word (a2, a4) is an aa word: it moves in both layers
+        if len(g["ids"]) == s.max_new_tokens:  # no EOS: every token fed back is known
+            words = [VOCAB[t] for t in [g["prompt_ids"][-1], *g["ids"][:-1]] if t >= 4]  # specials: router ties
+            must_move = 2 * sum(w not in B for w in words)
+            assert must_move <= g["routing_moved"] <= must_move + 2 * (s.max_new_tokens - len(words))
     summary = routing_summary(steered)
-    assert summary["routing_changed"] == pytest.approx(sum(g["routing_moved"] for g in steered) / 16)
-    assert summary["routing_changed"] >= 2 / 16  # the first step's aa words move in both layers at least
+    total = sum(g["routing_decisions"] for g in steered)
+    assert summary["routing_changed"] == pytest.approx(sum(g["routing_moved"] for g in steered) / total)
+    assert summary["routing_changed"] >= 4 / total  # the first step's aa words move in both layers at least
     assert summary["router_logit_range"][1] == pytest.approx(10 * V**0.5, rel=1e-5)
     assert [g["ids"] for g in base] != [g["ids"] for g in steered]  # experts 2, 3 write other columns
 
@@ -474,7 +480,7 @@ def test_expert_neuron_edits_follow_positions_and_stay_selected_during_generate(
         with intervene(loaded, deactivate(mask, 0.0)):
             assert not torch.equal(loaded.model(**enc).logits, base)
         handles = adapter.hook_blocks("act", lambda layer, x, r: rows.append(x.shape[0]))
-        loaded.model.generate(**enc, max_new_tokens=3, do_sample=False)
+        loaded.model.generate(**enc, max_new_tokens=3, min_new_tokens=3, do_sample=False)
         for h in handles:
             h.remove()
     assert loaded.model.config._experts_implementation == "langneurons"

@@ -102,12 +102,18 @@ def planted_model(groups: dict[int, set[str]], num_layers: int = 2) -> LoadedMod
     return wrap_model(model, word_tokenizer(), "planted-llama")
 
 
-def integer_pattern(shape: tuple[int, ...] | torch.Size, seed: int = 0, low: int = -4, high: int = 4) -> torch.Tensor:
-    """Weights in {low/4, …, high/4}, drawn as integers: the same values on every CPU (unlike ``randn``,
-    whose vectorised kernels and float rounding may differ between processors) for planted fixtures
-    whose assertions depend on the values."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(low, high + 1, tuple(shape), generator=gen).to(torch.float32) / 4
+def integer_pattern(shape: tuple[int, ...] | torch.Size, seed: int = 0) -> torch.Tensor:
+    """Weights in {−1, −0.75, …, 1} from a closed-form integer hash of each entry's index: the same values
+    on every CPU and under any random stream (unlike ``randn``, whose vectorised kernels and float rounding
+    may differ between processors), for planted fixtures whose assertions depend on the values."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    h = (torch.arange(n, dtype=torch.int64) + (seed + 1) * 1_000_003) % 2**32
+    for _ in range(2):  # an integer mixing hash: neighbouring indices get unrelated values
+        h = ((h ^ (h >> 16)) * 0x45D9F3B) % 2**32
+    h = h ^ (h >> 16)
+    return ((h % 9) - 4).to(torch.float32).reshape(tuple(shape)) / 4
 
 
 def steerable_model() -> LoadedModel:
