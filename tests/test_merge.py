@@ -72,7 +72,7 @@ def test_merge_refuses_runs_that_differ_in_a_setting(halves, field, value, messa
 
 def test_merge_refuses_the_same_sentences_twice(halves):
     _, a, b, _ = halves
-    with pytest.raises(LangneuronsError, match="'aa' sentence 0 of t"):
+    with pytest.raises(LangneuronsError, match="3 of the same 'aa' sentences"):
         merge_stats([a, a])
     # a run merged with a run it already contains
     with pytest.raises(LangneuronsError, match="the same sentences must not be added twice"):
@@ -80,8 +80,13 @@ def test_merge_refuses_the_same_sentences_twice(halves):
     # the same text under another corpus name is still the same text
     renamed = changed(b, "b-renamed", corpus="elsewhere")
     renamed.manifest["merged_from"] = None
-    with pytest.raises(LangneuronsError, match="the same text"):
+    with pytest.raises(LangneuronsError, match="same 'aa' sentences"):
         merge_stats([b, renamed])
+    older = changed(b, "b-older")  # runs recorded before per-sentence hashes: the whole-text hash catches it
+    for run in (older, renamed):
+        run.manifest.pop("sentence_hashes")
+    with pytest.raises(LangneuronsError, match="the same text"):
+        merge_stats([older, renamed])
 
 
 def test_merge_refuses_overlapping_prefixes(tmp_path):
@@ -89,8 +94,44 @@ def test_merge_refuses_overlapping_prefixes(tmp_path):
     loaded = tiny_model("llama")
     short = record(loaded, Corpus("t", {"aa": corpus().items["aa"][:2]}), tmp_path / "s", settings(), progress=False)
     long = record(loaded, Corpus("t", {"aa": corpus().items["aa"][:4]}), tmp_path / "l", settings(), progress=False)
+    with pytest.raises(LangneuronsError, match="2 of the same 'aa' sentences"):
+        merge_stats([short, long])
+    for run in (short, long):  # runs recorded before per-sentence hashes: by ids
+        run.manifest.pop("sentence_hashes")
     with pytest.raises(LangneuronsError, match="sentence 0"):
         merge_stats([short, long])
+
+
+def test_merge_knows_sentences_not_names(tmp_path):
+    """The same sentences under two corpus names (a copied folder; ntrex and a local copy), as a 4- and a
+    2-sentence prefix, are refused by content; other sentences under the same name still merge."""
+    loaded = tiny_model("llama")
+    pairs = corpus().items["aa"]
+    four = record(loaded, Corpus("/data/ntrex-copy", {"aa": pairs[:4]}), tmp_path / "a", settings(), progress=False)
+    two = record(loaded, Corpus("ntrex:identify", {"aa": pairs[:2]}), tmp_path / "b", settings(), progress=False)
+    assert len(four.manifest["sentence_hashes"]["aa"]) == 4
+    with pytest.raises(LangneuronsError, match="2 of the same 'aa' sentences"):
+        merge_stats([four, two])
+    renumbered = [(str(100 + i), text) for i, (_, text) in enumerate(pairs[:2])]  # other ids, same texts
+    again = record(loaded, Corpus("/data/ntrex-copy", {"aa": renumbered}), tmp_path / "c", settings(), progress=False)
+    with pytest.raises(LangneuronsError, match="same 'aa' sentences"):
+        merge_stats([four, again])
+    rest = record(loaded, Corpus("/data/ntrex-copy", {"aa": pairs[4:]}), tmp_path / "d", settings(), progress=False)
+    merged = merge_stats([four, rest])
+    assert int(merged.n_tokens[0]) == int(four.n_tokens[0]) + int(rest.n_tokens[0])
+    hashes = [h for part in merged.manifest["merged_from"] for h in part["sentence_hashes"]["aa"]]
+    assert len(hashes) == len(set(hashes)) == len(pairs)
+    with pytest.raises(LangneuronsError, match="same 'aa' sentences"):  # and a merged run knows its parts
+        merge_stats([merged, two])
+
+
+def test_a_merged_run_keeps_no_shards_entry(tmp_path):
+    loaded = tiny_model("llama")
+    pairs = corpus().items["aa"]
+    a = record(loaded, Corpus("t", {"aa": pairs[:3]}), tmp_path / "a", settings(shards=2), progress=False)
+    b = record(loaded, Corpus("t", {"aa": pairs[3:]}), tmp_path / "b", settings(shards=2), progress=False)
+    assert "shards" in a.manifest
+    assert "shards" not in merge_stats([a, b]).manifest  # no shards file is written for a merge
 
 
 def test_cli_merge_refusal_is_one_line(halves, tmp_path):

@@ -53,6 +53,12 @@ class Corpus:
             digest.update(f"{sid}\x1f{text}\x1e".encode())
         return digest.hexdigest()
 
+    def sentence_hashes(self, lang: str, n: int | None = None) -> list[str]:
+        """Per sentence (the first ``n``), the first 16 hex digits of the SHA-256 of its text (whitespace
+        stripped): the same sentence has the same hash whatever folder, file or corpus name it came from."""
+        texts = self.texts(lang)[:n]
+        return [hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:16] for text in texts]
+
     def sha256(self) -> str:
         """Content hash over languages, ids and texts: two runs with equal hashes saw the same data."""
         digest = hashlib.sha256()

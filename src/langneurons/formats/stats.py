@@ -244,17 +244,20 @@ def _expand(ranges: list[list]) -> set:
     return {x for r in ranges for x in (range(r[0], r[1]) if len(r) == 2 else r)}
 
 
-def data_spans(stats: Stats) -> list[tuple[str, str, set, str | None]]:
-    """What text a run counted: (language, corpus, sentence ids, text hash) per language, expanded
-    through ``merged_from`` for merged runs (older manifests: the first N sentences)."""
+def data_spans(stats: Stats) -> list[tuple[str, str, set, str | None, set | None]]:
+    """What text a run counted: (language, corpus, sentence ids, text hash, per-sentence content hashes)
+    per language, expanded through ``merged_from`` for merged runs (older manifests: the first N sentences,
+    no per-sentence hashes)."""
     m = stats.manifest
     spans = []
     for part in m.get("merged_from") or [m]:
         ranges = part.get("sentence_ranges") or {}
         hashes = part.get("corpus_sha256_by_language") or {}
+        sentences = part.get("sentence_hashes") or {}
         for lang in part.get("languages") or []:
             ids = ranges.get(lang) or [[0, int((part.get("sentences") or {}).get(lang) or 0)]]
-            spans.append((lang, str(part.get("corpus")), _expand(ids), hashes.get(lang)))
+            content = set(sentences[lang]) if lang in sentences else None
+            spans.append((lang, str(part.get("corpus")), _expand(ids), hashes.get(lang), content))
     return spans
 
 
@@ -269,15 +272,25 @@ def check_mergeable(runs: list[Stats]) -> None:
                     f"cannot merge runs with different {name}: {read(base.manifest)!r} "
                     f"({base.path or 'run 1'}) vs {read(other.manifest)!r} ({other.path or 'another run'})"
                 )
-    seen: list[tuple[tuple[str, str, set, str | None], str]] = []
+    seen: list[tuple[tuple[str, str, set, str | None, set | None], str]] = []
     for i, run in enumerate(runs):
         where = run.path or f"run {i + 1}"
         for span in data_spans(run):
-            lang, corpus, ids, sha = span
-            for (lang2, corpus2, ids2, sha2), where2 in seen:
-                same_text = sha is not None and sha == sha2
+            lang, corpus, ids, sha, content = span
+            for (lang2, corpus2, ids2, sha2, content2), where2 in seen:
+                if lang != lang2:
+                    continue
+                if content is not None and content2 is not None:  # by sentence content, whatever the names
+                    same = content & content2
+                    if same:
+                        raise LangneuronsError(
+                            f"cannot merge: {where2} and {where} both counted {len(same)} of the same {lang!r} "
+                            "sentences (same text; the same sentences must not be added twice)"
+                        )
+                    continue
+                same_text = sha is not None and sha == sha2  # older runs: by corpus name and ids
                 shared = ids & ids2 if corpus == corpus2 else set()
-                if lang == lang2 and (same_text or shared):
+                if same_text or shared:
                     which = f"sentence {min(shared, key=str)}" if shared else "the same text"
                     raise LangneuronsError(
                         f"cannot merge: {where2} and {where} both counted {lang!r} {which} of {corpus} "
@@ -289,7 +302,7 @@ def check_mergeable(runs: list[Stats]) -> None:
 def _parts(m: dict[str, Any]) -> list[dict[str, Any]]:
     """The record facts of each original run inside ``m`` (itself, or what it was merged from)."""
     keys = ("languages", "corpus", "corpus_sha256", "corpus_sha256_by_language", "sentences", "sentence_ranges",
-            "revision")  # fmt: skip
+            "sentence_hashes", "revision")  # fmt: skip
     return m.get("merged_from") or [{key: m.get(key) for key in keys}]
 
 
@@ -332,8 +345,8 @@ def merge_stats(runs: list[Stats]) -> Stats:
         "".join(str(run.manifest.get("corpus_sha256")) for run in runs).encode()
     ).hexdigest()
     manifest["merged_from"] = [part for run in runs for part in _parts(run.manifest)]
-    for key in ("corpus_sha256_by_language", "sentence_ranges"):
-        manifest.pop(key, None)
+    for key in ("corpus_sha256_by_language", "sentence_ranges", "sentence_hashes", "shards"):
+        manifest.pop(key, None)  # per part in merged_from; a merge writes no per-shard counts
     counted = [run.manifest.get("sentences") or {} for run in runs]
     manifest["sentences"] = {lang: sum(int(c.get(lang, 0)) for c in counted) for lang in languages}
     return Stats(count, total, total_sq, n_tokens, manifest, extra=extra)

@@ -407,6 +407,7 @@ def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: lis
         },
         "sentences": sentences,
         "sentence_ranges": {lang: id_ranges(corpus.ids(lang)[:n]) for lang, n in sentences.items()},
+        "sentence_hashes": {lang: corpus.sentence_hashes(lang, n) for lang, n in sentences.items()},
         "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
         "settings": asdict(s) | dict.fromkeys(_SCHEDULE_ONLY),
         **({"filters": corpus.filters} if corpus.filters else {}),
