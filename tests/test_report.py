@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib
 import json
 import math
 import re
@@ -17,12 +18,12 @@ import torch
 from test_analyze import SET, make_set, manifest, write_run
 from typer.testing import CliRunner
 
+import langneurons.reporting.evaluation as ev
 from langneurons.analysis.activity import activation_rate, profile_similarity
 from langneurons.cli import app
 from langneurons.formats.run import load_run
 from langneurons.formats.stats import Stats, save_stats
-from langneurons.reporting import build_sections, write_report
-from langneurons.reporting import evaluation as ev
+from langneurons.reporting.html import build_sections, environment, write_report
 
 EVIL = '<script>alert("x")</script>&"\''
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -121,7 +122,7 @@ def test_report_is_self_contained_and_escaped(tmp_path):
     out = tmp_path / "report.html"
     write_report(run, out)
     page = out.read_text(encoding="utf-8")
-    assert "<script>alert" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert page.count("<script>") == 1  # only the report's own status script
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == len(FIGURES)
@@ -129,6 +130,38 @@ def test_report_is_self_contained_and_escaped(tmp_path):
     assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing outside the file
     assert re.findall(r'<figure id="([^"]+)"', page) == FIGURES  # main set, evaluation, similarity, recording
     assert page.count("<figcaption>") == len(FIGURES) and "sha256 cdcdcdcdcdcd" in page
+
+
+def test_untrusted_text_in_result_files_is_escaped_by_the_templates(tmp_path):
+    """Model, corpus, language codes and paths come from result files: the template engine escapes them all."""
+    evil = "<script>alert(1)</script>"
+    sim = {"format": "langneurons-similarity/1", "model": evil, "site": "act", "corpus": evil,
+           "corpus_sha256": "ab" * 32, "languages": LANGS, "sentences": dict.fromkeys(LANGS, 5),
+           "per_layer": {"lrds": [0.1, 0.3], "sads": [0.0, 0.4]}, "whole_model": {"lrds": 0.2}}  # fmt: skip
+    steer = steer_file(neurons_path=evil)
+    steer["provenance"]["model"] = evil
+    run = write_run(tmp_path / "run", SET, manifest(LANGS) | {"model": evil, "corpus": evil},
+                    {"similarity.json": sim, "ppl.json": ppl_file(model=evil, neurons_path=evil),
+                     "steer-fr.json": steer})  # fmt: skip
+    (run / "<img src=x onerror=alert(2)>.json").write_text("{}")  # a file name, shown under "Files not used"
+    write_report(run, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "alert(1)" in page  # the text is there ...
+    assert "<script>alert(1)" not in page and "</script>alert" not in page  # ... never as markup
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5  # title, header, captions, table, intro
+    assert "<title>langneurons report: &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+    assert page.count("<script>") == 1
+    assert "<td>&lt;img src=x onerror=alert(2)&gt;.json</td>" in page and "<img src=x" not in page
+
+
+def test_every_section_template_is_in_the_package_and_escapes():
+    env = environment()
+    names = set(env.list_templates())
+    assert {"report.html", "section.html", "macros.html"} <= names
+    for module in ("benchmark", "neuron_sets", "perplexity", "recording", "routing", "similarity", "stability",
+                   "steering"):  # fmt: skip
+        assert importlib.import_module(f"langneurons.reporting.sections.{module}").TEMPLATE in names
+    assert env.from_string("{{ x }}").render(x="<b>&") == "&lt;b&gt;&amp;"
 
 
 def test_steering_is_shown_as_percentages_with_intervals_and_examples(tmp_path):

@@ -125,6 +125,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
+    """The summary table as Markdown, for `langneurons benchmark` to print and to paste into notes."""
     rows = table_rows(result)
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]

@@ -160,6 +160,7 @@ class SteerBar:
 
     @property
     def interval(self) -> tuple[float, float]:
+        """The 95 % Wilson interval of the rate over its n prompts, so a small sample shows its uncertainty."""
         return wilson(round(self.rate * self.n), self.n)
 
 

@@ -5,7 +5,6 @@ Figures come back as ``(file name, PNG bytes, heading, caption)``; `report.html`
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
@@ -165,11 +164,12 @@ def stability_figures(name: str, data: dict[str, Any]) -> list[FigureParts]:
     return out
 
 
-def significance_table(data: dict[str, Any]) -> str:
-    """ΔPPL on each language's own text with its bootstrap CI, the controls' mean / max, p and z (HTML)."""
+def significance_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """ΔPPL on each language's own text with its bootstrap CI, the controls' mean / max, p and z, as a header and
+    rows of text for the report's table; ``([], [])`` when the result has no significance test."""
     sig = (data.get("significance") or {}).get("per_language")
     if not isinstance(sig, dict) or not sig:
-        return ""
+        return [], []
 
     def pct(v: Any) -> str:
         return "–" if v is None else f"{v:+.1%}" if abs(v) < 10 else f"×{v + 1:.3g}"
@@ -178,13 +178,12 @@ def significance_table(data: dict[str, Any]) -> str:
     for lang, s in sig.items():
         ci = s.get("ci95") or [None, None]
         z = "–" if s.get("z") is None else f"{s['z']:.1f}"
-        cells = [lang, pct(s.get("real")), f"{pct(ci[0])} … {pct(ci[1])}", pct(s.get("control_mean")),
-                 pct(s.get("control_max")), f"{s.get('p'):.3g}", z]  # fmt: skip
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append([str(lang), pct(s.get("real")), f"{pct(ci[0])} … {pct(ci[1])}", pct(s.get("control_mean")),
+                     pct(s.get("control_max")), f"{s.get('p'):.3g}", z])  # fmt: skip
     r = next(iter(sig.values())).get("controls")
-    head = ("<tr><th>language</th><th>ΔPPL on itself</th><th>95 % CI (sentences)</th>"
-            f"<th>controls: mean</th><th>controls: max</th><th>p ({r} controls)</th><th>z</th></tr>")  # fmt: skip
-    return f"<table>{head}{''.join(rows)}</table>"
+    head = ["language", "ΔPPL on itself", "95 % CI (sentences)", "controls: mean", "controls: max",
+            f"p ({r} controls)", "z"]  # fmt: skip
+    return head, rows
 
 
-__all__ = ["STABILITY_FORMAT", "significance_table", "stability_figures"]
+__all__ = ["STABILITY_FORMAT", "significance_rows", "stability_figures"]

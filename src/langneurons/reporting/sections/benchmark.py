@@ -1,0 +1,26 @@
+"""The benchmark section: every method through the same causal tests (benchmark.json), figure and table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langneurons.reporting.benchmark import benchmark_caption, benchmark_figure, table_rows
+from langneurons.reporting.sections.common import Figure, Section, Table
+
+TEMPLATE = "section_benchmark.html"
+
+
+def benchmark_section(data: dict[str, Any]) -> Section:
+    """Every method through the same causal tests: the figure and the table of the numbers behind it."""
+    heading = "Benchmark: every method, the same tests"  # the figure's; the section is "Benchmark"
+    head, *body = table_rows(data)
+    return Section(
+        "benchmark",
+        "Benchmark",
+        TEMPLATE,
+        figures=[Figure("benchmark.png", benchmark_figure(data), heading, benchmark_caption(data))],
+        data={"table": Table([str(h) for h in head], [[str(c) for c in r] for r in body])},
+    )
+
+
+__all__ = ["benchmark_section"]
