@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -67,9 +68,29 @@ def test_phase_profile_of_a_four_phase_set():
     neurons = {"en": {i: list(range(n)) for i, n in enumerate(per_layer)}, "fr": {}}
     ns = make_set(neurons, num_layers=12, size=10)
     phases = phase_profile(ns)
+    assert phases["n_phases"] == 4 and "BIC" in phases["chosen_by"]  # the data choose four here
+    # by hand: RSS of the best 1..5-band fits (bands ≥ 2 layers), BIC = n ln(RSS/n) + 2k ln n
+    rss = {1: 110.9167, 2: 80.6667, 3: 51.8667, 4: 2.8667, 5: 2.8333}
+    for k, value in rss.items():
+        assert phases["rss"][str(k)] == pytest.approx(value, abs=1e-3)
+        assert phases["bic"][str(k)] == pytest.approx(12 * math.log(value / 12) + 2 * k * math.log(12), abs=1e-2)
     assert [b["layers"] for b in phases["bands"]] == [[0, 2], [3, 7], [8, 9], [10, 11]]
     assert [b["level"] for b in phases["bands"]] == ["high", "low", "high", "low"]
     assert sum(b["share"] for b in phases["bands"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("per_layer", "want"),
+    [([3] * 18, 1), ([8] * 9 + [1] * 9, 2), ([5, 5, 0, 0, 0, 0, 5, 5], 3)],
+)
+def test_phases_are_chosen_not_imposed(per_layer, want):
+    """A flat profile is one phase, a step two: no single-layer phases at the ends of the model."""
+    neurons = {"en": {i: list(range(n)) for i, n in enumerate(per_layer)}, "fr": {}}
+    ns = make_set(neurons, num_layers=len(per_layer), size=10)
+    phases = phase_profile(ns)
+    assert phases["n_phases"] == want and len(phases["bands"]) == want
+    assert all(b["layers"][1] - b["layers"][0] >= 1 for b in phases["bands"])  # at least 2 layers each
+    assert phase_profile(ns, n_phases=4)["n_phases"] == 4 and phase_profile(ns, n_phases=4)["chosen_by"] == "imposed"
 
 
 def test_method_overlap_and_class_transitions():

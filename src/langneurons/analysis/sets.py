@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,52 +26,82 @@ def relative_depth(num_layers: int) -> list[float]:
     return [(layer + 0.5) / num_layers for layer in range(num_layers)]
 
 
-def segment_profile(profile: list[float], n_segments: int = 4) -> list[tuple[int, int]]:
-    """Best split of ``profile`` into ``n_segments`` contiguous bands (least squares, piecewise constant).
-
-    Exact dynamic programming over the split points (O(n_segments · L²), L = layers); returns inclusive
-    ``(start, end)`` layer ranges.
-    """
+def segmentations(profile: list[float], max_segments: int = 5, min_length: int = 1) -> dict[int, tuple[float, list]]:
+    """For k = 1..``max_segments``: the least-squares split of ``profile`` into k contiguous bands of at
+    least ``min_length`` layers each (piecewise constant), as ``{k: (residual sum of squares, bands)}``;
+    bands are inclusive ``(start, end)`` layer ranges. Exact dynamic programming, O(k · L²)."""
     y = torch.tensor(profile, dtype=torch.float64)
     n = y.numel()
-    segments = max(1, min(n_segments, n))
+    min_length = max(1, min_length)
     c1 = torch.cat([torch.zeros(1, dtype=torch.float64), y.cumsum(0)])
     c2 = torch.cat([torch.zeros(1, dtype=torch.float64), (y * y).cumsum(0)])
     i = torch.arange(n + 1)
     length = (i[None, :] - i[:, None]).to(torch.float64)  # cost[a, b]: band a..b-1
     s = c1[None, :] - c1[:, None]
-    cost = (c2[None, :] - c2[:, None]) - s * s / length.clamp_min(1)
-    cost = torch.where(length > 0, cost, torch.full_like(cost, float("inf")))
+    cost = ((c2[None, :] - c2[:, None]) - s * s / length.clamp_min(1)).clamp_min(0)
+    cost = torch.where(length >= min_length, cost, torch.full_like(cost, float("inf")))
     best = cost[0].clone()  # best[b]: one band covering 0..b-1
-    back = []
-    for _ in range(segments - 1):
-        total = best[:, None] + cost  # end previous at a, new band a..b-1
-        best, arg = total.min(0)
-        back.append(arg)
-    bounds, end = [], n
-    for arg in reversed(back):
-        start = int(arg[end])
-        bounds.append((start, end - 1))
-        end = start
-    bounds.append((0, end - 1))
-    return list(reversed(bounds))
+    out: dict[int, tuple[float, list]] = {}
+    back: list[torch.Tensor] = []
+    for k in range(1, max(1, min(max_segments, n // min_length)) + 1):
+        if k > 1:
+            best, arg = (best[:, None] + cost).min(0)  # end the previous band at a, a new one a..b-1
+            back.append(arg)
+        if not torch.isfinite(best[n]):
+            break
+        bounds, end = [], n
+        for arg in reversed(back):
+            start = int(arg[end])
+            bounds.append((start, end - 1))
+            end = start
+        bounds.append((0, end - 1))
+        out[k] = (float(best[n]), list(reversed(bounds)))
+    return out
+
+
+def segment_profile(profile: list[float], n_segments: int = 4, min_length: int = 1) -> list[tuple[int, int]]:
+    """Best split of ``profile`` into ``n_segments`` contiguous bands (least squares, piecewise constant;
+    never more bands than fit); inclusive ``(start, end)`` layer ranges."""
+    found = segmentations(profile, n_segments, min_length)
+    return found[max(found)][1]
+
+
+def bic(rss: float, n: int, segments: int) -> float:
+    """Bayesian information criterion of a piecewise-constant fit with Gaussian noise: n·ln(RSS/n) + p·ln n,
+    p = 2k parameters (k levels, k − 1 change points, the noise variance); a perfect fit is floored at
+    RSS = 10⁻⁹·n so it is not −∞."""
+    return n * math.log(max(rss, 1e-9 * n) / n) + 2 * segments * math.log(n)
+
+
+PHASE_RULE = (
+    "number of phases k in 1..5 chosen by the smallest BIC (n·ln(RSS/n) + 2k·ln n) of the least-squares "
+    "piecewise-constant fit of the per-layer counts, each phase at least {min_length} layers"
+)
 
 
 def phase_profile(
-    ns: NeuronSet, n_phases: int = 4, classes: tuple[str, ...] = ("specific", "related")
+    ns: NeuronSet,
+    n_phases: int | None = None,
+    classes: tuple[str, ...] = ("specific", "related"),
+    min_length: int = 2,
+    max_phases: int = 5,
 ) -> dict:
-    """The depth profile of ``classes`` neurons, segmented into ``n_phases`` bands found from the data.
+    """The depth profile of ``classes`` neurons, segmented into bands (phases) found from the data.
 
-    Each band reports its layers, relative depth, mean neurons per layer, its share of the neurons and
-    whether it is ``high`` or ``low`` against the whole-model mean (the papers' four phases: dense early
-    layers, a sparse middle, a dense late band, a final drop — on a model that shows them).
+    The number of phases is chosen by BIC over 1..``max_phases`` (each at least ``min_length`` layers)
+    unless ``n_phases`` imposes it: Zhang et al.'s four phases are reported only where the data choose
+    them. Each band reports its layers, relative depth, mean neurons per layer, its share of the neurons
+    and whether it is ``high`` or ``low`` against the whole-model mean.
     """
     dist = class_distribution(ns)
     profile = [sum(dist[c][layer] for c in classes) for layer in range(ns.num_layers)]
     total = sum(profile)
     mean = total / max(ns.num_layers, 1)
+    fits = segmentations([float(v) for v in profile], max(max_phases, n_phases or 0), min_length)
+    scores = {k: bic(rss, len(profile), k) for k, (rss, _) in fits.items()}
+    chosen = min(scores, key=lambda k: (scores[k], k)) if n_phases is None else min(n_phases, max(fits))
     bands = []
-    for start, end in segment_profile([float(v) for v in profile], n_phases):
+    for start, end in fits[chosen][1]:
         count = sum(profile[start : end + 1])
         per_layer = count / (end - start + 1)
         bands.append(
@@ -83,7 +114,15 @@ def phase_profile(
                 "level": "high" if per_layer > mean else "low",
             }
         )
-    return {"classes": list(classes), "profile": profile, "bands": bands}
+    return {
+        "classes": list(classes),
+        "profile": profile,
+        "n_phases": chosen,
+        "chosen_by": "imposed" if n_phases is not None else PHASE_RULE.format(min_length=min_length),
+        "bic": {str(k): round(v, 3) for k, v in scores.items()},
+        "rss": {str(k): round(rss, 3) for k, (rss, _) in fits.items()},
+        "bands": bands,
+    }
 
 
 def language_overlap(ns: NeuronSet) -> dict[str, Any]:

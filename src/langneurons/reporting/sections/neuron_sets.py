@@ -62,6 +62,7 @@ def neuron_set_section(run: Run, name: str, ns: NeuronSet) -> Section:
             )
         )
     phases = phase_profile(ns)
+    bic = ", ".join(f"{k}: {v:.1f}" for k, v in phases["bic"].items())
     bands = "; ".join(
         f"P{i + 1} layers {b['layers'][0]}–{b['layers'][1]} {b['level']} ({b['per_layer']:.1f}/layer, "
         f"{b['share']:.0%} of the neurons)"
@@ -74,9 +75,10 @@ def neuron_set_section(run: Run, name: str, ns: NeuronSet) -> Section:
             f"{name}: classes over depth",
             f"Neurons per layer by class (specific = 1 language, related = 2..K−1, agnostic = all K, "
             f"unassigned = selected without a language) in set {name} ({how}); {on}. Shaded bands and black "
-            f"lines: the depth phases of the specific + related neurons, found by least-squares segmentation "
-            f"of their per-layer counts into 4 bands (line = a band's mean per layer; high/low = above/below "
-            f"the model's mean; % = the band's share): {bands}.",
+            f"lines: the depth phases of the specific + related neurons: a least-squares piecewise-constant "
+            f"fit of their per-layer counts, the number of phases chosen by BIC over 1–5 (each at least 2 "
+            f"layers; BIC by k: {bic}) — here {phases['n_phases']} (line = a phase's mean per layer; high/low "
+            f"= above/below the model's mean; % = its share): {bands}.",
         )
     )
     if ns.n_pairs() and len(ns.languages) > 1:
