@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import (
-    batch_size_option,
+from langneurons.cli.common import (
     capped_max_length,
-    check_model,
+    check_max_length,
     check_out,
+    check_positive,
     check_sentences,
-    corpus_option,
-    device_map_option,
-    device_option,
-    dtype_option,
-    join_world,
-    languages_option,
-    load_model_from_options,
-    max_length_option,
-    model_option,
     next_hint,
-    out_option,
-    overwrite_option,
     pick_corpus,
-    revision_option,
-    sentences_option,
-    texts_alias_option,
-    trust_remote_code_option,
 )
 from langneurons.errors import LangneuronsError
 
@@ -43,21 +30,17 @@ COLUMNS = ("lrds", "sads", "same_language", "different_language", "same_meaning"
 
 @app.command("similarity")
 @one_line_errors
+@opt.model_options
 def similarity_cmd(
-    out: Path = out_option("Run directory (pooled.safetensors, pooled.json, similarity.json)."),
-    model: str = model_option(),
-    revision: str | None = revision_option(),
-    device: str = device_option(),
-    dtype: str = dtype_option(),
-    device_map: str | None = device_map_option(),
-    trust_remote_code: bool = trust_remote_code_option(),
-    corpus: str = corpus_option("ntrex"),
-    texts: str | None = texts_alias_option(),
-    languages: str | None = languages_option(),
-    sentences: int | None = sentences_option(100),
+    out: Annotated[Path, opt.out_option("Run directory (pooled.safetensors, pooled.json, similarity.json).")],
+    model: opt.ModelOptions = opt.ModelOptions(),
+    corpus: opt.Corpus = "ntrex",
+    texts: opt.Texts = None,
+    languages: opt.Languages = None,
+    sentences: opt.Sentences = 100,
     site: str = typer.Option("act", "--site", help="act or down_in."),
-    batch_size: int = batch_size_option(),
-    max_length: int = max_length_option(),
+    batch_size: opt.BatchSize = 8,
+    max_length: opt.MaxLength = opt.MAX_LENGTH,
     count_bos: bool = typer.Option(False, "--count-bos", help="Also pool the BOS position."),
     store_dtype: str = typer.Option(
         "float32", "--store-dtype", help="float32 or float16 for pooled.safetensors."
@@ -65,15 +48,13 @@ def similarity_cmd(
     reuse: bool = typer.Option(
         False, "--reuse", help="Recompute the scores from an existing pooled file only (no model)."
     ),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Pool each sentence's activations per layer and score language (LRDS) vs meaning (SADS) similarity.
 
     Under `torchrun --nproc-per-node N -m langneurons similarity ...` the sentences are shared out and
     rank 0 writes the same files as one process.
     """
-    if not reuse:
-        check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.analysis.similarity import SIMILARITY_FILE, save_similarity, similarity
     from langneurons.data import load_corpus, parse_languages
     from langneurons.formats.pooled import POOLED_MANIFEST, load_pooled
@@ -88,14 +69,12 @@ def similarity_cmd(
     else:
         if (out / POOLED_MANIFEST).exists() and not overwrite:
             raise LangneuronsError(f"{out} already holds pooled activations; pass --overwrite or --reuse")
-        if batch_size <= 0:
-            raise LangneuronsError("--batch-size must be positive")
-        if max_length <= 1:
-            raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
+        check_positive(batch_size=batch_size)
+        check_max_length(max_length)
         text = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
-        device, world = join_world(device, device_map)
+        model, world = model.join_world()
         try:
-            loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+            loaded = model.load()
             pooled = record_pooled(
                 loaded,
                 text,
@@ -140,18 +119,18 @@ def similarity_cmd(
 @app.command("identify-sentences")
 @one_line_errors
 def identify_sentences_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory holding pooled.safetensors (from `similarity`)."),
-    method: str = typer.Option(
-        ..., "--method", "-m", help="key-neurons (Zeng et al.) or ap (Kojima et al.)."
-    ),
-    out: Path | None = out_option("Neuron-set JSON file to write (default: RUN_DIR/<method>.json).", None),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding pooled.safetensors (from `similarity`).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="key-neurons (Zeng et al.) or ap (Kojima et al.).")],
+    out: Annotated[
+        Path | None, opt.out_option("Neuron-set JSON file to write (default: RUN_DIR/<method>.json).")
+    ] = None,
     threshold: float | None = typer.Option(
         None, "--threshold", help="key-neurons: z-score threshold (default 2; needs ≥ 6 languages)."
     ),
     n: int | None = typer.Option(
         None, "--n", help="ap: units per language, n/2 highest AP and n/2 lowest (default 1000)."
     ),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Find language neurons from pooled sentence vectors (key linguistic neurons or AP experts)."""
     from langneurons.formats.pooled import load_pooled
@@ -191,14 +170,14 @@ def identify_sentences_cmd(
 @app.command("compare")
 @one_line_errors
 def compare_cmd(
-    runs: list[Path] = typer.Argument(..., help="Two or more run directories (the first is the baseline)."),
-    out: Path = out_option("Folder to write compare.json (and figures with --figures)."),
+    out: Annotated[Path, opt.out_option("Folder to write compare.json (and figures with --figures).")],
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run directories (the first is the baseline).")],
     neuron_set: str | None = typer.Option(
         None, "--set", help="Compare only this neuron-set name (file stem)."
     ),
     bins: int = typer.Option(10, "--bins", min=2, help="Relative-depth bins."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write comparison PNGs."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Compare runs: neuron-set overlap, depth shift, class moves, LRDS/SADS curves."""
     from langneurons.analysis.compare import COMPARE_FILE, compare_runs

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import (
-    CORPUS_HELP,
-    batch_size_option,
+from langneurons.cli.common import (
     capped_max_length,
-    check_model,
+    check_out_folder,
     check_positive,
     check_sentences,
-    device_map_option,
-    device_option,
-    dtype_option,
-    load_model_from_options,
-    model_option,
-    out_option,
-    overwrite_option,
-    revision_option,
-    trust_remote_code_option,
 )
 from langneurons.errors import LangneuronsError
 
@@ -44,14 +35,15 @@ def _numbers(text: str | None, cast, flag: str) -> list | None:
 
 @app.command("benchmark")
 @one_line_errors
+@opt.model_options
 def benchmark_cmd(
-    out: Path = out_option("Folder to write (benchmark.json, benchmark.md, benchmark.png, stage files)."),
+    out: Annotated[Path, opt.out_option("Folder to write (benchmark.json, benchmark.md, benchmark.png, stage files).")],
     languages: str = typer.Option("en,fr,ru,zh", "--languages", help="Comma-separated; must include --from."),
     source: str = typer.Option("en", "--from", help="Source language of steering and translation."),
     methods: str | None = typer.Option(
         None, "--methods", help="Subset of lape,entropy-lambda,ap,key-neurons,diffmean."
     ),
-    corpus: str = typer.Option("ntrex:identify", "--corpus", help="Identification text (" + CORPUS_HELP + ")."),
+    corpus: str = typer.Option("ntrex:identify", "--corpus", help="Identification text (" + opt.CORPUS_HELP + ")."),
     heldout: str = typer.Option("ntrex:dev", "--heldout", help="Held-out parallel text for PPL and translation."),
     prompt_file: str = typer.Option("default", "--prompt-file", help="Steering prompts (one a line) or 'default'."),
     sentences: int | None = typer.Option(None, "--sentences", help="Identification sentences per language (100)."),
@@ -70,27 +62,18 @@ def benchmark_cmd(
     shots: int | None = typer.Option(None, "--shots", help="Few-shot translation examples (3)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples (200)."),
     full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 prompts, 50 lines, wider sweeps."),
-    seed: int = typer.Option(0, "--seed", help="Seed of sampling, splits and the random controls."),
-    batch_size: int = batch_size_option(16),
-    max_length: int = typer.Option(256, "--max-length", help="Tokens per sequence (capped at the model's maximum)."),
-    model: str = model_option(),
-    revision: str | None = revision_option(),
-    device: str = device_option(),
-    dtype: str = dtype_option(),
-    device_map: str | None = device_map_option(),
-    trust_remote_code: bool = trust_remote_code_option(),
-    overwrite: bool = overwrite_option(),
+    seed: opt.Seed = 0,
+    batch_size: opt.BatchSize = 16,
+    max_length: opt.MaxLength = 256,
+    model: opt.ModelOptions = opt.ModelOptions(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Rank LAPE, entropy−λ, AP, key neurons and DiffMean (and their random controls) on the same tests."""
-    check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import parse_languages
     from langneurons.evaluation.benchmark import FULL, BenchmarkSettings, benchmark
     from langneurons.reporting.benchmark import benchmark_figure, markdown_table, table_rows
 
-    if (out / "benchmark.json").exists() and not overwrite:
-        raise LangneuronsError(f"{out} already holds a finished benchmark; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise LangneuronsError(f"{out} exists and is not a directory")
+    check_out_folder(out, overwrite, "benchmark.json", "a finished benchmark")
     for value in (sentences, eval_sentences, translate_sentences):
         check_sentences(value)
     check_positive(batch_size=batch_size, max_length=max_length)
@@ -118,7 +101,7 @@ def benchmark_cmd(
     if overwrite:
         for stale in out.glob("stage-*.json"):
             stale.unlink()
-    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+    loaded = model.load()
     settings.max_length = capped_max_length(max_length, loaded)
     if settings.direction_layers is not None:
         for layer in settings.direction_layers:

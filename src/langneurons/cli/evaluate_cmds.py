@@ -6,38 +6,24 @@ Both take the shared model options and split their work across processes under t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import (
-    batch_size_option,
+from langneurons.cli.common import (
     capped_max_length,
-    check_model,
+    check_max_length,
     check_out,
     check_positive,
     check_sentences,
-    corpus_option,
-    device_map_option,
-    device_option,
-    dtype_option,
-    join_world,
-    languages_option,
-    load_model_from_options,
-    max_length_option,
-    model_option,
-    overwrite_option,
     pick_corpus,
-    revision_option,
     say,
-    sentences_option,
-    texts_alias_option,
-    trust_remote_code_option,
     warn,
+    write_result,
 )
 from langneurons.errors import LangneuronsError
-
-NEURONS_HELP = "Neuron-set JSON (from `identify`)."
 
 
 def default_out(neurons: Path, kind: str) -> Path:
@@ -47,32 +33,26 @@ def default_out(neurons: Path, kind: str) -> Path:
 
 @app.command("ppl")
 @one_line_errors
+@opt.model_options
 def ppl_cmd(
-    neurons: Path = typer.Option(..., "--neurons", help=NEURONS_HELP),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Result JSON to write (default: ppl-<set>.json next to the set)."
-    ),
-    model: str = model_option(),
-    revision: str | None = revision_option(),
-    device: str = device_option(),
-    dtype: str = dtype_option(),
-    device_map: str | None = device_map_option(),
-    trust_remote_code: bool = trust_remote_code_option(),
-    corpus: str = corpus_option("ntrex:dev"),
-    texts: str | None = texts_alias_option(),
-    languages: str | None = languages_option("Evaluation languages (default: the set's)."),
-    sentences: int | None = sentences_option(50),
-    site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
-    any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
+    neurons: opt.Neurons,
+    out: Annotated[
+        Path | None, opt.out_option("Result JSON to write (default: ppl-<set>.json next to the set).")
+    ] = None,
+    model: opt.ModelOptions = opt.ModelOptions(),
+    corpus: opt.Corpus = "ntrex:dev",
+    texts: opt.Texts = None,
+    languages: str | None = typer.Option(None, "--languages", help="Evaluation languages (default: the set's)."),
+    sentences: opt.Sentences = 50,
+    site: opt.Site = None,
+    any_site: opt.AnySite = False,
     strength: float = typer.Option(0.0, "--strength", help="Deactivation multiplies by this (0 = zero)."),
-    controls: int = typer.Option(
-        1, "--controls", help="Matched random control sets per language (0: none); p-values go down to 1/(R+1)."
-    ),
-    no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random controls."),
-    batch_size: int = batch_size_option(),
-    max_length: int = max_length_option(),
-    overwrite: bool = overwrite_option(),
+    controls: opt.Controls = 1,
+    no_controls: opt.NoControls = False,
+    seed: opt.Seed = 0,
+    batch_size: opt.BatchSize = 8,
+    max_length: opt.MaxLength = opt.MAX_LENGTH,
+    overwrite: opt.Overwrite = False,
     route: str | None = typer.Option(
         None, "--route", help="MoE: also a row with this routing edit, e.g. 'mask:*:3,bias:12:5:-2' (LAYER:EXPERT)."
     ),
@@ -82,10 +62,8 @@ def ppl_cmd(
     Under `torchrun --nproc-per-node N -m langneurons ppl ...` the (intervention, language) cells are
     shared out and rank 0 writes the same file as one process.
     """
-    check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import load_corpus, parse_languages
     from langneurons.evaluation.ppl import PPLSettings, identification_text_warning, ppl_matrix
-    from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
     from langneurons.intervention.routing import parse_route, routing_warning
     from langneurons.recording.distributed import shutdown
@@ -96,17 +74,16 @@ def ppl_cmd(
         parse_route(route)
     check_positive(batch_size=batch_size)
     check_sentences(sentences)
-    if max_length <= 1:
-        raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
+    check_max_length(max_length)
     controls = _controls(controls, no_controls)
     ns = NeuronSet.load(neurons)
     langs = parse_languages(languages) or list(ns.languages)
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
-    device, world = join_world(device, device_map)
+    model, world = model.join_world()
     try:
         if world.is_main and (trap := identification_text_warning(ns, text)):
             warn(trap)
-        loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+        loaded = model.load()
         settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
                                max_length=capped_max_length(max_length, loaded), any_site=any_site,
                                route=route)  # fmt: skip
@@ -115,8 +92,7 @@ def ppl_cmd(
         shutdown(world)
     if result is None:  # another rank: rank 0 writes
         return
-    write_json(out, result)
-    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    write_result(out, result)
     for lang, effect in (result.get("routing") or {}).items():
         if (message := routing_warning(effect)) is not None:
             warn(f"{lang}: {message}")
@@ -173,8 +149,9 @@ def _floats(text: str) -> list[float]:
 
 @app.command("steer")
 @one_line_errors
+@opt.model_options
 def steer_cmd(
-    neurons: Path | None = typer.Option(None, "--neurons", help=NEURONS_HELP),
+    neurons: opt.Neurons = None,
     directions: Path | None = typer.Option(
         None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
     ),
@@ -185,17 +162,12 @@ def steer_cmd(
         "(default: 1/4, 1/2 and 3/4 of the depth).",
     ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Result JSON to write (default: steer-<set>.json next to the set)."
-    ),
+    out: Annotated[
+        Path | None, opt.out_option("Result JSON to write (default: steer-<set>.json next to the set).")
+    ] = None,
     source: str | None = typer.Option("en", "--from", help="Language of the prompts (its neurons are deactivated)."),
     prompts: str = typer.Option("default", "--prompts", help="Text file, one prompt per line, or 'default'."),
-    model: str = model_option(),
-    revision: str | None = revision_option(),
-    device: str = device_option(),
-    dtype: str = dtype_option(),
-    device_map: str | None = device_map_option(),
-    trust_remote_code: bool = trust_remote_code_option(),
+    model: opt.ModelOptions = opt.ModelOptions(),
     stats: Path | None = typer.Option(
         None, "--stats", help="Run folder with mean activations (default: the run the set came from)."
     ),
@@ -203,19 +175,21 @@ def steer_cmd(
     strength: str | None = typer.Option(
         None, "--strength", help="Activation strength (1), or --directions' α (0.05,0.1,0.25); a comma list sweeps."
     ),
-    deactivate_source: bool = typer.Option(True, "--deactivate-source/--keep-source"),
+    deactivate_source: bool = typer.Option(
+        True, "--deactivate-source/--keep-source", help="Deactivate the prompt language's neurons (--from)."
+    ),
     positions: str = typer.Option("all", "--positions", help="all | prompt | generated."),
-    site: str | None = typer.Option(None, "--site", help="act or down_in (default: the set's site)."),
-    any_site: bool = typer.Option(False, "--any-site", help="Allow a site other than the set's."),
+    site: opt.Site = None,
+    any_site: opt.AnySite = False,
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Tokens generated per prompt."),
     sample: bool = typer.Option(False, "--sample/--greedy", help="Sample (seeded) instead of greedy decoding."),
     temperature: float = typer.Option(1.0, "--temperature", help="With --sample."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --sample."),
-    seed: int = typer.Option(0, "--seed", help="Seed of sampling and of the random controls."),
-    controls: int = typer.Option(1, "--controls", help="Matched random control sets (0: none); R > 1 gives p-values."),
-    no_controls: bool = typer.Option(False, "--no-controls", hidden=True, help="Same as --controls 0."),
-    batch_size: int = batch_size_option(16),
-    overwrite: bool = overwrite_option(),
+    seed: opt.Seed = 0,
+    controls: opt.Controls = 1,
+    no_controls: opt.NoControls = False,
+    batch_size: opt.BatchSize = 16,
+    overwrite: opt.Overwrite = False,
     route: str | None = typer.Option(
         None, "--route", help="MoE routing steering added to every non-baseline generation, e.g. 'bias:*:5:2'."
     ),
@@ -226,11 +200,9 @@ def steer_cmd(
     Under torchrun the generation passes (baseline, each target × strength × condition) are shared out
     (not with --directions: run that in one process).
     """
-    check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluation.steer import SteerSettings, steer
-    from langneurons.formats.atomic import write_json
     from langneurons.formats.neuronset import NeuronSet
     from langneurons.intervention.routing import parse_route, routing_warning
     from langneurons.recording.distributed import shutdown
@@ -246,9 +218,9 @@ def steer_cmd(
             raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
         if route is not None:
             raise LangneuronsError("--route applies to --neurons only")
-        _steer_directions(directions, layers, to, out, source, prompts, model, revision, strength, positions,
-                          max_new_tokens, sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
-                          batch_size, device, dtype, device_map, trust_remote_code)  # fmt: skip
+        _steer_directions(directions, layers, to, out, source, prompts, model, strength, positions, max_new_tokens,
+                          sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
+                          batch_size)  # fmt: skip
         return
     if layers is not None:
         raise LangneuronsError("--layers applies to --directions only")
@@ -276,9 +248,9 @@ def steer_cmd(
         run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
     prompt_list = load_prompts(prompts, source or "en")
     strengths = _floats(strength or "1")
-    device, world = join_world(device, device_map)
+    model, world = model.join_world()
     try:
-        loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+        loaded = model.load()
         settings = SteerSettings(mode=mode, strengths=strengths, deactivate_source=deactivate_source,
                                  positions=positions, site=site, max_new_tokens=max_new_tokens, do_sample=sample,
                                  temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
@@ -290,8 +262,7 @@ def steer_cmd(
         shutdown(world)
     if result is None:  # another rank: rank 0 writes
         return
-    write_json(out, result)
-    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    write_result(out, result)
     if (message := routing_warning(result.get("routing") or {})) is not None:
         warn(message)
     for target, entry in result["results"].items():
@@ -315,16 +286,14 @@ def steer_cmd(
 
 
 def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
-                      model: str, revision: str | None, strength: str | None, positions: str, max_new_tokens: int,
-                      sample: bool, temperature: float, top_p: float, seed: int, controls: int, batch_size: int,
-                      device: str, dtype: str, device_map: str | None,
-                      trust_remote_code: bool) -> None:  # fmt: skip
+                      model: opt.ModelOptions, strength: str | None, positions: str, max_new_tokens: int,
+                      sample: bool, temperature: float, top_p: float, seed: int, controls: int,
+                      batch_size: int) -> None:  # fmt: skip
     """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
     from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluation.steer import SteerSettings
     from langneurons.evaluation.steer_directions import DIRECTION_STRENGTHS, default_layers, steer_directions
-    from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
 
     ds = DirectionSet.load(directions)
@@ -343,15 +312,14 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
     for layer in layer_list:
         ds.check_layer(layer)
     prompt_list = load_prompts(prompts, source or "en")
-    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+    loaded = model.load()
     alphas = _floats(strength) if strength else list(DIRECTION_STRENGTHS)
     settings = SteerSettings(mode="add", strengths=alphas, deactivate_source=False, positions=positions,
                              site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
                              top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
     result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,
                               directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
-    write_json(out, result)
-    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    write_result(out, result)
     for target, entry in result["results"].items():
         for key, row in entry["strengths"].items():
             steered, rnd = row["steered"], row.get("random", {}).get("success")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -12,8 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import check_out, next_hint, out_option, overwrite_option
+from langneurons.cli.common import (
+    check_out,
+    check_out_folder,
+    next_hint,
+)
 from langneurons.errors import LangneuronsError
 
 if TYPE_CHECKING:
@@ -134,11 +139,12 @@ def describe(ns: NeuronSet) -> str:
 @app.command("identify")
 @one_line_errors
 def identify_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory (stats.safetensors + manifest.json)."),
-    method: str = typer.Option(..., "--method", "-m", help=f"{STATS_METHODS}."),
-    out: Path | None = out_option(
-        "Neuron-set (diffmean: direction-set) JSON file to write (default: RUN_DIR/<method>.json).", None
-    ),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (stats.safetensors + manifest.json).")],
+    method: Annotated[str, typer.Option("--method", "-m", help=f"{STATS_METHODS}.")],
+    out: Annotated[
+        Path | None,
+        opt.out_option("Neuron-set (diffmean: direction-set) JSON file to write (default: RUN_DIR/<method>.json)."),
+    ] = None,
     top_rate: float | None = typer.Option(
         None, "--top-rate", help="Share of all neurons to select, in (0, 1]; default 0.01."
     ),
@@ -152,7 +158,7 @@ def identify_cmd(
         None, "--lambda", help="entropy-lambda: a number ≥ 0, or 'auto' for AutoSweep (the default)."
     ),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
     condition: str | None = typer.Option(
         None,
         "--condition",
@@ -264,11 +270,11 @@ def show_cmd(
 @import_app.command("tang")
 @one_line_errors
 def import_tang_cmd(
-    file: Path = typer.Argument(
-        ..., help="Tang et al. mask file: per language, per layer, a tensor of neuron indices."
-    ),
-    languages: str = typer.Option(..., "--languages", help="Comma-separated, in the file's order."),
-    out: Path = out_option("Neuron-set JSON file to write."),
+    file: Annotated[
+        Path, typer.Argument(help="Tang et al. mask file: per language, per layer, a tensor of neuron indices.")
+    ],
+    languages: Annotated[str, typer.Option("--languages", help="Comma-separated, in the file's order.")],
+    out: Annotated[Path, opt.out_option("Neuron-set JSON file to write.")],
     model: str | None = typer.Option(None, "--model", help="Model name; default from the file name."),
     intermediate_size: int | None = typer.Option(
         None,
@@ -277,7 +283,7 @@ def import_tang_cmd(
         help="MLP size; default inferred as largest index + 1 (a lower bound).",
     ),
     method: str = typer.Option("lape", "--method", help="Method that made the file."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Import a Tang et al. (LAPE) mask file as a neuron set."""
     from langneurons.formats.tang import import_tang
@@ -306,10 +312,10 @@ def import_tang_cmd(
 @app.command("export")
 @one_line_errors
 def export_cmd(
-    neuron_set: Path = typer.Argument(..., help="Neuron-set JSON file."),
-    out: Path = out_option("File to write."),
+    neuron_set: Annotated[Path, typer.Argument(help="Neuron-set JSON file.")],
+    out: Annotated[Path, opt.out_option("File to write.")],
     format: str = typer.Option("tang", "--format", help=f"One of: {', '.join(EXPORT_FORMATS)}."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Export a neuron set in another tool's format (tang: per language, per layer, an index tensor)."""
     from langneurons.formats.neuronset import NeuronSet
@@ -328,21 +334,18 @@ def export_cmd(
 @convert_app.command("zhang2025")
 @one_line_errors
 def convert_zhang_cmd(
-    directory: Path = typer.Argument(..., help="Folder with activation.<lang>.*.pt and prefix.activation.*."),
-    out: Path = out_option("Run directory to write."),
+    directory: Annotated[Path, typer.Argument(help="Folder with activation.<lang>.*.pt and prefix.activation.*.")],
+    out: Annotated[Path, opt.out_option("Run directory to write.")],
     languages: str | None = typer.Option(
         None, "--languages", help="Comma-separated, in the files' order (default: the paper's 10)."
     ),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Convert Zhang et al. 2025 activation counts into response-token statistics (a run directory)."""
     from langneurons.formats.stats import MANIFEST_FILE, save_stats
     from langneurons.formats.zhang import ZHANG_LANGUAGES, convert_zhang2025
 
-    if out.exists() and not out.is_dir():
-        raise LangneuronsError(f"{out} exists and is not a directory")
-    if (out / MANIFEST_FILE).exists() and not overwrite:
-        raise LangneuronsError(f"{out} already holds finished statistics; pass --overwrite to replace them")
+    check_out_folder(out, overwrite, MANIFEST_FILE, "finished statistics")
     stats = convert_zhang2025(directory, split_languages(languages) or list(ZHANG_LANGUAGES))
     save_stats(out, stats)
     table = Table(title="response tokens per language")

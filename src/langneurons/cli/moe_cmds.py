@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import check_out, out_option, overwrite_option
+from langneurons.cli.common import (
+    check_out,
+)
 
 
 @app.command("routing")
 @one_line_errors
 def routing_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory of a recorded mixture-of-experts model."),
-    out: Path = out_option("Routing result JSON to write (e.g. RUN/routing.json)."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a recorded mixture-of-experts model.")],
+    out: Annotated[Path, opt.out_option("Routing result JSON to write (e.g. RUN/routing.json).")],
     reference: str = typer.Option("en", "--reference", help="Language whose routing the others are compared to."),
     top: int = typer.Option(5, "--top", help="Most language-specific experts to list per language."),
     figure: Path | None = typer.Option(None, "--figure", help="Also write the routing figure (PNG) here."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Expert usage per language and layer, its entropy, divergence from a reference, specific experts."""
     from langneurons.analysis.routing import routing_analysis

@@ -1,4 +1,12 @@
-"""The options every command shares, defined once so they mean the same thing everywhere.
+"""The options every command shares, declared once so they mean the same thing everywhere.
+
+Command modules ``import langneurons.cli.options as opt`` and name a shared option by its type:
+``overwrite: opt.Overwrite = False`` is ``--overwrite`` with its help text (``typing.Annotated`` aliases,
+which typer reads; the default stays in the signature). Where the help says what this command writes,
+``opt.out_option(help)`` goes inside the ``Annotated``: ``out: Annotated[Path, opt.out_option("...")]``.
+The six model options come as one value: decorate the command with :func:`model_options` and give it a
+parameter ``model: opt.ModelOptions = opt.ModelOptions()``. Options only one command has stay in its
+signature; the checks and messages the commands share are in ``cli.common``.
 
 Conventions (README, "Command-line conventions"):
 - ``-o/--out`` names what a command writes; an existing result is replaced only with ``--overwrite``.
@@ -11,175 +19,165 @@ Conventions (README, "Command-line conventions"):
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from langneurons.cli.common import say
 from langneurons.errors import LangneuronsError
 
 MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
 CORPUS_HELP = "ntrex[:identify|dev|all], a <lang>.txt folder, a .jsonl, or hf:NAME[:SPLIT]"
+NEURONS_HELP = "Neuron-set JSON (from `identify`)."
 MAX_LENGTH = 512
 
+# ---- model options (see model_options) --------------------------------------------------------------
+Model = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
+Revision = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Dtype = Annotated[
+    str, typer.Option("--dtype", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.")
+]
+DeviceMap = Annotated[str | None, typer.Option("--device-map", help="'auto' to spread a large model over the GPUs.")]
+TrustRemoteCode = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow the model's own code (off by default).")
+]
 
-def model_option() -> Any:
-    return typer.Option("embedded", "--model", help=MODEL_HELP)
+# ---- text ------------------------------------------------------------------------------------------
+Corpus = Annotated[str, typer.Option("--corpus", help=CORPUS_HELP)]
+Texts = Annotated[str | None, typer.Option("--texts", hidden=True, help="The old name of --corpus.")]
+Languages = Annotated[str | None, typer.Option("--languages", help="Comma-separated codes, in order (default: all).")]
+Sentences = Annotated[
+    int | None, typer.Option("--sentences", help="Sentences per language (the first N, N ≥ 1).")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")]
+MaxLength = Annotated[int, typer.Option("--max-length", help="Tokens per sequence (capped at the model's maximum).")]
 
+# ---- neuron sets and their controls ----------------------------------------------------------------
+Neurons = Annotated[Path, typer.Option("--neurons", help=NEURONS_HELP)]
+Site = Annotated[str | None, typer.Option("--site", help="act or down_in (default: the set's site).")]
+AnySite = Annotated[bool, typer.Option("--any-site", help="Allow a site other than the set's.")]
+Controls = Annotated[
+    int,
+    typer.Option(
+        "--controls",
+        help="Matched random control sets (0: none); R > 1 gives p-values, down to 1/(R+1).",
+    ),
+]
+NoControls = Annotated[bool, typer.Option("--no-controls", hidden=True, help="Same as --controls 0.")]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Seed of the command's random draws (controls, sampling, resamples, splits).")
+]
 
-def revision_option() -> Any:
-    return typer.Option(None, "--revision", help="Hub revision (branch, tag or commit).")
-
-
-def device_option() -> Any:
-    return typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-
-
-def dtype_option() -> Any:
-    return typer.Option("auto", "--dtype", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.")
-
-
-def device_map_option() -> Any:
-    return typer.Option(None, "--device-map", help="'auto' to spread a large model over the GPUs.")
-
-
-def trust_remote_code_option() -> Any:
-    return typer.Option(False, "--trust-remote-code", help="Allow the model's own code (off by default).")
-
-
-def corpus_option(default: str) -> Any:
-    """``--corpus`` (pair it with :func:`texts_alias_option` and :func:`pick_corpus` for ``--texts``)."""
-    return typer.Option(default, "--corpus", help=CORPUS_HELP)
-
-
-def texts_alias_option() -> Any:
-    """``--texts``: the old name of ``--corpus``, accepted but not listed in ``--help``."""
-    return typer.Option(None, "--texts", hidden=True)
-
-
-def pick_corpus(corpus: str, texts: str | None) -> str:
-    """The corpus named by ``--corpus`` or its hidden alias ``--texts``."""
-    return texts if texts is not None else corpus
-
-
-def languages_option(help: str = "Comma-separated codes, in order (default: all).") -> Any:
-    return typer.Option(None, "--languages", help=help)
+# ---- output ----------------------------------------------------------------------------------------
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing result.")]
 
 
-def batch_size_option(default: int = 8) -> Any:
-    return typer.Option(default, "--batch-size", help="Sequences per forward pass.")
+def out_option(help: str) -> Any:
+    """``-o/--out``, with this command's help: ``out: Annotated[Path, out_option("Result JSON to write.")]``."""
+    return typer.Option("--out", "-o", help=help)
 
 
-def sentences_option(default: int | None, what: str = "Sentences per language") -> Any:
-    suffix = " (default: all)." if default is None else f" (default {default}; the first N, N ≥ 1)."
-    text = f"{what}, the first N{suffix}" if default is None else f"{what}{suffix}"
-    return typer.Option(default, "--sentences", help=text)
+# ---- the model options as one value ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """``--model``, ``--revision``, ``--device``, ``--dtype``, ``--device-map``, ``--trust-remote-code``."""
+
+    model: str = "embedded"
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    device_map: str | None = None
+    trust_remote_code: bool = False
+
+    def check(self) -> None:
+        """A model path that does not exist fails at once, before the corpus or torch loads."""
+        from langneurons.modelspec import check_model_spec
+
+        check_model_spec(self.model)
+
+    def join_world(self) -> tuple[ModelOptions, Any]:
+        """Under torchrun / accelerate: join the process group and pick this rank's device.
+
+        Returns ``(options, world)``, the options with this process's device; a plain run gets a one-process
+        world. ``--device-map`` spreads one model over all GPUs, so it is refused with several processes.
+        """
+        from langneurons.recording.distributed import init_world, launched_world_size, local_device
+
+        device = self.device
+        if launched_world_size() > 1:
+            if self.device_map is not None:
+                raise LangneuronsError("--device-map spreads one model over all GPUs; run it as a single process")
+            if device == "auto":
+                device = local_device()  # cuda:LOCAL_RANK: one GPU per process
+        return dataclasses.replace(self, device=device), init_world(device)
+
+    def load(self):
+        """Load the model (prints one 'loading model …' line; transformers' own bars and warnings are silenced)."""
+        import os
+
+        from langneurons.models.loading import load_model, quiet_transformers
+
+        quiet_transformers()
+        if int(os.environ.get("RANK", "0")) == 0:
+            say(f"loading model {self.model} …")
+        return load_model(
+            self.model,
+            revision=self.revision,
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+            device_map=self.device_map,
+        )
 
 
-def max_length_option() -> Any:
-    return typer.Option(MAX_LENGTH, "--max-length", help="Tokens per sequence (capped at the model's maximum).")
+MODEL_FLAGS = {
+    "model": Model,
+    "revision": Revision,
+    "device": Device,
+    "dtype": Dtype,
+    "device_map": DeviceMap,
+    "trust_remote_code": TrustRemoteCode,
+}
 
 
-def out_option(help: str, default: Any = ...) -> Any:
-    return typer.Option(default, "--out", "-o", help=help)
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the six model options, checked (a model path that does not exist fails at once) and
+    received as one :class:`ModelOptions`.
 
+    The command's parameter ``model: ModelOptions = ModelOptions()`` stands, in ``--help`` and on the
+    command line, for the six flags of :data:`MODEL_FLAGS` (their defaults from the parameter's default)::
 
-def overwrite_option() -> Any:
-    return typer.Option(False, "--overwrite", help="Replace an existing result.")
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """The one overwrite policy: an existing output is replaced only with ``--overwrite``."""
-    if out.exists() and not overwrite:
-        raise LangneuronsError(f"{out} exists; pass --overwrite to replace it")
-
-
-def check_positive(**values: int | float | None) -> None:
-    """``check_positive(batch_size=8)``: each given number must be > 0 (one-line error naming the flag)."""
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise LangneuronsError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
-def say(message: str) -> None:
-    """One plain line on stderr (progress notes, 'loading model …', 'next: …' hints)."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True, soft_wrap=True).print(escape(message), highlight=False)
-
-
-def warn(message: str) -> None:
-    """A one-line warning on stderr (scientific traps: the run goes on, but the user should know)."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
-
-def join_world(device: str, device_map: str | None) -> tuple[str, Any]:
-    """Under torchrun / accelerate: join the process group and pick this rank's device.
-
-    Returns ``(device, world)``; a plain run gets a one-process world. ``--device-map`` spreads one
-    model over all GPUs, so it is refused with several processes.
+        @app.command("ppl")
+        @one_line_errors
+        @model_options
+        def ppl_cmd(..., model: ModelOptions = ModelOptions(), ...):
+            ...
+            loaded = model.load()
     """
-    from langneurons.recording.distributed import init_world, launched_world_size, local_device
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        if parameter.name != "model":
+            parameters.append(parameter)
+            continue
+        defaults = parameter.default if isinstance(parameter.default, ModelOptions) else ModelOptions()
+        parameters += [
+            inspect.Parameter(name, parameter.kind, default=getattr(defaults, name), annotation=annotation)
+            for name, annotation in MODEL_FLAGS.items()
+        ]
 
-    if launched_world_size() > 1:
-        if device_map is not None:
-            raise LangneuronsError("--device-map spreads one model over all GPUs; run it as a single process")
-        if device == "auto":
-            device = local_device()  # cuda:LOCAL_RANK: one GPU per process
-    return device, init_world(device)
+    @functools.wraps(command)
+    def with_model(**kwargs: Any) -> Any:
+        options = ModelOptions(**{name: kwargs.pop(name) for name in MODEL_FLAGS})
+        options.check()  # before anything heavy is imported: a wrong path fails at once
+        return command(model=options, **kwargs)
 
-
-def next_hint(command: str) -> None:
-    """The one-line 'next: langneurons …' hint after a stage (rank 0 only, under torchrun)."""
-    say(f"next: {command}")
-
-
-def check_model(model: str) -> None:
-    """A model path that does not exist fails at once, before the corpus or torch loads."""
-    from langneurons.modelspec import check_model_spec
-
-    check_model_spec(model)
-
-
-def check_sentences(sentences: int | None) -> None:
-    """``--sentences`` is a positive count everywhere (leave it out for all)."""
-    if sentences is not None and sentences <= 0:
-        raise LangneuronsError(f"--sentences must be positive (leave it out for all), got {sentences}")
-
-
-def load_model_from_options(
-    model: str,
-    revision: str | None,
-    device: str,
-    dtype: str,
-    device_map: str | None = None,
-    trust_remote_code: bool = False,
-):
-    """Load the model the shared options name (prints one 'loading model …' line; transformers' own
-    bars and warnings are silenced)."""
-    import os
-
-    from langneurons.models.loading import load_model, quiet_transformers
-
-    quiet_transformers()
-    if int(os.environ.get("RANK", "0")) == 0:
-        say(f"loading model {model} …")
-    return load_model(
-        model,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        device_map=device_map,
-    )
-
-
-def capped_max_length(max_length: int, loaded: Any) -> int:
-    """``--max-length`` capped at the model's own maximum (short-context models do not fail)."""
-    if max_length <= 1:
-        raise LangneuronsError(f"--max-length must be greater than 1, got {max_length}")
-    return min(max_length, int(loaded.max_length))
+    with_model.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_model.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": signature.return_annotation}
+    return with_model

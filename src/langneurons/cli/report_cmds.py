@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import check_out, out_option, overwrite_option, say
+from langneurons.cli.common import (
+    check_out,
+    say,
+)
 
 
 @app.command("report")
 @one_line_errors
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory (statistics, neuron sets, ppl/steer, similarity)."),
-    out: Path | None = out_option(
-        "HTML file to write (a folder with --format png); default RUN_DIR/report.html (RUN_DIR/figures).", None
-    ),
+    out: Annotated[
+        Path | None,
+        opt.out_option(
+            "HTML file to write (a folder with --format png); default RUN_DIR/report.html (RUN_DIR/figures)."
+        ),
+    ] = None,
     format: str = typer.Option("html", "--format", help="html (one self-contained file) or png (figures only)."),
     neurons: list[Path] = typer.Option([], "--neurons", help="A neuron-set JSON kept elsewhere (repeatable)."),
     ppl: list[Path] = typer.Option([], "--ppl", help="A `ppl` result JSON kept elsewhere (repeatable)."),
     steer: list[Path] = typer.Option([], "--steer", help="A `steer` result JSON kept elsewhere (repeatable)."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Turn a run directory's result files into one self-contained HTML report (never loads a model)."""
     from langneurons.reporting import write_report

@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import check_out, out_option, overwrite_option
+from langneurons.cli.common import (
+    check_out,
+)
 from langneurons.errors import LangneuronsError
 
 STABILITY_FORMAT = "langneurons-stability/1"
@@ -42,8 +45,10 @@ def parse_fractions(text: str) -> list[float]:
 @app.command("stability")
 @one_line_errors
 def stability_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory recorded with --shards S."),
-    out: Path = out_option("Result JSON (beside it: X.frequency.safetensors and the stable core X.core.json)."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory recorded with --shards S.")],
+    out: Annotated[
+        Path, opt.out_option("Result JSON (beside it: X.frequency.safetensors and the stable core X.core.json).")
+    ],
     method: str = typer.Option("lape", "--method", "-m", help="lape or entropy-lambda."),
     top_rate: float | None = typer.Option(None, "--top-rate", help="As for identify (default 0.01)."),
     filter_rate: float | None = typer.Option(None, "--filter-rate", help="lape: as for identify (default 0.95)."),
@@ -52,7 +57,7 @@ def stability_cmd(
         None, "--lambda", help="entropy-lambda: 'auto' (default) re-runs AutoSweep in every resample; a number fixes λ."
     ),
     resamples: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the shards (0: skip)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the resamples and of the data-size shard orders."),
+    seed: opt.Seed = 0,
     threshold: float = typer.Option(
         0.9, "--threshold", help="Stable core: selected in at least this share of resamples."
     ),
@@ -62,7 +67,7 @@ def stability_cmd(
     fractions: str = typer.Option("1/16,1/8,1/4,1/2,1", "--fractions", help="Data-size fractions of the shards."),
     repeats: int = typer.Option(5, "--repeats", help="Data-size: random shard orders averaged."),
     sens: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="The method over a grid of its thresholds."),
-    overwrite: bool = overwrite_option(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """How much to trust a neuron set: bootstrap selection frequencies and stable core, data-size curve,
     threshold sensitivity (docs/methods.md §15)."""

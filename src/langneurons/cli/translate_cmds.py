@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.options import (
-    batch_size_option,
-    check_model,
+from langneurons.cli.common import (
     check_out,
     check_positive,
     check_sentences,
-    corpus_option,
-    device_map_option,
-    device_option,
-    dtype_option,
-    load_model_from_options,
-    model_option,
-    out_option,
-    overwrite_option,
     pick_corpus,
-    revision_option,
     say,
-    sentences_option,
-    texts_alias_option,
-    trust_remote_code_option,
+    write_result,
 )
 from langneurons.errors import LangneuronsError
 
@@ -54,35 +43,29 @@ def component_conditions(neurons=None, directions=None, langs: list[str] = (), s
 
 @app.command("translate")
 @one_line_errors
+@opt.model_options
 def translate_cmd(
-    pairs: str = typer.Option(..., "--pairs", help="Comma-separated SRC-TGT pairs, e.g. en-fr,en-de."),
-    out: Path = out_option("Result JSON to write."),
+    pairs: Annotated[str, typer.Option("--pairs", help="Comma-separated SRC-TGT pairs, e.g. en-fr,en-de.")],
+    out: Annotated[Path, opt.out_option("Result JSON to write.")],
     neurons: Path | None = typer.Option(None, "--neurons", help="Neuron set: switch each target's neurons off."),
     directions: Path | None = typer.Option(
         None, "--directions", help="Direction set: project each target's direction out (all layers)."
     ),
-    corpus: str = corpus_option("ntrex:dev"),
-    texts: str | None = texts_alias_option(),
-    sentences: int = sentences_option(16, "Test lines per pair"),
+    corpus: opt.Corpus = "ntrex:dev",
+    texts: opt.Texts = None,
+    sentences: int = typer.Option(16, "--sentences", help="Test lines per pair (the first N, N ≥ 1)."),
     shots: int = typer.Option(3, "--shots", help="Few-shot examples (other held-out lines)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens generated per line."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the random controls."),
-    batch_size: int = batch_size_option(8),
-    model: str = model_option(),
-    revision: str | None = revision_option(),
-    device: str = device_option(),
-    dtype: str = dtype_option(),
-    device_map: str | None = device_map_option(),
-    trust_remote_code: bool = trust_remote_code_option(),
-    overwrite: bool = overwrite_option(),
+    seed: opt.Seed = 0,
+    batch_size: opt.BatchSize = 8,
+    model: opt.ModelOptions = opt.ModelOptions(),
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Few-shot translation chrF, with no intervention and with each target language's component off."""
-    check_model(model)  # before anything heavy is imported: a wrong path fails at once
     from langneurons.data import load_corpus
     from langneurons.evaluation.translate import TranslateSettings, parse_pairs, selectivity, translate
-    from langneurons.formats.atomic import write_json
     from langneurons.formats.directions import DirectionSet
     from langneurons.formats.neuronset import NeuronSet
 
@@ -101,7 +84,7 @@ def translate_cmd(
     targets = sorted({b for _, b in pair_list}, key=[b for _, b in pair_list].index)
     langs = [t for t in targets if component is not None and t in component.languages]
     texts = load_corpus(pick_corpus(corpus, texts), sorted({x for p in pair_list for x in p}))
-    loaded = load_model_from_options(model, revision, device, dtype, device_map, trust_remote_code)
+    loaded = model.load()
     if ns is not None:
         ns.check_compatible(loaded.adapter.num_layers, loaded.adapter.intermediate_size, ns.site, loaded.name)
     if ds is not None:
@@ -114,8 +97,7 @@ def translate_cmd(
                        provenance={"component": component_path})  # fmt: skip
     source = pair_list[0][0]
     result["selectivity"] = selectivity(result, langs, source)
-    write_json(out, result)
-    say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")
+    write_result(out, result)
     for pair, row in result["scores"]["none"].items():
         lo, hi = row["chrf_ci"]
         say(f"  {pair}: chrF {row['chrf']:.1f} [{lo:.1f}, {hi:.1f}] with no intervention")
