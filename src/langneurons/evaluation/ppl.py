@@ -142,14 +142,7 @@ def ppl_matrix(
         "provenance": {
             **loaded.describe(),
             "site": site,
-            "neurons": {
-                "path": neurons_path,
-                "method": neurons.method,
-                "params": neurons.params,
-                "site": neurons.site,
-                "model": neurons.model,
-                "source": neurons.source,
-            },
+            "neurons": neurons.describe(neurons_path),
             "texts": {
                 "spec": corpus.name,
                 "sha256": corpus.sha256(),

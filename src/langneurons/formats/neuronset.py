@@ -87,6 +87,11 @@ class NeuronSet:
         """Bool ``[L, F]``: True where the neuron belongs to ``lang``."""
         return self._mask_of(self._lang(lang))
 
+    def describe(self, path: str | None = None) -> dict[str, Any]:
+        """Where the set came from and how it was made, for the provenance of a result that used it."""
+        return {"path": path, "method": self.method, "params": self.params, "site": self.site, "model": self.model,
+                "source": self.source}  # fmt: skip
+
     def to_mask(self, lang: str | None = None) -> torch.Tensor:
         """Bool ``[layers, neurons]``: ``lang``'s neurons, or (None) every neuron of any language — the plain
         tensor other tools take (TransformerLens' ``blocks.{l}.mlp.hook_post`` columns, docs/api.md)."""
