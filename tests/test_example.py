@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_distributed import make_inputs, run_env
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "notebook.py"
@@ -34,3 +36,37 @@ def test_notebook_example_runs(tmp_path):
             "pooled.safetensors", "similarity.json", "report.html"} <= names  # fmt: skip
     ns = json.loads((run / "lape.json").read_text())
     assert ns["source"]["run"] == str(run.resolve())  # the set knows its run
+
+
+NOTEBOOK = Path(__file__).parents[1] / "examples" / "notebook.ipynb"
+
+
+def test_jupyter_notebook_runs(tmp_path):
+    """examples/notebook.ipynb, executed as Jupyter does: a transformers model loaded in the notebook (the
+    embedded Gemma as a transformers folder), handed to langneurons, French neurons found and switched off."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert nb.nbformat == 4 and all(c.cell_type != "code" or not c.outputs for c in nb.cells), "commit it clean"
+    # the kernel is this interpreter ("python" in the spec means sys.executable) with this environment
+    nb.cells.append(nbformat.v4.new_code_cell('print("FRAME", frame.to_json(orient="records"))'))  # for the checks
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
+    client.execute(env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"})
+    outputs = {i: "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in c.outputs)
+               for i, c in enumerate(nb.cells) if c.cell_type == "code"}  # fmt: skip
+    text = "\n".join(outputs.values())
+    assert "LoadedModel(" in text and "gemma3_text" in text and "Stats(3 languages en,fr,zh" in text
+    assert "NeuronSet(lape, 3 languages" in text and "Result(ppl: 3 interventions × 3 languages" in text
+    assert "French off:" in text and "tensor(" not in text
+    # the last cell's frame: rows for the deactivated language, whose own perplexity rose (and far more than
+    # under its random control)
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(json.loads(outputs[len(nb.cells) - 1].split("FRAME", 1)[1]))
+    fr = frame[(frame.intervention == "neurons") & (frame.of == "fr")].set_index("language")
+    control = frame[(frame.intervention == "random") & (frame.of == "fr")].set_index("language")
+    base = frame[frame.intervention == "none"].set_index("language")
+    assert set(fr.index) == {"en", "fr", "zh"} and set(control.index) == set(fr.index)
+    assert fr.loc["fr", "ppl"] > 1.5 * base.loc["fr", "ppl"]
+    assert fr.loc["fr", "delta_relative"] > control.loc["fr", "delta_relative"] + 0.2
+    assert fr.loc["fr", "delta_relative"] > fr.loc["en", "delta_relative"]
