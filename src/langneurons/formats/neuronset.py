@@ -94,7 +94,8 @@ class NeuronSet:
 
     def to_mask(self, lang: str | None = None) -> torch.Tensor:
         """Bool ``[layers, neurons]``: ``lang``'s neurons, or (None) every neuron of any language — the plain
-        tensor other tools take (TransformerLens' ``blocks.{l}.mlp.hook_post`` columns, docs/api.md)."""
+        tensor other tools take (columns of TransformerLens' ``blocks.{l}.mlp.hook_post`` for a ``down_in``
+        set of a gated model or any set of a non-gated one; docs/adapters.md has the mapping)."""
         return self.mask(lang) if lang is not None else self.language_counts() > 0
 
     @classmethod

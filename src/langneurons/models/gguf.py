@@ -102,6 +102,16 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> Loaded:
     return model.to(dtype).eval().requires_grad_(False), tokenizer
 
 
+def converted_folder(path: str | Path | None = None) -> Path:
+    """The transformers folder a GGUF file (default: the embedded Gemma) is converted into, converting it
+    first if needed: ``AutoModelForCausalLM.from_pretrained(converted_folder())`` loads it like any model."""
+    path = Path(path) if path is not None else embedded_gguf_path()
+    target = cache_dir() / "converted" / _fingerprint(path)
+    if not target.is_dir():
+        load_gguf(path)
+    return target
+
+
 def _fingerprint(path: Path) -> str:
     """sha256 of the whole file (two fine-tunes of one base may differ only in middle layers), memoised
     in cache_dir()/gguf-hashes.json by (path, size, mtime) so a warm load does not read it again."""
