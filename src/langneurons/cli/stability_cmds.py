@@ -1,4 +1,4 @@
-"""CLI: `stability` (bootstrap over shards, data-size curve, threshold sensitivity of a neuron set)."""
+"""CLI: `stability` (bootstrap over shards, split halves, data-size curve, threshold sensitivity of a neuron set)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def stability_cmd(
     ),
     resamples: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the shards (0: skip)."),
     seed: opt.Seed = 0,
+    splits: int = typer.Option(
+        50, "--split-half", help="Random splits of the shards into two disjoint halves (0: skip)."
+    ),
+    resampling: str = typer.Option(
+        "auto", "--resampling",
+        help="auto (paired on a parallel corpus: one draw shared by all languages), paired or independent.",
+    ),  # fmt: skip
     threshold: float = typer.Option(
         0.9, "--threshold", help="Stable core: selected in at least this share of resamples."
     ),
@@ -69,8 +76,8 @@ def stability_cmd(
     sens: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="The method over a grid of its thresholds."),
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """How much to trust a neuron set: bootstrap selection frequencies and stable core, data-size curve,
-    threshold sensitivity (docs/methods.md §15)."""
+    """How much to trust a neuron set: bootstrap selection frequencies and stable core, split-half
+    reproducibility, data-size curve, threshold sensitivity (docs/methods.md §15, docs/stability.md)."""
     # heavy modules (torch) load here, not at import: `langneurons --help` stays fast
     from langneurons.formats.atomic import write_json, write_safetensors
     from langneurons.formats.provenance import now, software
@@ -78,7 +85,15 @@ def stability_cmd(
     from langneurons.formats.stats import load_stats
     from langneurons.identification import identify
     from langneurons.identification.common import check_rate
-    from langneurons.identification.stability import bootstrap, check_method, data_size_curve, sensitivity, stable_core
+    from langneurons.identification.stability import (
+        bootstrap,
+        check_method,
+        data_size_curve,
+        resampling_plan,
+        sensitivity,
+        split_half,
+        stable_core,
+    )
     from langneurons.progress import progress_bar
 
     method = check_method(method)
@@ -86,18 +101,21 @@ def stability_cmd(
     freq_path, core_path = companion_paths(out)
     for path in (out, freq_path, core_path):
         check_out(path, overwrite)
-    if resamples < 0 or repeats <= 0:
-        raise LangneuronsError("--bootstrap must be ≥ 0 and --repeats positive")
+    if resamples < 0 or repeats <= 0 or splits < 0:
+        raise LangneuronsError("--bootstrap and --split-half must be ≥ 0 and --repeats positive")
     check_rate("threshold", threshold)
     fraction_list = parse_fractions(fractions)
-    if not (resamples or data_size or sens):
-        raise LangneuronsError("nothing to do: --bootstrap 0 with --no-data-size and --no-sensitivity")
+    if not (resamples or splits or data_size or sens):
+        raise LangneuronsError(
+            "nothing to do: --bootstrap 0 and --split-half 0 with --no-data-size and --no-sensitivity"
+        )
     stats = load_stats(run_dir)
-    needs_shards = resamples > 0 or data_size
+    plan = resampling_plan(stats.manifest, resampling)
+    needs_shards = resamples > 0 or splits > 0 or data_size
     if needs_shards and not has_shards(run_dir):
         raise LangneuronsError(
-            f"{run_dir} has no per-shard counts: record it with --shards S (or pass --bootstrap 0 --no-data-size "
-            "for the threshold sensitivity alone)"
+            f"{run_dir} has no per-shard counts: record it with --shards S (or pass --bootstrap 0 --split-half 0 "
+            "--no-data-size for the threshold sensitivity alone)"
         )
     shards = load_shards(run_dir, stats) if needs_shards else None
     started = time.time()
@@ -108,6 +126,7 @@ def stability_cmd(
         "method": method,
         "params": {("lambda" if k == "lam" else k): v for k, v in params.items()},
         "languages": stats.languages,
+        "resampling": plan,
         "full": {
             "pairs_per_language": {lang: full.count(lang) for lang in full.languages},
             "distinct": full.n_distinct(),
@@ -115,7 +134,7 @@ def stability_cmd(
         },  # fmt: skip
     }
     timings: dict[str, float] = {}
-    total = resamples + (len(fraction_list) * repeats if data_size else 0)
+    total = resamples + splits + (len(fraction_list) * repeats if data_size else 0)
     bar = progress_bar(True, "{task.fields[what]}")
     with bar:
         task = bar.add_task("stability", total=total or None, what="")
@@ -123,7 +142,7 @@ def stability_cmd(
             bar.update(task, description=f"bootstrap {method}", what="resamples")
             t = time.time()
             boot = bootstrap(stats, shards, method, params, resamples=resamples, seed=seed, threshold=threshold,
-                             full=full, progress=lambda n: bar.advance(task, n))  # fmt: skip
+                             full=full, resampling=plan, progress=lambda n: bar.advance(task, n))  # fmt: skip
             timings["bootstrap"] = round(time.time() - t, 3)
             core = stable_core(boot, full, source={"run": str(run_dir), "stability": str(out)})
             core.save(core_path)
@@ -140,6 +159,12 @@ def stability_cmd(
                 "core_file": core_path.name,
                 "core_pairs": core.n_pairs(),
             }
+        if splits and shards is not None:
+            bar.update(task, description="split halves", what="splits")
+            t = time.time()
+            result["split_half"] = split_half(stats, shards, method, params, splits=splits, seed=seed,
+                                              resampling=plan, progress=lambda n: bar.advance(task, n))  # fmt: skip
+            timings["split_half"] = round(time.time() - t, 3)
         if data_size and shards is not None:
             bar.update(task, description="data-size curve", what="fractions")
             t = time.time()
@@ -161,6 +186,8 @@ def stability_cmd(
         "shards": None if shards is None else shards.num_shards,
         "settings": {
             "bootstrap": resamples,
+            "split_half": splits,
+            "resampling": resampling,
             "seed": seed,
             "threshold": threshold,
             "data_size": data_size,
@@ -225,6 +252,9 @@ def _print(result: dict[str, Any], out: Path) -> None:
             row.append("n/a" if mean is None else f"{mean:.2f}")
         table.add_row(*row)
     Console().print(table)
+    halves = result.get("split_half")
+    if halves:
+        _print_split_half(halves)
     sens = result.get("sensitivity")
     if sens:
         ok = [p for p in sens["points"] if "jaccard_mean" in p]
@@ -235,3 +265,21 @@ def _print(result: dict[str, Any], out: Path) -> None:
                           f"(lowest at {lo['params']})", highlight=False)  # fmt: skip
     wall = result["provenance"]["wall_seconds"]
     console.print(f"wrote {out} ({wall:.1f} s)" + (f", {boot['core_file']}" if boot else ""), highlight=False)
+
+
+def _print_split_half(halves: dict[str, Any]) -> None:
+    """Per language: mean split-half Jaccard, its 5–95 % range over the splits, the full-size extrapolation."""
+    table = Table(
+        title=f"split halves: {halves['successful']} random splits into 2 × {halves['shards_per_half']} of "
+        f"{halves['shards']} shards ({halves['resampling']} resampling)"
+    )
+    table.add_column("language")
+    table.add_column("split-half Jaccard (mean)", justify="right")
+    table.add_column("5–95 %", justify="right")
+    table.add_column("full size ≈ 2J/(1+J)", justify="right")
+    for lang, p in halves["per_language"].items():
+        j, e = p["jaccard"], p["extrapolated"]
+        table.add_row(lang, f"{j['mean']:.2f}", f"{j['p05']:.2f}–{j['p95']:.2f}", f"{e['mean']:.2f}")
+    Console().print(table)
+    console.print(f"resampling: {halves['resampling']} ({halves['resampling_reason']}); extrapolation: "
+                  f"{halves['extrapolation']}", highlight=False)  # fmt: skip

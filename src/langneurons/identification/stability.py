@@ -3,14 +3,24 @@
 Pure math on recorded counts (never loads a model). A count-based method (``lape``, ``entropy-lambda``)
 is rerun on statistics rebuilt from the per-shard counts of ``record --shards S``:
 
-- *bootstrap*: per language, S shards drawn with replacement (seeded); the resampled counts are the
+- *resampling plan*: on a parallel corpus (the languages counted the same sentence ids, in the same
+  order, so shard s of every language holds the same sentences under the shard rule) one draw is shared
+  by all languages (*paired*): independent draws would compare language A on some documents with
+  language B on others, and topic differences would pass for language differences. Otherwise each
+  language draws on its own (*independent*). `resampling_plan` decides from the run's manifest.
+- *bootstrap*: S shards drawn with replacement (seeded; per the plan); the resampled counts are the
   multiplicity-weighted sum of the shard counts (one batched product per resample). Per neuron and
   language: the share of resamples whose set holds it (selection frequency); per language: the
   Jaccard index of each resample's set with the full-data set; the *stable core* = the neurons whose
   frequency is at least ``threshold`` (0.9), as a neuron set every other command reads.
-- *data-size curve*: the method on nested fractions of the shards (the first ⌈f·S⌉ of a seeded random
+- *split halves*: R seeded random splits of the shards into two disjoint halves; per language the
+  Jaccard index between the sets the two halves give, and a Spearman–Brown-style extrapolation to the
+  full data, J_full ≈ 2J/(1+J) (an approximation: Jaccard is not a correlation coefficient).
+- *data-size curve* (secondary view): the method on nested fractions of the shards (the first ⌈f·S⌉ of a seeded random
   order, the same order for every language), Jaccard with the full-data set and set size against the
-  counted tokens; at fraction 1 the counts are the totals, so the set is the full-data set.
+  counted tokens; at fraction 1 the counts are the totals, so the set is the full-data set. The subsets
+  are nested inside the full data, so the curve must reach 1: it shows how fast a subset approaches the
+  full-data set, not how reproducible the full-data set is.
 - *threshold sensitivity*: the method over a grid of its thresholds, overlap with the default set.
 
 entropy−λ: with ``lam="auto"`` (the default) AutoSweep re-chooses λ in every resample (the whole
@@ -28,7 +38,7 @@ import torch
 
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
-from langneurons.formats.shards import Shards
+from langneurons.formats.shards import SHARD_RULE, Shards
 from langneurons.formats.stats import Stats
 from langneurons.identification import identify
 from langneurons.identification.common import split_layers
@@ -79,12 +89,58 @@ def stats_from_counts(stats: Stats, count: torch.Tensor, n_tokens: torch.Tensor)
     return Stats(count, empty, empty, n_tokens, {**stats.manifest, "sum_available": False})
 
 
-def bootstrap_weights(num_languages: int, num_shards: int, resamples: int, seed: int) -> torch.Tensor:
-    """Int64 [B, K, S]: how often each shard is drawn in each resample (S draws with replacement per language)."""
+def bootstrap_weights(
+    num_languages: int, num_shards: int, resamples: int, seed: int, *, paired: bool = False
+) -> torch.Tensor:
+    """Int64 [B, K, S]: how often each shard is drawn in each resample (S draws with replacement).
+
+    ``paired``: one draw per resample shared by every language (parallel corpora); else one per language.
+    """
     gen = torch.Generator().manual_seed(int(seed))
-    draws = torch.randint(num_shards, (resamples, num_languages, num_shards), generator=gen)
-    weights = torch.zeros(resamples, num_languages, num_shards, dtype=torch.int64)
-    return weights.scatter_add_(2, draws, torch.ones_like(draws))
+    draws = torch.randint(num_shards, (resamples, 1 if paired else num_languages, num_shards), generator=gen)
+    weights = torch.zeros(draws.shape, dtype=torch.int64).scatter_add_(2, draws, torch.ones_like(draws))
+    return weights.expand(resamples, num_languages, num_shards).contiguous()
+
+
+# ---- paired or independent resampling ----------------------------------------------------------------
+
+RESAMPLING_MODES = ("auto", "paired", "independent")
+
+
+def resampling_plan(manifest: dict[str, Any], mode: str = "auto") -> dict[str, str]:
+    """``{"mode": "paired" | "independent", "reason": ...}`` for a run's manifest.
+
+    ``auto``: paired when the corpus is parallel in the shards — every language counted the same sentence
+    ids in the same order (manifest ``sentence_ranges`` identical) and the shards follow the fixed rule
+    (sentence i of n in shard floor(i*S/n)), so shard s holds the same sentences in every language.
+    ``paired`` / ``independent`` force the mode (the reason says so).
+    """
+    key = mode.strip().lower()
+    if key not in RESAMPLING_MODES:
+        raise LangneuronsError(f"--resampling must be one of {', '.join(RESAMPLING_MODES)}, got {mode!r}")
+    if key != "auto":
+        return {"mode": key, "reason": f"forced ({key})"}
+    langs = list(manifest.get("languages") or [])
+    ranges = manifest.get("sentence_ranges") or {}
+    rule = (manifest.get("shards") or {}).get("rule") if isinstance(manifest.get("shards"), dict) else None
+    if len(langs) < 2:
+        return {"mode": "independent", "reason": "fewer than two languages"}
+    if any(lang not in ranges for lang in langs):
+        return {"mode": "independent", "reason": "the manifest lists no sentence ids (sentence_ranges) per language"}
+    first = ranges[langs[0]]
+    if any(ranges[lang] != first for lang in langs[1:]):
+        return {"mode": "independent", "reason": "the languages counted different sentence ids (not parallel)"}
+    if rule != SHARD_RULE:
+        return {"mode": "independent", "reason": f"shard rule {rule!r} does not assign shards by sentence position"}
+    return {
+        "mode": "paired",
+        "reason": "parallel corpus: every language counted the same sentence ids in the same order, so shard s "
+        "holds the same sentences in every language (one draw shared by all languages)",
+    }
+
+
+def _plan(stats: Stats, resampling: str | dict[str, str]) -> dict[str, str]:
+    return dict(resampling) if isinstance(resampling, dict) else resampling_plan(stats.manifest, resampling)
 
 
 # ---- sets as masks ---------------------------------------------------------------------------------
@@ -134,9 +190,13 @@ def bootstrap(
     seed: int = 0,
     threshold: float = 0.9,
     full: NeuronSet | None = None,
+    resampling: str | dict[str, str] = "auto",
     progress: Progress | None = None,
 ) -> BootstrapResult:
-    """Rerun ``method`` on ``resamples`` bootstrap resamples of the shards (per language, with replacement)."""
+    """Rerun ``method`` on ``resamples`` bootstrap resamples of the shards (with replacement).
+
+    ``resampling``: ``auto`` (paired on a parallel corpus, see `resampling_plan`), ``paired``,
+    ``independent``, or a plan from `resampling_plan`."""
     method, params = check_method(method), dict(params or {})
     if resamples <= 0:
         raise LangneuronsError(f"--bootstrap must be positive, got {resamples}")
@@ -145,7 +205,9 @@ def bootstrap(
     full = full or identify(stats, method, **params)
     full_masks, full_selected = language_masks(full), full.selected_mask().reshape(-1)
     counts = ShardCounts(shards)
-    weights = bootstrap_weights(counts.num_languages, counts.num_shards, resamples, seed)
+    plan = _plan(stats, resampling)
+    paired = plan["mode"] == "paired"
+    weights = bootstrap_weights(counts.num_languages, counts.num_shards, resamples, seed, paired=paired)
     hits = torch.zeros(full_masks.shape, dtype=torch.int32)
     selected_hits = torch.zeros(full_selected.shape, dtype=torch.int32)
     jac, sizes, sel_jac, lambdas, failures = [], [], [], [], []
@@ -179,6 +241,8 @@ def bootstrap(
         "failures": sorted(set(failures))[:5],
         "seed": seed,
         "shards": counts.num_shards,
+        "resampling": plan["mode"],
+        "resampling_reason": plan["reason"],
         "threshold": threshold,
         "core_rule": f"selected in at least {core_hits} of {done} resamples (frequency >= {threshold:g})",
         "per_language": {},
@@ -240,6 +304,115 @@ def stable_core(result: BootstrapResult, full: NeuronSet, *, source: dict[str, A
     )
 
 
+# ---- split halves -------------------------------------------------------------------------------------
+
+SPLIT_HALF_RULE = (
+    "each split: a seeded random permutation of the S shards; half A = its first floor(S/2) shards, half B = "
+    "the next floor(S/2) (disjoint; with odd S one shard is left out); Jaccard between the sets of A and B"
+)
+EXTRAPOLATION = (
+    "Spearman-Brown-style: J_full = 2J / (1 + J), as for a reliability coefficient from half-length tests; "
+    "an approximation (the Jaccard index is not a correlation), read it as a rough full-size estimate"
+)
+
+
+def spearman_brown(j: float | torch.Tensor, factor: float = 2.0) -> float | torch.Tensor:
+    """Agreement at ``factor`` times the data from agreement ``j`` (J_full = 2J/(1+J) for factor 2)."""
+    return factor * j / (1 + (factor - 1) * j)
+
+
+def split_half_weights(
+    num_languages: int, num_shards: int, splits: int, seed: int, *, paired: bool = False
+) -> torch.Tensor:
+    """Int64 0/1 [R, 2, K, S]: per split two disjoint halves of floor(S/2) shards (odd S: one left out).
+
+    ``paired``: one permutation per split shared by every language; else one per language.
+    """
+    if num_shards < 2:
+        raise LangneuronsError(f"split halves need at least 2 shards, got {num_shards}")
+    gen = torch.Generator().manual_seed(int(seed))
+    half = num_shards // 2
+    draws = 1 if paired else num_languages
+    weights = torch.zeros(splits, 2, draws, num_shards, dtype=torch.int64)
+    for r in range(splits):
+        for k in range(draws):
+            perm = torch.randperm(num_shards, generator=gen)
+            weights[r, 0, k, perm[:half]] = 1
+            weights[r, 1, k, perm[half : 2 * half]] = 1
+    return weights.expand(splits, 2, num_languages, num_shards).contiguous()
+
+
+def split_half(
+    stats: Stats,
+    shards: Shards,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    splits: int = 50,
+    seed: int = 0,
+    resampling: str | dict[str, str] = "auto",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Reproducibility of the set: the method on two disjoint halves of the shards, ``splits`` random splits.
+
+    Per language: the Jaccard index between the two halves' sets (mean, 5–95 % over splits), its
+    Spearman–Brown-style extrapolation to the full data (`spearman_brown`), the halves' set sizes and tokens.
+    Unlike the data-size curve, the two sets share no data, so agreement is not built in.
+    """
+    method, params = check_method(method), dict(params or {})
+    if splits <= 0:
+        raise LangneuronsError(f"--split-half must be positive, got {splits}")
+    counts = ShardCounts(shards)
+    plan = _plan(stats, resampling)
+    weights = split_half_weights(counts.num_languages, counts.num_shards, splits, seed, paired=plan["mode"] == "paired")
+    jac, sizes, tokens, failures = [], [], [], []
+    for r in range(splits):
+        try:
+            halves = []
+            for h in range(2):
+                count, n_tokens = counts.weighted(weights[r, h])
+                tokens.append(n_tokens)
+                halves.append(language_masks(identify(stats_from_counts(stats, count, n_tokens), method, **params)))
+        except LangneuronsError as exc:
+            failures.append(str(exc))
+        else:
+            jac.append(jaccard(halves[0], halves[1]))
+            sizes.append(torch.stack([m.sum(1) for m in halves]).to(torch.float64).mean(0))
+        if progress is not None:
+            progress(1)
+    if not jac:
+        raise LangneuronsError(f"the method failed in every split half ({failures[0]})")
+    jac_t, sizes_t, tok_t = torch.stack(jac), torch.stack(sizes), torch.stack(tokens).to(torch.float64)
+    per: dict[str, Any] = {}
+    for k, lang in enumerate(stats.languages):
+        q = _quantiles(jac_t[:, k])
+        per[lang] = {
+            "jaccard": q,
+            "extrapolated": {key: None if v is None else float(spearman_brown(v)) for key, v in q.items()},
+            "size": _quantiles(sizes_t[:, k]),
+            "tokens_half": float(tok_t[:, k].mean()),
+            "tokens_full": int(stats.n_tokens[k]),
+            "values": [round(float(x), 6) for x in jac_t[:, k]],
+        }
+    mean = float(jac_t.mean())
+    return {
+        "splits": splits,
+        "successful": len(jac),
+        "failed": len(failures),
+        "failures": sorted(set(failures))[:5],
+        "seed": seed,
+        "shards": counts.num_shards,
+        "shards_per_half": counts.num_shards // 2,
+        "resampling": plan["mode"],
+        "resampling_reason": plan["reason"],
+        "rule": SPLIT_HALF_RULE,
+        "extrapolation": EXTRAPOLATION,
+        "per_language": per,
+        "jaccard_mean": mean,
+        "extrapolated_mean": float(spearman_brown(mean)),
+    }
+
+
 # ---- data-size curve ---------------------------------------------------------------------------------
 
 
@@ -259,6 +432,8 @@ def data_size_curve(
 
     Orders are nested (a fraction's shards include every smaller fraction's) and shared by all
     languages. Reports per language the Jaccard with the full-data set, the set size and the tokens.
+    A secondary view: the subsets are nested in the full data, so the curve reaches 1 by construction
+    and its rise says nothing about reproducibility (`split_half` measures that).
     """
     method, params = check_method(method), dict(params or {})
     fractions = sorted({float(f) for f in fractions})
@@ -310,7 +485,8 @@ def data_size_curve(
         "seed": seed,
         "shards": s,
         "rule": "fraction f = the first ceil(f*S) shards of a seeded random shard order (nested, same order "
-        "for every language); Jaccard with the full-data set",
+        "for every language); Jaccard with the full-data set. Nested in the full data, so it reaches 1 by "
+        "construction: it shows how fast subsets approach the full-data set, not how reproducible that set is",
         "full_size": {lang: int(full_masks[i].sum()) for i, lang in enumerate(stats.languages)},
         "points": points,
     }
@@ -380,10 +556,17 @@ def sensitivity(
 
 __all__ = [
     "COUNT_METHODS",
+    "EXTRAPOLATION",
+    "RESAMPLING_MODES",
+    "SPLIT_HALF_RULE",
     "BootstrapResult",
     "ShardCounts",
     "bootstrap",
     "bootstrap_weights",
+    "resampling_plan",
+    "spearman_brown",
+    "split_half",
+    "split_half_weights",
     "data_size_curve",
     "default_grid",
     "jaccard",

@@ -50,36 +50,81 @@ def bootstrap_figure(data: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def split_half_figure(data: dict[str, Any]) -> bytes:
+    """Per language: split-half Jaccard (mean, 5–95 % over splits) and its extrapolation to the full data."""
+    halves, langs = data["split_half"], _languages(data)
+    per = halves["per_language"]
+    fig, ax = plt.subplots(figsize=(3 + 0.7 * len(langs), 3.4))
+    x = list(range(len(langs)))
+    mean = [per[lang]["jaccard"]["mean"] for lang in langs]
+    lo = [m - per[lang]["jaccard"]["p05"] for m, lang in zip(mean, langs, strict=True)]
+    hi = [per[lang]["jaccard"]["p95"] - m for m, lang in zip(mean, langs, strict=True)]
+    ax.errorbar([i - 0.12 for i in x], mean, yerr=[lo, hi], fmt="o", color="#1f77b4", capsize=3,
+                label=f"split halves ({halves['shards_per_half']} vs {halves['shards_per_half']} shards)")
+    ext = [per[lang]["extrapolated"]["mean"] for lang in langs]
+    ax.plot([i + 0.12 for i in x], ext, "D", color="#d62728", ms=5, label="full size ≈ 2J/(1+J)")  # fmt: skip
+    ax.set_xticks(x, langs)
+    lows = [per[lang]["jaccard"]["p05"] for lang in langs]
+    ax.set_ylim(max(0.0, min(lows, default=0.0) - 0.05), 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_ylabel("Jaccard between the halves' sets")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{data.get('method')}: split-half reproducibility ({halves['successful']} splits, "
+                 f"{halves['resampling']})", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    return _png(fig)
+
+
 def data_size_figure(data: dict[str, Any]) -> bytes:
-    """Jaccard with the full-data set and set size against counted tokens, per language (nested fractions)."""
+    """Small multiples, one panel per language: the nested data-size curve (Jaccard with the full-data set
+    against counted tokens, mean and min–max) and, when present, the split-half Jaccard at half the tokens
+    with its full-size extrapolation. One panel per language keeps ten languages readable."""
     curve, langs = data["data_size"], _languages(data)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    cmap = plt.get_cmap("tab10" if len(langs) <= 10 else "tab20")
+    halves = (data.get("split_half") or {}).get("per_language") or {}
+    cols = min(5, max(1, len(langs)))
+    rows = math.ceil(len(langs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 0.6, 2.0 * rows + 0.9), sharex=True, sharey=True,
+                             squeeze=False)  # fmt: skip
+    lows = [p["per_language"][lang]["jaccard"]["min"] for p in curve["points"] for lang in langs]
+    lows += [h["jaccard"]["p05"] for h in halves.values() if h["jaccard"]["p05"] is not None]
+    lows = [v for v in lows if v is not None]
+    bottom = max(0.0, min(lows, default=0.0) - 0.05)
     for i, lang in enumerate(langs):
+        ax = axes[i // cols][i % cols]
         pts = [
             p["per_language"][lang] for p in curve["points"] if p["per_language"][lang]["jaccard"]["mean"] is not None
         ]
         tokens = [p["tokens"] for p in pts]
         j = [p["jaccard"] for p in pts]
-        colour = cmap(i % cmap.N)
-        ax1.plot(tokens, [v["mean"] for v in j], marker="o", ms=3, color=colour, label=lang)
-        ax1.fill_between(tokens, [v["min"] for v in j], [v["max"] for v in j], color=colour, alpha=0.12)
-        ax2.plot(tokens, [p["size"]["mean"] for p in pts], marker="o", ms=3, color=colour, label=lang)
-    for ax in (ax1, ax2):
+        ax.fill_between(tokens, [v["min"] for v in j], [v["max"] for v in j], color="grey", alpha=0.25, lw=0)
+        ax.plot(tokens, [v["mean"] for v in j], marker="o", ms=3, color="grey", label="nested subset vs full")
+        h = halves.get(lang)
+        if h and h["jaccard"]["mean"] is not None:
+            m = h["jaccard"]
+            ax.errorbar([h["tokens_half"]], [m["mean"]], yerr=[[m["mean"] - m["p05"]], [m["p95"] - m["mean"]]],
+                        fmt="o", color="#1f77b4", capsize=3, ms=4, label="split halves (5–95 %)")  # fmt: skip
+            ax.plot([h["tokens_full"]], [h["extrapolated"]["mean"]], "D", color="#d62728", ms=4,
+                    label="full size ≈ 2J/(1+J)")  # fmt: skip
+        ax.set_title(lang, fontsize=9)
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
-        ax.set_xlabel("counted tokens per language")
-    lows = [p["per_language"][lang]["jaccard"]["min"] for p in curve["points"] for lang in langs]
-    lows = [v for v in lows if v is not None]
-    ax1.set_ylim(max(0.0, min(lows, default=0.0) - 0.05) if lows else 0.0, 1.02)
-    ax1.set_ylabel("Jaccard with the full-data set")
-    ax2.set_ylabel("neurons in the language's set")
-    ax1.legend(fontsize=7, ncol=2)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom, 1.02)
+    for i in range(len(langs), rows * cols):
+        axes[i // cols][i % cols].set_visible(False)
+    for r in range(rows):
+        axes[r][0].set_ylabel("Jaccard", fontsize=8)
+    for c in range(cols):
+        axes[rows - 1][c].set_xlabel("counted tokens", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fractions = ", ".join(f"{p['shards']}/{curve['shards']}" for p in curve["points"])
-    fig.suptitle(f"{data.get('method')}: data-size curve (shards {fractions}; {curve['repeats']} orders)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{data.get('method')}: data size per language (nested shards {fractions}; {curve['repeats']} "
+                 "orders)", fontsize=10)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _png(fig)
 
 
@@ -143,17 +188,34 @@ def stability_figures(name: str, data: dict[str, Any]) -> list[FigureParts]:
             f"(5–95 % {b['lambda']['p05']:.3g}–{b['lambda']['p95']:.3g}).")  # fmt: skip
         out.append((
             f"{name}-bootstrap.png", bootstrap_figure(data), f"{name}: bootstrap stability",
-            f"Left: Jaccard index of each language's set in {b['successful']} bootstrap resamples (per language, "
-            f"{b['shards']} shards drawn with replacement, seed {b['seed']}) with its full-data set; bars = mean, "
+            f"Left: Jaccard index of each language's set in {b['successful']} bootstrap resamples ({b['shards']} "
+            f"shards drawn with replacement, seed {b['seed']}; {b.get('resampling', 'independent')} resampling: "
+            f"{b.get('resampling_reason', 'one draw per language')}) with its full-data set; dots = mean, "
             f"whiskers = 5–95 %. Right: full-data set size and stable core ({b['core_rule']}).{lam} {on}.",
+        ))  # fmt: skip
+    if data.get("split_half"):
+        h = data["split_half"]
+        out.append((
+            f"{name}-split-half.png", split_half_figure(data), f"{name}: split-half reproducibility",
+            f"Per language: Jaccard index between the sets found on two disjoint halves of the shards "
+            f"({h['successful']} seeded random splits into {h['shards_per_half']} + {h['shards_per_half']} of "
+            f"{h['shards']} shards, seed {h['seed']}; {h['resampling']} resampling: {h['resampling_reason']}); "
+            f"dot = mean, whiskers = 5–95 % over the splits. Diamonds: extrapolation to the full data, "
+            f"{h['extrapolation']}. {on}.",
         ))  # fmt: skip
     if data.get("data_size"):
         c = data["data_size"]
+        marks = "" if not data.get("split_half") else (
+            " Blue: split-half Jaccard at half the tokens (5–95 %); red diamond: its extrapolation to full size "
+            "(approximate). These compare sets that share no data and are the measure of reproducibility.")  # fmt: skip
         out.append((
             f"{name}-data-size.png", data_size_figure(data), f"{name}: how much text is needed",
-            f"Identification on nested fractions of the shards ({c['rule']}), {c['repeats']} random orders "
-            f"(line = mean, band = min–max): Jaccard with the full-data set (left) and set size (right) against "
-            f"counted tokens per language. {on}.",
+            f"One panel per language. Grey (secondary view): identification on nested fractions of the shards "
+            f"({c['rule']}), {c['repeats']} random orders (line = mean, band = min–max), Jaccard with the "
+            f"full-data set against counted tokens. Each subset is part of the full data, so the grey curve "
+            f"reaches 1 by construction; it shows how fast subsets approach the full-data set, not whether "
+            f"another corpus of the same size would give the same set, and a curve still rising at the end "
+            f"proves nothing.{marks} Set sizes per fraction are in {name}.json. {on}.",
         ))  # fmt: skip
     if data.get("sensitivity") and any(p.get("jaccard_mean") is not None for p in data["sensitivity"]["points"]):
         out.append((
