@@ -33,6 +33,24 @@ def _numbers(text: str | None, cast, flag: str) -> list | None:
     return values
 
 
+def _refuse_unused(methods: list[str] | None, strengths: str | None, direction_strengths: str | None,
+                   direction_layers: str | None) -> None:  # fmt: skip
+    """Sweep options of a method family that --methods leaves out are refused, not ignored."""
+    from langneurons.evaluation.benchmark import NEURON_METHODS
+
+    if methods is None:
+        return
+    if strengths is not None and not set(methods) & set(NEURON_METHODS):
+        raise LangneuronsError(
+            f"--strengths does not apply to --methods {','.join(methods)} (it sweeps neuron steering; "
+            "see --direction-strengths)"
+        )
+    if "diffmean" not in methods:
+        for flag, value in (("--direction-strengths", direction_strengths), ("--direction-layers", direction_layers)):
+            if value is not None:
+                raise LangneuronsError(f"{flag} does not apply to --methods {','.join(methods)} (diffmean only)")
+
+
 @app.command("benchmark")
 @one_line_errors
 @opt.model_options
@@ -96,6 +114,7 @@ def benchmark_cmd(
         "seed": seed,
         "batch_size": batch_size,
     }
+    _refuse_unused(given["methods"], strengths, direction_strengths, direction_layers)
     settings = BenchmarkSettings(**({**FULL} if full else {}) | {k: v for k, v in given.items() if v is not None})
     settings.validate()
     if overwrite:

@@ -72,6 +72,8 @@ def ppl_cmd(
     check_out(out, overwrite)
     if route is not None:
         parse_route(route)
+    if any_site and site is None:
+        raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
     check_positive(batch_size=batch_size)
     check_sentences(sentences)
     check_max_length(max_length)
@@ -171,12 +173,16 @@ def steer_cmd(
     stats: Path | None = typer.Option(
         None, "--stats", help="Run folder with mean activations (default: the run the set came from)."
     ),
-    mode: str = typer.Option("replace", "--mode", help="replace | add | diffmean | force | none (deactivate only)."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="--neurons: replace (default) | add | diffmean | force | none (deactivate only)."
+    ),
     strength: str | None = typer.Option(
         None, "--strength", help="Activation strength (1), or --directions' α (0.05,0.1,0.25); a comma list sweeps."
     ),
-    deactivate_source: bool = typer.Option(
-        True, "--deactivate-source/--keep-source", help="Deactivate the prompt language's neurons (--from)."
+    deactivate_source: bool | None = typer.Option(
+        None,
+        "--deactivate-source/--keep-source",
+        help="--neurons: deactivate the prompt language's neurons (--from); on by default.",
     ),
     positions: str = typer.Option("all", "--positions", help="all | prompt | generated."),
     site: opt.Site = None,
@@ -193,7 +199,9 @@ def steer_cmd(
     route: str | None = typer.Option(
         None, "--route", help="MoE routing steering added to every non-baseline generation, e.g. 'bias:*:5:2'."
     ),
-    route_positions: str = typer.Option("all", "--route-positions", help="all | prompt | generated."),
+    route_positions: str | None = typer.Option(
+        None, "--route-positions", help="With --route: all (default) | prompt | generated."
+    ),
 ) -> None:
     """Generate with source neurons off and target neurons on; report how often the language switches.
 
@@ -209,6 +217,10 @@ def steer_cmd(
 
     if (neurons is None) == (directions is None):
         raise LangneuronsError("pass exactly one of --neurons and --directions")
+    if route_positions is not None and route is None:
+        raise LangneuronsError("--route-positions applies with --route only")
+    if (temperature != 1.0 or top_p != 1.0) and not sample:
+        raise LangneuronsError("--temperature and --top-p apply with --sample only")
     out = out or default_out(neurons or directions, "steer")
     check_out(out, overwrite)
     if directions is not None:
@@ -218,12 +230,18 @@ def steer_cmd(
             raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
         if route is not None:
             raise LangneuronsError("--route applies to --neurons only")
+        _refuse_neuron_flags(mode, deactivate_source, site, any_site, stats, controls)
         _steer_directions(directions, layers, to, out, source, prompts, model, strength, positions, max_new_tokens,
                           sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
                           batch_size)  # fmt: skip
         return
     if layers is not None:
         raise LangneuronsError("--layers applies to --directions only")
+    if any_site and site is None:
+        raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
+    mode = mode or "replace"
+    deactivate_source = True if deactivate_source is None else deactivate_source
+    route_positions = route_positions or "all"
     if route is not None:
         parse_route(route)
     if route_positions not in ("all", "prompt", "generated"):
@@ -232,8 +250,6 @@ def steer_cmd(
     if not targets:
         raise LangneuronsError("--to needs at least one language")
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    if (temperature != 1.0 or top_p != 1.0) and not sample:
-        raise LangneuronsError("--temperature and --top-p apply with --sample only")
     controls = _controls(controls, no_controls)
     ns = NeuronSet.load(neurons)
     for lang in targets:
@@ -285,6 +301,26 @@ def steer_cmd(
                 )
 
 
+def _refuse_neuron_flags(mode: str | None, deactivate_source: bool | None, site: str | None, any_site: bool,
+                        stats: Path | None, controls: int) -> None:  # fmt: skip
+    """`steer --directions` uses none of the neuron-steering flags: each one given is refused in one line."""
+    why = "direction steering adds α·r·d"
+    if mode is not None:
+        raise LangneuronsError(f"--mode does not apply to --directions ({why}; see --strength)")
+    if deactivate_source is not None:
+        flag = "--deactivate-source" if deactivate_source else "--keep-source"
+        raise LangneuronsError(f"{flag} does not apply to --directions ({why} and deactivates nothing)")
+    if site is not None or any_site:
+        flag = "--site" if site is not None else "--any-site"
+        raise LangneuronsError(f"{flag} does not apply to --directions ({why} to the residual stream; see --layers)")
+    if stats is not None:
+        raise LangneuronsError(f"--stats does not apply to --directions ({why}; r comes from the direction set)")
+    if controls > 1:
+        raise LangneuronsError(
+            f"--controls {controls}: --directions runs one random-direction control (no p-value); use --controls 1 or 0"
+        )
+
+
 def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
                       model: opt.ModelOptions, strength: str | None, positions: str, max_new_tokens: int,
                       sample: bool, temperature: float, top_p: float, seed: int, controls: int,
@@ -303,8 +339,6 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
     for lang in targets:
         ds.index(lang)
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    if (temperature != 1.0 or top_p != 1.0) and not sample:
-        raise LangneuronsError("--temperature and --top-p apply with --sample only")
     try:
         layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else default_layers(ds.num_layers)
     except ValueError:

@@ -18,6 +18,7 @@ from langneurons.cli.common import (
     check_out,
     check_out_folder,
     next_hint,
+    warn,
 )
 from langneurons.errors import LangneuronsError
 
@@ -157,6 +158,11 @@ def identify_cmd(
     lam: str | None = typer.Option(
         None, "--lambda", help="entropy-lambda: a number ≥ 0, or 'auto' for AutoSweep (the default)."
     ),
+    lambda_range: str | None = typer.Option(
+        None,
+        "--lambda-range",
+        help="entropy-lambda with --lambda auto: the AutoSweep search range LO,HI (default 0,0.2).",
+    ),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated subset; default all."),
     overwrite: opt.Overwrite = False,
     condition: str | None = typer.Option(
@@ -171,7 +177,7 @@ def identify_cmd(
     if method.strip().lower() == "diffmean":
         if condition is not None:
             raise LangneuronsError("--condition does not apply to method diffmean")
-        _identify_diffmean(run_dir, out, overwrite, languages, top_rate, filter_rate, bar_ratio, lam)
+        _identify_diffmean(run_dir, out, overwrite, languages, top_rate, filter_rate, bar_ratio, lam, lambda_range)
         return
     from langneurons.formats.stats import load_stats
     from langneurons.identification import get_method, identify, method_parameters
@@ -186,12 +192,16 @@ def identify_cmd(
         )
     given = {"top_rate": top_rate, "filter_rate": filter_rate, "bar_ratio": bar_ratio, "lam": lam}
     given = {name: value for name, value in given.items() if value is not None}
+    if lambda_range is not None:
+        given |= _lambda_range(lambda_range, spec.name, lam)
     for name, value in given.items():
         if name not in method_parameters(spec):
             flag = "--lambda" if name == "lam" else "--" + name.replace("_", "-")
             raise LangneuronsError(f"{flag} does not apply to method {spec.name}")
         if name == "lam":
             parse_lambda(value)
+        elif name.startswith("sweep_"):
+            pass
         else:
             check_rate(name, value)
     out = out or run_dir / f"{spec.name}.json"
@@ -199,6 +209,8 @@ def identify_cmd(
     stats = load_stats(run_dir)
     ns = identify(stats, spec.name, languages=split_languages(languages), condition=condition, **given)
     ns.source["run"] = str(run_dir.resolve())
+    if (few := few_tokens_warning(stats, ns)) is not None:
+        ns.params["warnings"] = [*ns.params.get("warnings", []), few]
     ns.save(out)
     console = Console()
     console.print(language_table(ns, f"{spec.name} on {run_dir}"))
@@ -209,7 +221,50 @@ def identify_cmd(
         f"selected {selected} neurons ({unassigned} with no language); wrote {escape(str(out))}",
         highlight=False,
     )
+    for message in ns.params.get("warnings", []):
+        warn(message)
     next_hint(f"langneurons ppl --neurons {out}   (then: langneurons report {run_dir})")
+
+
+# Fewer tokens than this per language, or than TOKENS_PER_NEURON × the neurons selected for the language, and
+# the activation probabilities behind the selection are too noisy to trust (docs/methods.md, "Enough text").
+MIN_TOKENS = 5_000
+TOKENS_PER_NEURON = 10
+
+
+def few_tokens_warning(stats, ns: NeuronSet) -> str | None:
+    """One sentence naming the languages with fewer than ``max(MIN_TOKENS, TOKENS_PER_NEURON × their neurons)``
+    recorded tokens (None when every language has enough)."""
+    tokens = dict(zip(stats.languages, stats.n_tokens.tolist(), strict=True))
+    short = []
+    for lang in ns.languages:
+        need = max(MIN_TOKENS, TOKENS_PER_NEURON * ns.count(lang))
+        if lang in tokens and tokens[lang] < need:
+            short.append(f"{lang} {int(tokens[lang]):,} < {need:,}")
+    if not short:
+        return None
+    return (
+        f"few tokens per language for {sum(len(layer) for layer in ns.selected):,} selected neurons "
+        f"({'; '.join(short)}; wanted ≥ {MIN_TOKENS:,} and ≥ {TOKENS_PER_NEURON} × the language's neurons): "
+        "record more text (--sentences) before trusting this set"
+    )
+
+
+def _lambda_range(text: str, method: str, lam: str | None) -> dict[str, float]:
+    """``--lambda-range LO,HI`` → the AutoSweep bounds; refused where AutoSweep does not run."""
+    from langneurons.identification.entropy_lambda import parse_lambda
+
+    if method != "entropy-lambda":
+        raise LangneuronsError(f"--lambda-range does not apply to method {method} (entropy-lambda's AutoSweep only)")
+    if lam is not None and parse_lambda(lam) is not None:
+        raise LangneuronsError(f"--lambda-range does not apply to a fixed --lambda {lam} (AutoSweep only)")
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise LangneuronsError(f"--lambda-range must be LO,HI with 0 ≤ LO < HI, got {text!r}") from None
+    if not (math.isfinite(hi) and 0 <= lo < hi):
+        raise LangneuronsError(f"--lambda-range must be LO,HI with 0 ≤ LO < HI, got {text!r}")
+    return {"sweep_lo": lo, "sweep_hi": hi}
 
 
 def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languages: str | None,
@@ -218,8 +273,10 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
     from langneurons.identification.common import subset_languages
     from langneurons.identification.diffmean import diffmean
 
-    if any(value is not None for value in neuron_options):
-        raise LangneuronsError("--top-rate/--filter-rate/--bar-ratio/--lambda do not apply to method diffmean")
+    flags = ("--top-rate", "--filter-rate", "--bar-ratio", "--lambda", "--lambda-range")
+    for flag, value in zip(flags, neuron_options, strict=True):
+        if value is not None:
+            raise LangneuronsError(f"{flag} does not apply to method diffmean (it selects no neurons)")
     out = out or run_dir / "diffmean.json"
     check_out(out, overwrite)
     stats = subset_languages(load_stats(run_dir), split_languages(languages))

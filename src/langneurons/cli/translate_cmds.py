@@ -57,7 +57,9 @@ def translate_cmd(
     shots: int = typer.Option(3, "--shots", help="Few-shot examples (other held-out lines)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens generated per line."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
-    controls: bool = typer.Option(True, "--controls/--no-controls", help="Also run matched random controls."),
+    controls: bool | None = typer.Option(
+        None, "--controls/--no-controls", help="With --neurons/--directions: also run matched random controls (on)."
+    ),
     seed: opt.Seed = 0,
     batch_size: opt.BatchSize = 8,
     model: opt.ModelOptions = opt.ModelOptions(),
@@ -74,6 +76,10 @@ def translate_cmd(
     check_positive(batch_size=batch_size, max_new_tokens=max_new_tokens)
     if neurons is not None and directions is not None:
         raise LangneuronsError("pass at most one of --neurons and --directions")
+    if controls is not None and neurons is None and directions is None:
+        flag = "--controls" if controls else "--no-controls"
+        raise LangneuronsError(f"{flag} applies with --neurons or --directions only (nothing is switched off)")
+    controls = True if controls is None else controls
     pair_list = parse_pairs(pairs)
     settings = TranslateSettings(sentences=sentences, shots=shots, max_new_tokens=max_new_tokens,
                                  batch_size=batch_size, bootstrap=bootstrap, seed=seed)  # fmt: skip

@@ -79,6 +79,37 @@ def autosweep(
     return best, history
 
 
+def sweep_edge(chosen: float, lo: float, hi: float) -> str | None:
+    """``"upper"`` when AutoSweep kept the top of its range (a larger λ might qualify too: the search was
+    cut short), ``"lower"`` when it kept the bottom (every larger λ tried left all-language neurons), else None."""
+    if chosen >= hi:
+        return "upper"
+    if chosen <= lo:
+        return "lower"
+    return None
+
+
+def edge_warning(sweep: dict[str, Any]) -> str | None:
+    """One sentence for an AutoSweep λ at the edge of its range (None inside it); it names ``--lambda-range``."""
+    lo, hi, edge = sweep["lo"], sweep["hi"], sweep.get("at_edge")
+    if edge == "upper":
+        return (
+            f"AutoSweep chose lambda = {hi:g}, the top of its range [{lo:g}, {hi:g}]: a larger lambda may also "
+            f"leave no all-language neuron; widen the range, e.g. --lambda-range {lo:g},{2 * hi:g}"
+        )
+    if edge == "lower":
+        hint = (
+            "lambda 0 is plain entropy; give --lambda to choose one"
+            if lo == 0
+            else f"lower the bottom, e.g. --lambda-range 0,{hi:g}"
+        )
+        return (
+            f"AutoSweep chose lambda = {lo:g}, the bottom of its range [{lo:g}, {hi:g}] (every larger lambda "
+            f"tried left neurons assigned to all languages); {hint}"
+        )
+    return None
+
+
 class LambdaSelector:
     """The ``target`` lowest scores ``hn − λ·peak / norm_max`` for one λ after another, cached by λ.
 
@@ -164,6 +195,7 @@ def entropy_lambda(
             )
         sweep = {"lo": sweep_lo, "hi": sweep_hi, "eps": sweep_eps, "max_steps": sweep_max_steps}
         sweep["steps"] = history
+        sweep["at_edge"] = sweep_edge(chosen, sweep_lo, sweep_hi)
     else:
         chosen = fixed
     selected = select(chosen)
@@ -182,6 +214,8 @@ def entropy_lambda(
     }
     if sweep is not None:
         params["autosweep"] = sweep
+        if (message := edge_warning(sweep)) is not None:
+            params["warnings"] = [message]
     return build_set(stats, "entropy-lambda", selected, assigned, params)
 
 
@@ -192,4 +226,4 @@ METHOD = Method(
     defaults={"top_rate": 0.01, "bar_ratio": 0.95, "lam": "auto"},
 )
 
-__all__ = ["METHOD", "autosweep", "entropy_lambda", "norm_max", "parse_lambda"]
+__all__ = ["METHOD", "autosweep", "edge_warning", "entropy_lambda", "norm_max", "parse_lambda", "sweep_edge"]

@@ -42,6 +42,7 @@ def neuron_set_section(run: Run, name: str, ns: NeuronSet) -> Section:
     per_lang = ", ".join(f"{lang} {ns.count(lang)}" for lang in ns.languages)
     classes = ", ".join(f"{k} {v}" for k, v in ns.class_counts().items() if v)
     intro = f"{how}. Neurons per language: {per_lang}." + (f" Classes: {classes}." if classes else "")
+    intro += warnings_text(ns)
     section = Section(f"set-{anchor(name)}", f"Neuron set {name}", TEMPLATE, intro)
     if ns.n_distinct() == 0:
         section.note = empty_set_text(ns)
@@ -94,6 +95,16 @@ def neuron_set_section(run: Run, name: str, ns: NeuronSet) -> Section:
     return section
 
 
+def warnings_text(ns: NeuronSet) -> str:
+    """The warnings `identify` recorded with the set (an AutoSweep λ at the edge of its range, too few tokens per
+    language), as sentences to append to the section's introduction; "" when there are none."""
+    warnings = [str(w) for w in ns.params.get("warnings") or []]
+    edge = (ns.params.get("autosweep") or {}).get("at_edge")
+    if edge and not any("AutoSweep" in w for w in warnings):  # a set written before the warnings list existed
+        warnings.insert(0, f"AutoSweep chose lambda at the {edge} edge of its search range")
+    return "".join(f" Warning: {w.rstrip('.')}." for w in warnings)
+
+
 def empty_set_text(ns: NeuronSet) -> str:
     """Why a neuron set holds no neuron, in words (the likely cause for the method that made it), so an empty
     section is not a puzzle."""
@@ -112,4 +123,4 @@ def empty_set_text(ns: NeuronSet) -> str:
     return text
 
 
-__all__ = ["empty_set_text", "neuron_set_section", "set_order"]
+__all__ = ["empty_set_text", "neuron_set_section", "set_order", "warnings_text"]
