@@ -93,6 +93,11 @@ def test_phases_are_chosen_not_imposed(per_layer, want):
     assert phase_profile(ns, n_phases=4)["n_phases"] == 4 and phase_profile(ns, n_phases=4)["chosen_by"] == "imposed"
 
 
+def test_phases_of_a_one_layer_model_are_one_band():
+    ns = make_set({"en": {0: [1, 2]}, "fr": {}}, num_layers=1, size=10)
+    assert [b["layers"] for b in phase_profile(ns)["bands"]] == [[0, 0]]
+
+
 def test_method_overlap_and_class_transitions():
     other = make_set({"en": {0: [1]}, "fr": {0: [1], 1: [4]}, "de": {0: [1], 7: [3]}}, method="ap")
     ov = method_overlap(SET, other)

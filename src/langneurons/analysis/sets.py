@@ -32,7 +32,7 @@ def segmentations(profile: list[float], max_segments: int = 5, min_length: int =
     bands are inclusive ``(start, end)`` layer ranges. Exact dynamic programming, O(k · L²)."""
     y = torch.tensor(profile, dtype=torch.float64)
     n = y.numel()
-    min_length = max(1, min_length)
+    min_length = max(1, min(min_length, n))  # a profile shorter than the minimum is one band
     c1 = torch.cat([torch.zeros(1, dtype=torch.float64), y.cumsum(0)])
     c2 = torch.cat([torch.zeros(1, dtype=torch.float64), (y * y).cumsum(0)])
     i = torch.arange(n + 1)
