@@ -21,7 +21,12 @@ One JSON object (UTF-8), written atomically:
                      with or without a language (a superset of every language's neurons)
   source             the statistics it came from: run, corpus, corpus_sha256, revision, dtype,
                      langneurons_version (of the recording), identified_with (this tool's version);
-                     for imported sets: file, identified_with
+                     for imported sets: file, identified_with. Sets identified from mixture-of-experts
+                     statistics add ``moe``, the recording's neuron-axis layout (num_experts,
+                     expert_intermediate_size, top_k, moe_layers, shared_expert_slots,
+                     shared_intermediate_size, dense_intermediate_size; docs/formats.md): which columns
+                     exist in each layer and which expert each belongs to (`column_groups`). Without it
+                     every column of every layer counts as a neuron (dense models, older sets)
   summary            informational only (ignored when read): pairs per language, distinct neurons,
                      neurons per class
 
@@ -195,6 +200,14 @@ class NeuronSet:
         flat = torch.stack([self.mask(lang).reshape(-1) for lang in self.languages]).to(torch.float32)
         return (flat @ flat.T).round().to(torch.int64)
 
+    def column_groups(self) -> torch.Tensor | None:
+        """Int64 ``[L, F]``: the unit each column belongs to (see `column_groups`); None without an MoE layout."""
+        return column_groups(self.source.get("moe"), self.num_layers, self.intermediate_size)
+
+    def existing_mask(self) -> torch.Tensor:
+        """Bool ``[L, F]``: the columns that are neurons of their layer (all of them for dense models)."""
+        return existing_columns(self.source.get("moe"), self.num_layers, self.intermediate_size)
+
     # ---- checks ------------------------------------------------------------------------------------
     def check_compatible(
         self, num_layers: int, intermediate_size: int, site: str | None = None, model: str | None = None
@@ -279,6 +292,55 @@ class NeuronSet:
         return cls.from_dict(read_json(path), str(path))
 
 
+# The fields of a stats manifest's ``moe`` entry that say how the neuron axis is laid out (docs/formats.md).
+LAYOUT_FIELDS = ("num_experts", "expert_intermediate_size", "top_k", "moe_layers", "shared_expert_slots",
+                 "shared_intermediate_size", "dense_intermediate_size")  # fmt: skip
+
+
+def moe_layout(moe: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The layout fields of a manifest's ``moe`` entry (what a neuron set keeps as ``source.moe``)."""
+    if not moe:
+        return None
+    return {key: moe[key] for key in LAYOUT_FIELDS if key in moe}
+
+
+def column_groups(moe: dict[str, Any] | None, num_layers: int, width: int) -> torch.Tensor | None:
+    """Int64 ``[L, W]``: which unit of its layer each column belongs to; None for a dense model (``moe`` None).
+
+    In an MoE layer (``moe["moe_layers"]``) routed expert e's columns ``e·F .. e·F+F-1`` are ``e`` and the
+    shared expert's ``E·F .. E·F+F_shared-1`` are ``E``; in a dense layer columns ``0..F_dense-1`` are ``0``.
+    Every other column (padding: the layer has no such neuron, it never fires) is ``-1``.
+    """
+    if not moe:
+        return None
+    try:
+        e, f = int(moe["num_experts"]), int(moe["expert_intermediate_size"])
+        shared, dense = int(moe.get("shared_intermediate_size") or 0), int(moe.get("dense_intermediate_size") or 0)
+        moe_layers = sorted({int(layer) for layer in moe["moe_layers"]})
+    except (KeyError, TypeError, ValueError):
+        raise LangneuronsError(f"malformed mixture-of-experts layout {moe!r} (docs/formats.md)") from None
+    if e <= 0 or f <= 0 or e * f + shared > width or dense > width or any(not 0 <= x < num_layers for x in moe_layers):
+        raise LangneuronsError(
+            f"mixture-of-experts layout ({e} experts × {f}, shared {shared}, dense {dense}, MoE layers "
+            f"{moe_layers}) does not fit {num_layers} layers × {width} columns"
+        )
+    groups = torch.full((num_layers, width), -1, dtype=torch.int64)
+    groups[:, :dense] = 0
+    moe_row = torch.full((width,), -1, dtype=torch.int64)
+    moe_row[: e * f] = torch.arange(e * f) // f
+    moe_row[e * f : e * f + shared] = e
+    if moe_layers:
+        groups[moe_layers] = moe_row
+    return groups
+
+
+def existing_columns(moe: dict[str, Any] | None, num_layers: int, width: int) -> torch.Tensor:
+    """Bool ``[L, W]``: True where the column is a neuron of its layer (`column_groups` ≥ 0); all True when
+    ``moe`` is None (a dense model, or a set that does not say)."""
+    groups = column_groups(moe, num_layers, width)
+    return torch.ones(num_layers, width, dtype=torch.bool) if groups is None else groups >= 0
+
+
 def load_neuronset(path: str | Path) -> NeuronSet:
     """Read and validate a neuron-set file (same as `NeuronSet.load`)."""
     return NeuronSet.load(path)
@@ -337,6 +399,14 @@ def _validate(data: Any, where: str) -> None:
     for key in ("params", "source"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise bad(f"{key} must be an object")
+    moe = (data.get("source") or {}).get("moe")
+    if moe is not None:
+        if not isinstance(moe, dict):
+            raise bad("source.moe must be an object")
+        try:
+            column_groups(moe, n_layers, size)
+        except LangneuronsError as exc:
+            raise bad(str(exc)) from None
     selected_layers = data["selected"]
     if not isinstance(selected_layers, list) or len(selected_layers) != n_layers:
         raise bad(f"selected must have num_layers = {n_layers} layers")
@@ -354,4 +424,13 @@ def _validate(data: Any, where: str) -> None:
         raise bad(str(exc)) from None
 
 
-__all__ = ["CLASSES", "NEURONSET_FORMAT", "NeuronSet", "load_neuronset"]
+__all__ = [
+    "CLASSES",
+    "LAYOUT_FIELDS",
+    "NEURONSET_FORMAT",
+    "NeuronSet",
+    "column_groups",
+    "existing_columns",
+    "load_neuronset",
+    "moe_layout",
+]

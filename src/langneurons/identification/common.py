@@ -2,7 +2,9 @@
 
 Layout: statistics are ``[K, L, F]``; the methods work on ``p`` of shape ``[K, M]`` with ``M = L·F`` and
 neuron ``(l, j)`` at flat index ``l·F + j`` (layer-major, the order in which the reference implementations
-flatten their ``[L, F]`` scores). All arithmetic is float64.
+flatten their ``[L, F]`` scores). All arithmetic is float64. In a mixture-of-experts run some columns are
+padding (a dense layer or shared expert narrower than the widest layer, docs/formats.md): they are no
+neurons, and counts, ranks and quantiles take only the existing ones (`existing_neurons`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 
 from langneurons.errors import LangneuronsError
-from langneurons.formats.neuronset import NeuronSet
+from langneurons.formats.neuronset import NeuronSet, existing_columns, moe_layout
 from langneurons.formats.stats import Stats
 from langneurons.version import __version__
 
@@ -75,26 +77,50 @@ def conditioned(stats: Stats, condition: str) -> Stats:
                  {**stats.manifest, "condition": condition}, stats.path, extra=stats.extra)  # fmt: skip
 
 
+def existing_neurons(stats: Stats) -> torch.Tensor | None:
+    """Bool ``[L·F]`` (flat, as `probabilities`): the columns that are neurons of their layer, from the
+    manifest's ``moe`` layout; None when every column is one (dense models).
+
+    Padding columns never fire; a count there means the layout does not describe these statistics.
+    """
+    moe = stats.manifest.get("moe")
+    if not moe:
+        return None
+    existing = existing_columns(moe, stats.num_layers, stats.intermediate_size)
+    if bool(existing.all()):
+        return None
+    if bool(stats.count[:, ~existing].any()):
+        raise LangneuronsError(
+            f"{stats.path or 'these statistics'}: activity in columns that the moe layout says do not exist"
+        )
+    return existing.reshape(-1)
+
+
 def kth_rank(n: int, ratio: float) -> int:
     """1-based rank ``round(ratio · n)`` for torch.kthvalue (Python round, as the references), in [1, n]."""
     return min(max(round(ratio * n), 1), n)
 
 
-def quantile_bar(p: torch.Tensor, ratio: float) -> float:
+def quantile_bar(p: torch.Tensor, ratio: float, absent: int = 0) -> float:
     """Exactly ``p.flatten().kthvalue(round(ratio · p.numel())).values``, without a full selection.
+
+    ``absent``: that many of ``p``'s values are zeros of columns that are no neurons (MoE padding) and
+    ``p ≥ 0``; the rank counts only the others, ``round(ratio · (numel − absent))``. Since those zeros sort
+    first, that is the value at rank ``absent +`` it among all — no copy of the existing values is needed.
 
     For large inputs a strided sample gives a bracket [lo, hi] around the rank; when counting proves the
     k-th value lies inside it, only the values in the bracket are searched. Otherwise plain kthvalue.
     """
     flat = p.reshape(-1)
     n = flat.numel()
-    k = kth_rank(n, ratio)
+    k = kth_rank(n - absent, ratio) + absent
     if n < BRACKET_MIN:
         return float(flat.kthvalue(k).values)
     sample = flat[:: n // (1 << 16)].sort().values
     m = sample.numel()
     pos = (k - 1) * m / n
-    margin = 8.0 * math.sqrt(m * ratio * (1.0 - ratio)) + 16.0
+    q = k / n if absent else ratio  # the rank's share of all values
+    margin = 8.0 * math.sqrt(m * q * (1.0 - q)) + 16.0
     lo_i, hi_i = int(pos - margin), int(pos + margin) + 1
     lo = float(sample[lo_i]) if lo_i >= 0 else -math.inf
     hi = float(sample[hi_i]) if hi_i < m else math.inf
@@ -187,6 +213,9 @@ def source_of(manifest: dict[str, Any]) -> dict[str, Any]:
     keys = ("corpus", "corpus_sha256", "revision", "dtype", "langneurons_version")
     source = {key: m.get(key) for key in keys}
     source["identified_with"] = f"langneurons {__version__}"
+    layout = moe_layout(m.get("moe"))
+    if layout:  # which columns are neurons and of which expert: what matched controls need
+        source["moe"] = layout
     return source
 
 

@@ -17,6 +17,7 @@ from langneurons.identification.common import (
     assign_languages,
     build_set,
     check_rate,
+    existing_neurons,
     probabilities,
     quantile_bar,
     select_lowest,
@@ -156,9 +157,11 @@ def entropy_lambda(
     sweep_eps: float = 1e-3,
     sweep_max_steps: int = 64,
 ) -> NeuronSet:
-    """Select the ``round(top_rate·L·F)`` lowest ``Hn − λ·max_k p / norm_max``; assign by the bar quantile.
+    """Select the ``round(top_rate·N)`` lowest ``Hn − λ·max_k p / norm_max``; assign by the bar quantile.
 
     ``lam="auto"`` picks λ by AutoSweep: the largest λ for which no selected neuron gets all K languages.
+    N = L·F, or for a mixture-of-experts run the neurons that exist (padding columns are never scored and
+    enter neither the count nor the bar's quantile).
     """
     top_rate = check_rate("top_rate", top_rate)
     bar_ratio = check_rate("bar_ratio", bar_ratio)
@@ -170,11 +173,15 @@ def entropy_lambda(
         if not (0.0 <= sweep_lo < sweep_hi) or sweep_eps <= 0:
             raise LangneuronsError(f"bad AutoSweep range [{sweep_lo}, {sweep_hi}] / eps {sweep_eps}")
     p = probabilities(stats)
+    existing = existing_neurons(stats)
+    n_neurons = p.shape[1] if existing is None else int(existing.sum())
     hn = zhang_normalised_entropy(p)
+    if existing is not None:
+        hn[~existing] = math.inf  # padding: never selected
     low, peak = p.amin(0), p.amax(0)
-    bar = quantile_bar(p, bar_ratio)
+    bar = quantile_bar(p, bar_ratio, p.shape[0] * (p.shape[1] - n_neurons))
     everywhere = low > bar  # a selected neuron here would be assigned to all K languages
-    target = round(top_rate * hn.numel())
+    target = round(top_rate * n_neurons)
     nmax = norm_max(k)
     select = LambdaSelector(hn, peak, nmax, target)
 
@@ -212,6 +219,8 @@ def entropy_lambda(
         "probability": "max(count, 0) / max(n_tokens, 1), float64",
         "tie_break": TIE_BREAK,
     }
+    if existing is not None:
+        params["n_existing"] = n_neurons
     if sweep is not None:
         params["autosweep"] = sweep
         if (message := edge_warning(sweep)) is not None:

@@ -14,6 +14,7 @@ from langneurons.identification.common import (
     assign_languages,
     build_set,
     check_rate,
+    existing_neurons,
     lape_entropy,
     probabilities,
     quantile_bar,
@@ -24,22 +25,29 @@ from langneurons.identification.common import (
 def lape(
     stats: Stats, *, top_rate: float = 0.01, filter_rate: float = 0.95, bar_ratio: float = 0.95
 ) -> NeuronSet:
-    """Select the ``round(top_rate·L·F)`` lowest-entropy neurons among those that pass the filter quantile.
+    """Select the ``round(top_rate·N)`` lowest-entropy neurons among those that pass the filter quantile.
 
-    A selected neuron belongs to language k iff ``p[k] > kthvalue(p, round(bar_ratio·K·L·F))``. Neurons
+    A selected neuron belongs to language k iff ``p[k] > kthvalue(p, round(bar_ratio·K·N))``. Neurons
     that fail the filter (entropy +inf) are never selected, so fewer come back when too few pass.
+    N = L·F, or for a mixture-of-experts run the neurons that exist (padding columns are no neurons and
+    enter neither the count nor the quantiles).
     """
     top_rate = check_rate("top_rate", top_rate)
     filter_rate = check_rate("filter_rate", filter_rate)
     bar_ratio = check_rate("bar_ratio", bar_ratio)
     p = probabilities(stats)
-    filter_bar = quantile_bar(p, filter_rate)
-    bar = filter_bar if bar_ratio == filter_rate else quantile_bar(p, bar_ratio)
+    existing = existing_neurons(stats)
+    n_neurons = p.shape[1] if existing is None else int(existing.sum())
+    absent = p.shape[0] * (p.shape[1] - n_neurons)  # zeros of padding columns: not ranked
+    filter_bar = quantile_bar(p, filter_rate, absent)
+    bar = filter_bar if bar_ratio == filter_rate else quantile_bar(p, bar_ratio, absent)
     passed = p.amax(0) > filter_bar
+    if existing is not None:
+        passed &= existing
     candidates = passed.nonzero().squeeze(1)
     entropy = torch.full((p.shape[1],), math.inf, dtype=p.dtype)  # +inf: failed the filter
     entropy[candidates] = lape_entropy(p.index_select(1, candidates))
-    target = round(top_rate * entropy.numel())
+    target = round(top_rate * n_neurons)
     selected = select_lowest(entropy, target)
     assigned = assign_languages(p, selected, bar)
     params = {
@@ -54,6 +62,8 @@ def lape(
         "probability": "max(count, 0) / max(n_tokens, 1), float64",
         "tie_break": TIE_BREAK,
     }
+    if existing is not None:
+        params["n_existing"] = n_neurons
     return build_set(stats, "lape", selected, assigned, params)
 
 
