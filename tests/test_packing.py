@@ -88,3 +88,31 @@ def test_rows_outside_the_batch_or_empty_are_errors():
         logits(loaded, on_rows(one, 2, 6))
     with pytest.raises(LangneuronsError, match="0 ≤ start < stop"):
         on_rows(one, 3, 3)
+
+
+def test_packed_generation_on_moe_with_unequal_prompts_and_generated_positions():
+    """A tiny Qwen2-MoE, prompts of different lengths (left padding that differs between packed and alone)
+    and edits at generated positions only: each packed row's logits equal its condition run alone to 1e-6
+    at every decoding step, and the greedy tokens are identical."""
+    loaded = tiny_moe_loaded("qwen2_moe")
+    a = loaded.adapter
+    gen = torch.Generator().manual_seed(11)
+    first = torch.rand(a.num_layers, a.intermediate_size, generator=gen) < 0.3
+    second = torch.rand(a.num_layers, a.intermediate_size, generator=gen) < 0.2
+    push = DirectionIntervention({0: torch.randn(a.hidden_size, generator=gen)}, "add", positions="generated")
+    one = [deactivate(first, positions="generated"), push]
+    two = [force(second, 2.5, positions="generated")]
+    # the longest prompt is in the second condition: run alone, the first is padded less than packed
+    groups = [(["a1 a2 s1", "b0"], one), (["s2 a5 a6 a7 s3 s4 b1", "a0 b1 b2"], two), (["b3 s5", "a4"], [])]
+    s = SteerSettings(max_new_tokens=6, batch_size=8)
+    packed = generate_packed(loaded, groups, s, keep_logits=True)
+    for (prompts, ivs), rows in zip(groups, packed, strict=True):
+        alone = generate(loaded, list(prompts), ivs, s)
+        alone_logits = generate_packed(loaded, [(prompts, ivs)], s, keep_logits=True)[0]
+        assert [g["ids"] for g in rows] == [g["ids"] for g in alone]
+        for p, q in zip(rows, alone_logits, strict=True):
+            steps = min(len(p["logits"]), len(q["logits"]))
+            assert steps >= 1 and torch.allclose(p["logits"][:steps], q["logits"][:steps], rtol=0, atol=1e-6)
+    # the edits act (at generated positions): the first condition differs from no edit at all
+    plain = generate_packed(loaded, [(groups[0][0], [])], s, keep_logits=True)[0]
+    assert not torch.allclose(packed[0][0]["logits"][:1], plain[0]["logits"][:1], atol=1e-3)

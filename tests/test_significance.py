@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,8 +13,9 @@ from typer.testing import CliRunner
 
 from langneurons.cli import app
 from langneurons.evaluation.ppl import PPLSettings, ppl_matrix
-from langneurons.evaluation.significance import bootstrap_ratio_ci, empirical_p, wilson, z_score
-from langneurons.evaluation.steer import SteerSettings, steer
+from langneurons.evaluation.ppl import significance as ppl_significance
+from langneurons.evaluation.significance import bootstrap_ratio_ci, empirical_p, summarise_effect, wilson, z_score
+from langneurons.evaluation.steer import SteerSettings, steer, steer_significance
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.intervention import null_control, random_control
 from langneurons.intervention.controls import random_mask
@@ -115,8 +117,68 @@ def test_steer_controls_r(tmp_path):
     assert {"steered", "random", "null#0", "null#1", "null#2", "significance"} == set(row)
     sig = row["significance"]
     assert len(sig["control_rates"]) == 3 and sig["controls"] == 3
-    assert 1 / 4 <= sig["p"] <= 1 and len(sig["wilson95"]) == 2
+    real = row["steered"]["success"]  # the p-value by hand from the rates in the file
+    assert sig["p"] == (1 + sum(rate >= real for rate in sig["control_rates"])) / 4 and len(sig["wilson95"]) == 2
+    assert sig["control_rates"] == [row[f"null#{r}"]["success"] for r in range(3)]
     assert "generations" in row["random"] and "generations" not in row["null#1"]
+
+
+def test_steer_significance_of_a_constructed_row():
+    """Known rates: steered 3/4 against null draws 1/4, 3/4, 2/4 — one draw ties, so p = (1 + 1) / 4."""
+    row = {"steered": {"success": 0.75, "n": 4}, "random": {"success": 0.25, "n": 4},
+           "null#0": {"success": 0.25}, "null#1": {"success": 0.75}, "null#2": {"success": 0.5}}  # fmt: skip
+    sig = steer_significance(row, 3)
+    assert sig["p"] == pytest.approx(2 / 4) and sig["controls"] == 3 and sig["controls_not_finite"] == 0
+    assert sig["z"] == pytest.approx((0.75 - 0.5) / 0.25)  # mean 0.5, sd 0.25
+    assert sig["control_max"] == 0.75 and sig["warnings"] == []
+    assert sig["wilson95"] == wilson(3, 4) and sig["control_wilson95"] == wilson(1, 4)
+    row["steered"]["success"] = 1.0  # beats every draw: the smallest p there is at R = 3
+    assert steer_significance(row, 3)["p"] == pytest.approx(1 / 4)
+
+
+def test_nan_is_never_significant():
+    """A NaN/inf effect (a half-precision model that overflowed) has no p-value; NaN/inf controls are
+    counted, left out, and R is reduced; both are warnings."""
+    nan, inf = float("nan"), float("inf")
+    for bad in (nan, inf, -inf):
+        out = summarise_effect(bad, [0.1, 0.2, 0.3])
+        assert out["p"] is None and out["z"] is None and out["real"] is None
+        assert "NaN/inf" in out["reason"] and out["warnings"] and out["controls"] == 3
+        assert empirical_p(bad, [0.1, 0.2]) is None and z_score(bad, [0.1, 0.2]) is None
+    out = summarise_effect(0.25, [0.1, nan, 0.3, inf, 0.2])
+    assert out["controls"] == 3 and out["controls_not_finite"] == 2
+    assert out["p"] == pytest.approx((1 + 1) / (1 + 3))  # over the three finite controls: 0.3 >= 0.25
+    assert out["z"] == pytest.approx((0.25 - 0.2) / 0.1) and out["control_max"] == 0.3
+    assert out["control_mean"] == pytest.approx(0.2) and out["control_sd"] == pytest.approx(0.1)
+    assert "reason" not in out and len(out["warnings"]) == 1 and "2 of 5" in out["warnings"][0]
+    assert empirical_p(0.25, [nan, nan]) is None
+    every = summarise_effect(0.25, [nan, nan])
+    assert every["p"] is None and every["controls"] == 0 and "reason" in every
+    clean = summarise_effect(0.25, [0.1, 0.3])
+    assert clean["warnings"] == [] and clean["controls_not_finite"] == 0 and "reason" not in clean
+    assert bootstrap_ratio_ci(torch.tensor([1.0, nan]), torch.tensor([2.0, 3.0])) is None
+
+
+def test_ppl_significance_of_an_overflowed_model_is_not_computable():
+    """ΔPPL from per-sentence NLLs: a deactivation whose NLL is NaN (fp16 overflow) gets p None and a reason,
+    never the smallest p; a NaN control is left out and counted."""
+    tok = torch.tensor([10.0, 10.0])
+    base = torch.tensor([20.0, 20.0])
+    nan = float("nan")
+    per_text = {("none", "aa"): (base, tok), ("neurons:aa", "aa"): (torch.tensor([nan, 30.0]), tok)}
+    per_text |= {(f"null:aa#{r}", "aa"): (base + r, tok) for r in range(3)}
+    s = PPLSettings(controls=3, languages=["aa"])
+    ns = type("Set", (), {"languages": ["aa"]})()
+    out = ppl_significance(per_text, s, ns, ["aa"])
+    sig = out["per_language"]["aa"]
+    assert sig["p"] is None and "NaN/inf" in sig["reason"] and sig["ci95"] is None and sig["real"] is None
+    assert out["warnings"] and out["warnings"][0].startswith("aa: ")
+    per_text["neurons:aa", "aa"] = (torch.tensor([40.0, 30.0]), tok)  # ΔPPL = e^(30/20) − 1
+    per_text["null:aa#1", "aa"] = (torch.tensor([nan, 20.0]), tok)
+    sig = ppl_significance(per_text, s, ns, ["aa"])["per_language"]["aa"]
+    assert sig["real"] == pytest.approx(math.expm1(1.5)) and sig["controls"] == 2
+    assert sig["controls_not_finite"] == 1 and sig["p"] == pytest.approx(1 / 3)  # beats both finite controls
+    assert sig["control_deltas"][1] is None and json.dumps(sig, allow_nan=False)
 
 
 def test_cli_controls_option(tmp_path, monkeypatch, capsys):

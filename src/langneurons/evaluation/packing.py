@@ -17,6 +17,12 @@ R = TypeVar("R")
 Group = tuple[Sequence[str], Sequence]  # (prompts, interventions)
 
 
+def packed_rows(groups: Sequence[Group]) -> list[tuple[int, int]]:
+    """(group, prompt index) of every row, in the order :func:`run_packed` puts them into batches: the
+    rows of batch ``start`` are ``packed_rows(groups)[start : start + len(prompts)]``."""
+    return [(g, i) for g, (prompts, _) in enumerate(groups) for i in range(len(prompts))]
+
+
 def run_packed(
     groups: Sequence[Group],
     batch_size: int,
@@ -28,7 +34,7 @@ def run_packed(
 
     A batch that holds a single group runs its interventions unrestricted (as an unpacked run would).
     """
-    rows = [(g, i) for g, (prompts, _) in enumerate(groups) for i in range(len(prompts))]
+    rows = packed_rows(groups)
     out: list[list] = [[None] * len(prompts) for prompts, _ in groups]
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]

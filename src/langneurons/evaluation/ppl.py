@@ -178,14 +178,23 @@ def _extra_controls(neurons: NeuronSet, s: PPLSettings, site: str, eval_langs: l
 def _own_delta(per_text: dict[tuple[str, str], tuple], name: str, lang: str) -> float:
     """Relative ΔPPL of row ``name`` on ``lang``'s text, from the per-sentence NLLs."""
     (nll, tok), (base, _) = per_text[name, lang], per_text["none", lang]
-    return math.expm1(float((nll - base).sum()) / max(int(tok.sum()), 1))
+    mean = float((nll - base).sum()) / max(int(tok.sum()), 1)  # NaN when the model overflowed
+    try:
+        return math.expm1(mean)
+    except OverflowError:  # a finite but huge NLL increase: the effect is +inf
+        return math.inf
 
 
 def significance(
     per_text: dict[tuple[str, str], tuple], s: PPLSettings, neurons: NeuronSet, eval_langs: list[str]
 ) -> dict[str, Any]:
-    """Per language: ΔPPL on itself vs its R controls' (empirical p, z) and a bootstrap CI over sentences."""
+    """Per language: ΔPPL on itself vs its R controls' (empirical p, z) and a bootstrap CI over sentences.
+
+    NaN is never significant: a NaN/inf ΔPPL has no p-value (``reason``), NaN/inf controls are left out
+    and counted (`summarise_effect`); ``warnings`` collects every language's lines for the CLI.
+    """
     out: dict[str, Any] = {}
+    warnings: list[str] = []
     for lang in s.languages or neurons.languages:
         if lang not in eval_langs:
             continue
@@ -194,15 +203,20 @@ def significance(
         real = _own_delta(per_text, f"neurons:{lang}", lang)
         diff = per_text[f"neurons:{lang}", lang][0] - base_nll
         ci = bootstrap_ratio_ci(diff, tok, transform=torch.expm1, seed=s.seed)
-        out[lang] = {**summarise_effect(real, controls), "ci95": ci, "control_deltas": controls}
+        summary = summarise_effect(real, controls)
+        out[lang] = {**summary, "ci95": ci,  # None for NaN/inf sentences (`bootstrap_ratio_ci`)
+                     "control_deltas": [c if math.isfinite(c) else None for c in controls]}  # fmt: skip
+        warnings += [f"{lang}: {w}" for w in summary["warnings"]]
     return {
         "effect": "relative ΔPPL of a language's own text when its neurons are deactivated",
         "controls": "R seeded random sets with the language's per-layer counts, uniform over each layer "
         "(nothing excluded: exchangeable with the real set under the null)",
-        "p": "(1 + #{controls with ΔPPL >= real}) / (1 + R), one-sided",
+        "p": "(1 + #{controls with ΔPPL >= real}) / (1 + R), one-sided, over the finite controls; None "
+        "(not computable) when the real ΔPPL is NaN/inf",
         "z": "(real - mean of controls) / sd of controls (ddof 1)",
         "ci95": "percentile bootstrap over sentences (2000 resamples) of the real ΔPPL",
         "per_language": out,
+        "warnings": warnings,
     }
 
 

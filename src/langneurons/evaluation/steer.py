@@ -15,6 +15,7 @@ is kept beside it as ``language_rate``, with the number rejected as not fluent (
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 import time
@@ -25,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from langneurons.errors import LangneuronsError
 from langneurons.evaluation.langid import identify_language, to_label
 from langneurons.evaluation.nll import encode_left, sequence_nll
-from langneurons.evaluation.packing import Group, run_packed
+from langneurons.evaluation.packing import Group, packed_rows, run_packed
 from langneurons.evaluation.significance import summarise_effect, wilson
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
@@ -65,6 +67,8 @@ class SteerSettings:
     positions: str = "all"
     site: str | None = None  # None: the neuron set's site
     max_new_tokens: int = 32
+    # Sampling (`RowSampler`): softmax(logits / temperature) within the top-p nucleus, no top-k cut; each
+    # (condition, prompt) draws from its own stream, seeded by `sample_seed(seed, condition, prompt index)`.
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
@@ -137,16 +141,62 @@ def force_values_for(neurons: NeuronSet, target: str, mask: torch.Tensor, s: Ste
     return out
 
 
+def sample_seed(seed: int, condition: str, index: int) -> int:
+    """The seed of the sampling stream of prompt ``index`` under ``condition`` (a run seeded ``seed``).
+
+    A hash of the three, so it depends on nothing else: not on the batch, the other conditions packed
+    beside it, the batch size or the torchrun split. (`intervention.controls.derive_seed` is a linear
+    formula over integer indices; a condition is named by a string here.)
+    """
+    digest = hashlib.sha256(f"langneurons-sample/{int(seed)}/{condition}/{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class RowSampler(LogitsProcessor):
+    """Sampling as greedy decoding of perturbed logits (the Gumbel-max trick), one noise stream per row.
+
+    ``argmax(logits / T + G)`` with G i.i.d. standard Gumbel over the vocabulary is an exact draw from
+    softmax(logits / T); tokens outside the top-p nucleus are set to −inf first (the rule of
+    transformers' ``TopPLogitsWarper``, row by row). Row r's noise comes from its own CPU generator
+    seeded with ``seeds[r]``, one vocabulary-sized draw per decoding step, so a row's tokens depend on
+    its own logits and seed only — not on its neighbours in the batch. Passed to a greedy ``generate``.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float = 1.0, top_p: float = 1.0):
+        if not temperature > 0:
+            raise LangneuronsError(f"sampling temperature must be > 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise LangneuronsError(f"top_p must be in (0, 1], got {top_p}")
+        self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        self.temperature, self.top_p = float(temperature), float(top_p)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[0] != len(self.generators):
+            raise LangneuronsError(f"RowSampler has {len(self.generators)} seeds for a batch of {scores.shape[0]}")
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            ordered, order = torch.sort(scores, dim=-1)
+            remove = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - self.top_p
+            remove[:, -1] = False  # the most likely token always stays
+            scores = scores.masked_fill(remove.scatter(1, order, remove), -math.inf)
+        vocab = scores.shape[-1]
+        noise = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64) for g in self.generators])
+        gumbel = -torch.log(-torch.log(noise))
+        return scores + gumbel.to(device=scores.device, dtype=scores.dtype)
+
+
 def generate(
     loaded: LoadedModel,
     prompts: list[str],
     interventions: list[Intervention],
     s: SteerSettings,
     route: bool = True,
+    key: str = "0",
 ) -> list[dict[str, Any]]:
     """Continuations of ``prompts`` with ``interventions`` (and ``s.route``'s routing edit unless
-    ``route`` is False, for the baseline) active (left-padded batches, KV cache)."""
-    return generate_packed(loaded, [(prompts, interventions)], s, route)[0]
+    ``route`` is False, for the baseline) active (left-padded batches, KV cache). ``key`` names the
+    condition for sampling's seeds (`sample_seed`); greedy decoding ignores it."""
+    return generate_packed(loaded, [(prompts, interventions)], s, route, keys=[key])[0]
 
 
 def generate_packed(
@@ -155,32 +205,50 @@ def generate_packed(
     s: SteerSettings,
     route: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    keys: Sequence[str] | None = None,
+    keep_logits: bool = False,
 ) -> list[list[dict[str, Any]]]:
-    """:func:`generate` for several (prompts, interventions) conditions, packed into shared batches."""
+    """:func:`generate` for several (prompts, interventions) conditions, packed into shared batches.
+
+    ``keys``: each condition's name for sampling's seeds (default: its place in ``groups``, "0", "1",
+    …). With ``s.do_sample`` prompt i of condition k samples from `sample_seed(s.seed, keys[k], i)`,
+    so its generation is the same alone, packed beside any other conditions, in any batch size and on
+    any torchrun rank (up to the floating-point rounding packing may bring, docs/evaluation.md).
+    ``keep_logits``: each generation also gets ``logits``, the model's raw logits at every decoding step
+    (float [steps, V], before sampling's noise; for tests and inspection).
+    """
     tok = loaded.tokenizer
     eos = _stop_ids(loaded)
+    keys = [str(g) for g in range(len(groups))] if keys is None else [str(k) for k in keys]
+    if len(keys) != len(groups):
+        raise LangneuronsError(f"{len(keys)} condition keys for {len(groups)} conditions")
+    rows = packed_rows(groups)  # (condition, prompt index) of every row, in the order run_packed batches them
 
     def run(start: int, chunk: list[str], interventions: list) -> list[dict[str, Any]]:
         enc = encode_left(tok, chunk)
         prompt_len = enc["input_ids"].shape[1]
-        kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, use_cache=True,
-                                      pad_token_id=tok.pad_token_id)  # fmt: skip
+        # greedy decoding in both cases: sampling is greedy decoding of Gumbel-perturbed logits (RowSampler)
+        kwargs: dict[str, Any] = dict(max_new_tokens=s.max_new_tokens, do_sample=False, use_cache=True,
+                                      pad_token_id=tok.pad_token_id, temperature=None, top_p=None,
+                                      top_k=None)  # fmt: skip
         if s.do_sample:
-            torch.manual_seed(s.seed + start)
-            kwargs.update(temperature=s.temperature, top_p=s.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            seeds = [sample_seed(s.seed, keys[g], i) for g, i in rows[start : start + len(chunk)]]
+            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, s.temperature, s.top_p)])
         routing = (
             steer_routing(loaded, parse_route(s.route), positions=s.route_positions, prompt_length=prompt_len)
             if s.route and route
             else nullcontext()
         )
+        if keep_logits:
+            kwargs.update(output_logits=True, return_dict_in_generate=True)
         with intervene(loaded, interventions, prompt_length=prompt_len), routing as effect, torch.no_grad():
-            seq = loaded.model.generate(
+            result = loaded.model.generate(
                 input_ids=enc["input_ids"].to(loaded.device),
                 attention_mask=enc["attention_mask"].to(loaded.device),
                 **kwargs,
-            ).cpu()
+            )
+        seq = (result.sequences if keep_logits else result).cpu()
+        step_logits = torch.stack(result.logits, dim=1).cpu() if keep_logits else None
         out = []
         for row, prompt in enumerate(chunk):
             new = seq[row, prompt_len:].tolist()
@@ -189,6 +257,8 @@ def generate_packed(
             prompt_ids = enc["input_ids"][row][enc["attention_mask"][row].bool()].tolist()
             text = tok.decode(new, skip_special_tokens=True)
             out.append({"prompt": prompt, "ids": new, "prompt_ids": prompt_ids, "text": text})
+            if step_logits is not None:
+                out[-1]["logits"] = step_logits[row]
             if effect is not None and row < len(effect.total):  # this row's routing decisions the edit changed
                 out[-1].update(routing_moved=int(effect.changed[row]), routing_decisions=int(effect.total[row]),
                                router_logit_range=effect.summary()["router_logit_range"])  # fmt: skip
@@ -349,6 +419,8 @@ def steer(
     runs = [(t, st, kind) for t in targets for st in s.strengths for kind in kinds]
     world = world or World()
     passes: list[tuple[str, float, str] | None] = [None, *runs]  # None: the baseline
+    # each condition's name, which seeds its sampling (`sample_seed`): the same whatever else is run
+    names = ["baseline"] + [f"{t}/{st:g}/{kind}" for t, st, kind in runs]
 
     def draw_of(kind: str) -> int | None:
         return int(kind[5:]) if kind.startswith("null#") else None
@@ -366,12 +438,12 @@ def steer(
     with bar:
         task = bar.add_task("baseline", total=len(mine) * len(prompts))
         if 0 in mine:  # the baseline runs without the routing edit, so on its own
-            done[0] = assess(loaded, generate(loaded, prompts, [], s, route=False))
+            done[0] = assess(loaded, generate(loaded, prompts, [], s, route=False, key=names[0]))
             bar.advance(task, len(prompts))
         rest = [i for i in mine if passes[i] is not None]
         bar.update(task, description=f"{len(rest)} steering conditions, packed")
         packed = generate_packed(loaded, [(prompts, ivs_of[i]) for i in rest], s,
-                                 on_batch=lambda n: bar.advance(task, n))  # fmt: skip
+                                 on_batch=lambda n: bar.advance(task, n), keys=[names[i] for i in rest])  # fmt: skip
         assess(loaded, [g for gens in packed for g in gens])
         done.update(zip(rest, packed, strict=True))
     gathered = gather_to_main(done, world)
