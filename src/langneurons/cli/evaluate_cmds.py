@@ -104,8 +104,13 @@ def ppl_cmd(
             f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
+    for message in (result.get("significance") or {}).get("warnings") or []:
+        warn(message)
     for lang, sig in (result.get("significance") or {}).get("per_language", {}).items():
-        ci = sig["ci95"]
+        if sig.get("p") is None:  # NaN/inf effect: not computable, never "most significant"
+            say(f"  {lang}: p not computable ({sig.get('reason') or 'no finite effect'})")
+            continue
+        ci = sig["ci95"] or [None, None]
         z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
         say(
             f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_pct(sig['control_max'])}), "
@@ -292,7 +297,9 @@ def steer_cmd(
                 + ("" if rnd is None else f", random {rnd:.0%}")
                 + f"), distinct-2 {steered['distinct_2'] or 0:.2f}"
             )
-            if (sig := row.get("significance")) is not None:
+            if (sig := row.get("significance")) is not None and sig.get("p") is None:
+                say(f"    p not computable ({sig.get('reason') or 'no finite controls'})")
+            elif sig is not None:
                 z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
                 ci = sig["wilson95"]
                 say(

@@ -64,11 +64,12 @@ def run_steering(
     with bar:
         task = bar.add_task("baseline", total=len(prompts) * (len(runs) + (baseline is None)))
         if baseline is None:
-            baseline = assess(loaded, generate(loaded, prompts, [], s, route=False))
+            baseline = assess(loaded, generate(loaded, prompts, [], s, route=False, key="baseline"))
             bar.advance(task, len(prompts))
         bar.update(task, description=f"{len(runs)} steering conditions, packed")
+        names = [f"{t}/{k}/{'random' if c else 'steered'}" for t, k, c in runs]  # sampling seeds by name
         packed = generate_packed(loaded, [(prompts, build(*run)) for run in runs], s,
-                                 on_batch=lambda n: bar.advance(task, n))  # fmt: skip
+                                 on_batch=lambda n: bar.advance(task, n), keys=names)  # fmt: skip
     assess(loaded, [g for gens in packed for g in gens])
     base_median = median([g["ppl"] for g in baseline if g["ppl"] is not None])
     results: dict[str, Any] = {}

@@ -236,12 +236,15 @@ def significance_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     def pct(v: Any) -> str:
         return "–" if v is None else f"{v:+.1%}" if abs(v) < 10 else f"×{v + 1:.3g}"
 
+    def pvalue(s: dict[str, Any]) -> str:  # a NaN/inf effect has no p: say why instead of a number
+        return f"{s['p']:.3g}" if s.get("p") is not None else f"not computable ({s.get('reason') or 'NaN'})"
+
     rows = []
     for lang, s in sig.items():
         ci = s.get("ci95") or [None, None]
         z = "–" if s.get("z") is None else f"{s['z']:.1f}"
         rows.append([str(lang), pct(s.get("real")), f"{pct(ci[0])} … {pct(ci[1])}", pct(s.get("control_mean")),
-                     pct(s.get("control_max")), f"{s.get('p'):.3g}", z])  # fmt: skip
+                     pct(s.get("control_max")), pvalue(s), z])  # fmt: skip
     r = next(iter(sig.values())).get("controls")
     head = ["language", "ΔPPL on itself", "95 % CI (sentences)", "controls: mean", "controls: max",
             f"p ({r} controls)", "z"]  # fmt: skip
