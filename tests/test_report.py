@@ -23,6 +23,7 @@ from langneurons.analysis.activity import activation_rate, profile_similarity
 from langneurons.cli import app
 from langneurons.formats.run import load_run
 from langneurons.formats.stats import Stats, save_stats
+from langneurons.intervals import wilson
 from langneurons.reporting.html import build_sections, environment, write_report
 
 EVIL = '<script>alert("x")</script>&"\''
@@ -168,7 +169,7 @@ def test_steering_is_shown_as_percentages_with_intervals_and_examples(tmp_path):
     run = full_run(tmp_path)
     write_report(run, tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    low, high = ev.wilson(17, 20)
+    low, high = wilson(17, 20)
     assert f"85 % [{100 * low:.0f}–{100 * high:.0f}] of 20" in page  # success 0.85 of 20, Wilson interval
     assert "90 % [" in page and "steered: in target language" in page  # the raw language rate beside it
     assert "<td>0 % [0–16] of 20</td>" in page  # baseline: 0 of 20 is not 0 % certain
@@ -180,9 +181,9 @@ def test_steering_is_shown_as_percentages_with_intervals_and_examples(tmp_path):
 
 
 def test_wilson_interval_matches_the_closed_form():
-    assert ev.wilson(18, 20) == pytest.approx((0.6990, 0.9721), abs=1e-4)
-    assert ev.wilson(0, 20) == pytest.approx((0.0, 0.1611), abs=1e-4)
-    assert ev.wilson(20, 20)[1] == 1.0 and math.isnan(ev.wilson(0, 0)[0])
+    assert wilson(18, 20) == pytest.approx((0.6990, 0.9721), abs=1e-4)
+    assert wilson(0, 20) == pytest.approx((0.0, 0.1611), abs=1e-4)
+    assert wilson(20, 20)[1] == 1.0 and wilson(0, 0) is None
 
 
 def test_ppl_ratios_are_read_from_the_file_and_formatted_one_way():

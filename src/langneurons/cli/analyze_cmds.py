@@ -42,9 +42,7 @@ def similarity_cmd(
     batch_size: opt.BatchSize = 8,
     max_length: opt.MaxLength = opt.MAX_LENGTH,
     count_bos: bool = typer.Option(False, "--count-bos", help="Also pool the BOS position."),
-    store_dtype: str = typer.Option(
-        "float32", "--store-dtype", help="float32 or float16 for pooled.safetensors."
-    ),
+    store_dtype: str = typer.Option("float32", "--store-dtype", help="float32 or float16 for pooled.safetensors."),
     reuse: bool = typer.Option(
         False, "--reuse", help="Recompute the scores from an existing pooled file only (no model)."
     ),
@@ -172,9 +170,7 @@ def identify_sentences_cmd(
 def compare_cmd(
     out: Annotated[Path, opt.out_option("Folder to write compare.json (and figures with --figures).")],
     runs: Annotated[list[Path], typer.Argument(help="Two or more run directories (the first is the baseline).")],
-    neuron_set: str | None = typer.Option(
-        None, "--set", help="Compare only this neuron-set name (file stem)."
-    ),
+    neuron_set: str | None = typer.Option(None, "--set", help="Compare only this neuron-set name (file stem)."),
     bins: int = typer.Option(10, "--bins", min=2, help="Relative-depth bins."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write comparison PNGs."),
     overwrite: opt.Overwrite = False,

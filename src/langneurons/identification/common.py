@@ -157,14 +157,22 @@ def assign_languages(p: torch.Tensor, selected: torch.Tensor, bar: float) -> tor
 
 def lape_entropy(p: torch.Tensor) -> torch.Tensor:
     """Tang et al.: ``H = −Σ_k p̃ log p̃`` with ``p̃ = p / Σ_k p`` (0 where the sum is 0; 0·log 0 = 0)."""
-    out = torch.empty(p.shape[1], dtype=p.dtype)
-    for start in range(0, p.shape[1], BLOCK):
-        block = p[:, start : start + BLOCK]
+
+    def entropy(block: torch.Tensor) -> torch.Tensor:
         total = block.sum(0)
         q = block / total
         if bool((total == 0).any()):
             q.masked_fill_(total == 0, 0.0)
-        out[start : start + BLOCK] = torch.xlogy(q, q).sum(0).neg_()
+        return torch.xlogy(q, q).sum(0).neg_()
+
+    return by_column_blocks(p, entropy)
+
+
+def by_column_blocks(p: torch.Tensor, fn) -> torch.Tensor:
+    """``fn`` applied to ``p``'s columns ``BLOCK`` at a time (a 70B model's [K, L·F] in bounded memory)."""
+    out = torch.empty(p.shape[1], dtype=p.dtype)
+    for start in range(0, p.shape[1], BLOCK):
+        out[start : start + BLOCK] = fn(p[:, start : start + BLOCK])
     return out
 
 
@@ -173,18 +181,17 @@ def zhang_normalised_entropy(p: torch.Tensor) -> torch.Tensor:
     ``q = q / Σ q``, ``H = −Σ q log(q + 1e-30)``."""
     k = p.shape[0]
     log_k = math.log(k) if k > 1 else 1.0
-    out = torch.empty(p.shape[1], dtype=p.dtype)
-    for start in range(0, p.shape[1], BLOCK):
-        block = p[:, start : start + BLOCK]
+
+    def entropy(block: torch.Tensor) -> torch.Tensor:
         total = block.sum(0)
         q = block / total
         if bool((total == 0).any()):
             q.masked_fill_(total == 0, 1.0 / k)
         q.clamp_min_(1e-12)
         q.div_(q.sum(0))
-        h = (q + 1e-30).log_().mul_(q).sum(0).neg_()
-        out[start : start + BLOCK] = h.div_(log_k)
-    return out
+        return (q + 1e-30).log_().mul_(q).sum(0).neg_().div_(log_k)
+
+    return by_column_blocks(p, entropy)
 
 
 def subset_languages(stats: Stats, languages: Sequence[str] | None) -> Stats:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import FuncNorm
 
+from langneurons.intervals import wilson
 from langneurons.reporting.figures import label_cells, masked_cmap, new_figure, png
 
 RATIO_TICKS = (1 / 1000, 1 / 100, 1 / 10, 1 / 2, 1, 2, 10, 100, 1000, 10000)
@@ -136,17 +137,6 @@ def ppl_summary(m: PPLRatios) -> str:
     return "; ".join(parts)
 
 
-def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a rate k/n (the interval stays inside [0, 1], also at 0 % or 100 %)."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 @dataclass
 class SteerBar:
     """One condition of one target: its rate, interval and what it counts."""
@@ -161,7 +151,7 @@ class SteerBar:
     @property
     def interval(self) -> tuple[float, float]:
         """The 95 % Wilson interval of the rate over its n prompts, so a small sample shows its uncertainty."""
-        return wilson(round(self.rate * self.n), self.n)
+        return wilson(round(self.rate * self.n), self.n) or (math.nan, math.nan)
 
 
 def steer_bars(data: dict[str, Any]) -> list[SteerBar]:
@@ -318,5 +308,4 @@ __all__ = [
     "steer_bars",
     "steer_examples",
     "steer_figure",
-    "wilson",
 ]

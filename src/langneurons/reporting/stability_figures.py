@@ -195,14 +195,14 @@ def stability_figures(name: str, data: dict[str, Any]) -> list[FigureParts]:
         ))  # fmt: skip
     if data.get("split_half"):
         h = data["split_half"]
-        out.append((
-            f"{name}-split-half.png", split_half_figure(data), f"{name}: split-half reproducibility",
+        caption = (
             f"Per language: Jaccard index between the sets found on two disjoint halves of the shards "
             f"({h['successful']} seeded random splits into {h['shards_per_half']} + {h['shards_per_half']} of "
             f"{h['shards']} shards, seed {h['seed']}; {h['resampling']} resampling: {h['resampling_reason']}); "
             f"dot = mean, whiskers = 5–95 % over the splits. Diamonds: extrapolation to the full data, "
-            f"{h['extrapolation']}. {on}.",
-        ))  # fmt: skip
+            f"{h['extrapolation']}. {on}."
+        )
+        out.append((f"{name}-split-half.png", split_half_figure(data), f"{name}: split-half reproducibility", caption))
     if data.get("data_size"):
         c = data["data_size"]
         marks = "" if not data.get("split_half") else (
