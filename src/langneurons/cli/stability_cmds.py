@@ -47,8 +47,9 @@ def parse_fractions(text: str) -> list[float]:
 def stability_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory recorded with --shards S.")],
     out: Annotated[
-        Path, opt.out_option("Result JSON (beside it: X.frequency.safetensors and the stable core X.core.json).")
-    ],
+        Path | None,
+        opt.out_option("Result JSON (default RUN_DIR/stability.json; beside it X.frequency.safetensors, X.core.json)."),
+    ] = None,
     method: str = typer.Option("lape", "--method", "-m", help="lape or entropy-lambda."),
     top_rate: float | None = typer.Option(None, "--top-rate", help="As for identify (default 0.01)."),
     filter_rate: float | None = typer.Option(None, "--filter-rate", help="lape: as for identify (default 0.95)."),
@@ -97,6 +98,7 @@ def stability_cmd(
     from langneurons.progress import progress_bar
 
     method = check_method(method)
+    out = out if out is not None else run_dir / "stability.json"
     params = _params(method, top_rate, filter_rate, bar_ratio, lam)
     freq_path, core_path = companion_paths(out)
     for path in (out, freq_path, core_path):
