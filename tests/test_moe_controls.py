@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from functools import cache
 
 import pytest
@@ -28,6 +29,12 @@ from langneurons.identification.common import existing_neurons, quantile_bar
 from langneurons.intervention import null_control, random_control
 from langneurons.intervention.controls import stratified_mask
 from langneurons.recording import record
+
+# Pins of what the code before the change drew from the standard seeds (integer and uniform draws, the same
+# on every CPU); a shifted random stream (tests/conftest.py) draws other values, so they do not apply there.
+PINNED_DRAWS = pytest.mark.skipif(
+    bool(int(os.environ.get("LANGNEURONS_TEST_SEED_SHIFT", "0") or 0)), reason="pins the unshifted seeds' draws"
+)
 
 FAMILIES = ("qwen2_moe", "deepseek_v3")
 SEEDS = range(20)
@@ -192,6 +199,7 @@ DENSE_PIN = {
 }
 
 
+@PINNED_DRAWS
 def test_dense_controls_are_bit_identical_to_before():
     ns = neuron_set()
     for (lang, kind), want in DENSE_PIN.items():
@@ -255,6 +263,7 @@ DENSE_SETS = {
 }
 
 
+@PINNED_DRAWS
 def test_dense_sets_are_identical_to_before():
     gen = torch.Generator().manual_seed(11)
     count = torch.randint(0, 50, (3, 4, 64), generator=gen) * torch.randint(0, 2, (3, 4, 64), generator=gen)
