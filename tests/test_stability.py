@@ -340,6 +340,10 @@ def test_cli_on_a_planted_model(tmp_path):
                               "--out", str(tmp_path / "x.json")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "sensitivity" in json.loads((tmp_path / "x.json").read_text())
+    res = runner.invoke(app, ["stability", str(run), "--bootstrap", "5", "--split-half", "2", "--no-data-size",
+                              "--no-sensitivity"])  # fmt: skip  (no -o: the README's command as written)
+    assert res.exit_code == 0, res.output
+    assert (run / "stability.json").exists() and (run / "stability.core.json").exists()
     # the report draws the three figures from the result files alone
     from langneurons.reporting import write_report
 
