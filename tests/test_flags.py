@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import langneurons.cli.options as opt
 from langneurons.cli import app
+from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import save_stats
 from langneurons.identification import identify
@@ -129,3 +130,38 @@ def test_enough_tokens_and_an_inner_lambda_give_no_warning(tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning:" not in result.output
     assert warnings_text(NeuronSet.load(tmp_path / "run" / "lape.json")) == ""
+
+
+def test_inputs_are_checked_before_outputs_and_codes_are_forgiving(tmp_path):
+    """A missing corpus is named even when the output folder already holds a run; 'en fr' asks for commas;
+    upper-case codes are read as lower-case."""
+    from langneurons.data import parse_languages
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    res = CliRunner().invoke(app, ["record", "--corpus", str(tmp_path / "missing.jsonl"), "-o", str(out)])
+    assert res.exit_code == 2 and "missing.jsonl does not exist" in res.output and "--overwrite" not in res.output
+    res = CliRunner().invoke(app, ["record", "--languages", "en fr", "-o", str(tmp_path / "new")])
+    assert res.exit_code == 2 and "separate language codes with commas: 'en,fr'" in res.output
+    assert parse_languages("EN,Fr,pt-BR") == ["en", "Fr", "pt-BR"] and parse_languages("ZH") == ["zh"]
+
+
+def test_an_unreachable_hub_id_fails_at_once_with_a_suggestion(monkeypatch, tmp_path):
+    import time
+
+    from langneurons.modelspec import check_hub_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "embeded").mkdir()
+    (tmp_path / "embeded" / "config.json").write_text("{}")
+    started = time.monotonic()
+    with pytest.raises(LangneuronsError, match="not in the local cache and HF_HUB_OFFLINE is set: did you mean"):
+        check_hub_model("someone/embeded")
+    assert time.monotonic() - started < 2.0
+    with pytest.raises(LangneuronsError, match="'embeded', 'embedded'"):  # the close local folder, then embedded
+        check_hub_model("someone/embeded")
+    check_hub_model("embedded")  # not a hub id: nothing to check
+    check_hub_model(str(tmp_path / "embeded"))  # a local folder

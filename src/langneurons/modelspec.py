@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import os
+import socket
 from pathlib import Path
 
 from langneurons.errors import LangneuronsError
@@ -27,3 +31,48 @@ def check_model_spec(spec: str) -> None:
         raise LangneuronsError(f"GGUF file {spec} does not exist")
     if looks_local(spec):
         raise LangneuronsError(f"model folder {spec} does not exist (give a local model folder, a .gguf or a hub id)")
+
+
+def check_hub_model(spec: str) -> None:
+    """A hub id that is neither cached nor reachable (offline, or HF_HUB_OFFLINE) fails in a second or two with a
+    suggestion, instead of after the hub client's retries."""
+    if spec == EMBEDDED or Path(spec).expanduser().exists() or looks_local(spec) or spec.endswith(".gguf"):
+        return
+    if not hub_offline() and hub_reachable():
+        return
+    if _cached(spec):
+        return
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached (no network)"
+    local = [p.name for p in Path.cwd().iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    close = difflib.get_close_matches(spec.rsplit("/", 1)[-1], [EMBEDDED, *local], n=2, cutoff=0.4)
+    hint = ", ".join(f"'{c}'" for c in dict.fromkeys([*close, EMBEDDED]))
+    raise LangneuronsError(f"model {spec!r} is not in the local cache and {why}: did you mean {hint}?")
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: never try the network."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
+
+
+@functools.cache
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` s (asked once per process), so a
+    mistyped hub id without network fails at once instead of after the hub client's retries."""
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached(spec: str) -> bool:
+    """A hub id whose config is already in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id or an unreadable cache: not cached
+        return False
+

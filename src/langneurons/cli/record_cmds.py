@@ -83,8 +83,8 @@ def record_cmd(
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
     check_max_length(max_length)
+    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)  # inputs first
     check_out_folder(out, overwrite, MANIFEST_FILE, "a finished run")
-    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
     if lid_filter:
         texts_ = _lid_filter(texts_, lid_threshold)
     model, world = model.join_world()

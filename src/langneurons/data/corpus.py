@@ -73,7 +73,10 @@ def parse_languages(text: str | None) -> list[str] | None:
     """Parse ``en,fr,de`` into a list (None for all); refuses empty and repeated codes."""
     if text is None or text.strip() in ("", "all"):
         return None
+    if "," not in text.strip() and len(text.split()) > 1:
+        raise LangneuronsError(f"separate language codes with commas: {','.join(text.split())!r}, not {text!r}")
     langs = [part.strip() for part in text.split(",")]
+    langs = [lang.lower() if lang.isupper() else lang for lang in langs]  # EN → en; pt-BR stays
     if any(not lang for lang in langs):
         raise LangneuronsError(f"empty language code in {text!r}")
     if len(set(langs)) != len(langs):

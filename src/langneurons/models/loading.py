@@ -10,7 +10,7 @@ from torch import nn
 
 from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, get_adapter
-from langneurons.modelspec import check_model_spec
+from langneurons.modelspec import check_hub_model, check_model_spec, hub_offline
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
@@ -124,18 +124,11 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: never try the network."""
-    import os
-
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
-
-
 def _load_transformers(spec, revision, torch_dtype, trust_remote_code, device_map):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     check_model_spec(spec)
+    check_hub_model(spec)
     local = Path(spec).expanduser()
     if local.exists() and not (local / "config.json").is_file():
         raise LangneuronsError(f"{spec} is not a model directory (no config.json)")
