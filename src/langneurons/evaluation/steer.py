@@ -249,6 +249,7 @@ def generate_packed(
             )
         seq = (result.sequences if keep_logits else result).cpu()
         step_logits = torch.stack(result.logits, dim=1).cpu() if keep_logits else None
+        logit_range = None if effect is None else effect.summary()["router_logit_range"]  # once per batch
         out = []
         for row, prompt in enumerate(chunk):
             new = seq[row, prompt_len:].tolist()
@@ -261,7 +262,7 @@ def generate_packed(
                 out[-1]["logits"] = step_logits[row]
             if effect is not None and row < len(effect.total):  # this row's routing decisions the edit changed
                 out[-1].update(routing_moved=int(effect.changed[row]), routing_decisions=int(effect.total[row]),
-                               router_logit_range=effect.summary()["router_logit_range"])  # fmt: skip
+                               router_logit_range=logit_range)  # fmt: skip
         return out
 
     return run_packed(groups, s.batch_size, run, on_batch)

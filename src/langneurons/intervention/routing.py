@@ -88,33 +88,29 @@ class RoutingEffect:
 
     changed: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     total: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    logit_min: float = math.inf
-    logit_max: float = -math.inf
+    low: torch.Tensor = field(default_factory=lambda: torch.tensor(math.inf))
+    high: torch.Tensor = field(default_factory=lambda: torch.tensor(-math.inf))
 
-    def add(self, row_changed: torch.Tensor, row_total: torch.Tensor, logits: torch.Tensor) -> None:
-        """Fold in one layer's decisions (per batch row) and logits."""
+    def add(
+        self, row_changed: torch.Tensor, row_total: torch.Tensor, logits: torch.Tensor, counted: torch.Tensor
+    ) -> None:
+        """Fold in one layer's decisions (per batch row) and the range of its ``counted`` rows' finite logits.
+        Everything stays on the logits' device: no host synchronisation inside a generation step."""
         n = max(len(self.changed), len(row_changed))
-        self.changed = _grow(self.changed, n) + _grow(row_changed.cpu(), n)
-        self.total = _grow(self.total, n) + _grow(row_total.cpu(), n)
-        finite = logits[torch.isfinite(logits)]
-        if finite.numel():
-            self.logit_min = min(self.logit_min, float(finite.min()))
-            self.logit_max = max(self.logit_max, float(finite.max()))
-
-    def share(self, row: int | None = None) -> float | None:
-        """Share of edited routing decisions whose expert set changed (one batch row, or all); None: none."""
-        changed, total = (self.changed, self.total) if row is None else (self.changed[row : row + 1],
-                                                                          self.total[row : row + 1])  # fmt: skip
-        n = int(total.sum())
-        return int(changed.sum()) / n if n else None
+        self.changed = _grow(self.changed, n, row_changed.device) + _grow(row_changed, n, row_changed.device)
+        self.total = _grow(self.total, n, row_total.device) + _grow(row_total, n, row_total.device)
+        keep = torch.isfinite(logits) & counted.unsqueeze(-1)
+        inf = torch.tensor(math.inf, device=logits.device, dtype=logits.dtype)
+        self.low = torch.minimum(self.low.to(logits.device), torch.where(keep, logits, inf).amin().float())
+        self.high = torch.maximum(self.high.to(logits.device), torch.where(keep, logits, -inf).amax().float())
 
     def summary(self) -> dict[str, float | int | None]:
         """``routing_changed`` (share), the decisions counted, and the router logit range, for a result file."""
-        finite = math.isfinite(self.logit_min)
+        total, low, high = int(self.total.sum()), float(self.low), float(self.high)
         return {
-            "routing_changed": None if self.share() is None else round(float(self.share() or 0.0), 6),
-            "routing_decisions": int(self.total.sum()),
-            "router_logit_range": [round(self.logit_min, 4), round(self.logit_max, 4)] if finite else None,
+            "routing_changed": round(int(self.changed.sum()) / total, 6) if total else None,
+            "routing_decisions": total,
+            "router_logit_range": [round(low, 4), round(high, 4)] if math.isfinite(low) else None,
         }
 
 
@@ -142,8 +138,9 @@ def routing_summary(gens: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _grow(t: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.cat([t, torch.zeros(n - len(t), dtype=torch.long)]) if len(t) < n else t
+def _grow(t: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    t = t.to(device)
+    return torch.cat([t, torch.zeros(n - len(t), dtype=t.dtype, device=device)]) if len(t) < n else t
 
 
 @contextmanager
@@ -188,7 +185,7 @@ def steer_routing(
         if flat and tracker.attended is not None:  # padding is routed too, but no text is read there
             counted = counted & tracker.attended.reshape(-1).to(counted.device)
         per_row = lambda x: x.reshape(batch, -1).sum(dim=1)  # noqa: E731
-        effect.add(per_row(moved & counted), per_row(counted), logits[counted])
+        effect.add(per_row(moved & counted), per_row(counted), logits, counted)
 
     handles = [loaded.model.register_forward_pre_hook(pre, with_kwargs=True)]
     try:
