@@ -38,9 +38,7 @@ def check_hub_model(spec: str) -> None:
     suggestion, instead of after the hub client's retries."""
     if spec == EMBEDDED or Path(spec).expanduser().exists() or looks_local(spec) or spec.endswith(".gguf"):
         return
-    if not hub_offline() and hub_reachable():
-        return
-    if _cached(spec):
+    if _cached(spec) or (not hub_offline() and hub_reachable()):  # the local cache first: no network probe
         return
     why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached (no network)"
     local = [p.name for p in Path.cwd().iterdir() if p.is_dir() and (p / "config.json").is_file()]
