@@ -63,10 +63,48 @@ def cells(value, path=""):
         yield path, value
 
 
+def hand_median(values):
+    v = sorted(values)
+    k = len(v)
+    return v[k // 2] if k % 2 else (v[k // 2 - 1] + v[k // 2]) / 2
+
+
+def check_summaries_by_hand(result):
+    """Every summary cell recomputed from the raw numbers: the median of the ratios over the other
+    languages (never their mean), selectivity = own / that median, medians over languages."""
+    langs, source = result["languages"], result["source"]
+    p = result["perplexity"]["ppl"]
+    base = p["none"]
+    for method, row in result["summary"].items():
+        own, others, geo, select = [], [], [], []
+        for lang in langs:
+            off = p[f"{method}/off:{lang}"]
+            ratios = [off[o] / base[o] for o in langs if o != lang]
+            own.append(off[lang] / base[lang] - 1)
+            others.append(hand_median(ratios) - 1)
+            prod = 1.0
+            for r in ratios:
+                prod *= r
+            geo.append(prod ** (1 / len(ratios)) - 1)
+            select.append((off[lang] / base[lang]) / hand_median(ratios))
+        assert row["ppl_own"] == pytest.approx(hand_median(own), rel=1e-12), method
+        assert row["ppl_others"] == pytest.approx(hand_median(others), rel=1e-12), method
+        assert row["ppl_others_geomean"] == pytest.approx(hand_median(geo), rel=1e-9), method
+        assert row["ppl_selectivity"] == pytest.approx(hand_median(select), rel=1e-12), method
+        scores = result["translation"]["scores"]
+        targets = [x for x in langs if x != source]
+        drops = []
+        for lang in targets:
+            cells_ = scores[f"{method}/off:{lang}"]
+            drops.append(hand_median([v["drop"] for pair, v in cells_.items() if pair != f"{source}-{lang}"]))
+        assert row["chrf_drop_others"] == pytest.approx(hand_median(drops), abs=1e-12), method
+
+
 def test_every_cell_and_bit_for_bit(tmp_path):
     loaded = tiny_model("llama")
     first = benchmark(loaded, tmp_path / "one", settings(tmp_path), progress=False)
     assert list(first["summary"]) == list(METHODS)
+    check_summaries_by_hand(first)
     gaps = [path for path, value in cells(first["summary"]) if value is None]
     assert not gaps, gaps
     for method, facts in first["identification"].items():  # every method found units on distinct languages

@@ -84,7 +84,7 @@ def test_ppl_matches_hand_computation(family):
     )
     s = result["summary"]["aa"]
     assert s["self"] == pytest.approx(rel["neurons:aa"]["aa"])
-    assert s["others_mean"] == pytest.approx(rel["neurons:aa"]["bb"])
+    assert s["others_median"] == pytest.approx(rel["neurons:aa"]["bb"])
     assert s["random_self"] == pytest.approx(rel["random:aa"]["aa"])
     prov = result["provenance"]
     assert prov["texts"]["sha256"] == corpus().sha256() and prov["site"] == "act"

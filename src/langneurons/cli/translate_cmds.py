@@ -108,11 +108,11 @@ def translate_cmd(
         lo, hi = row["chrf_ci"]
         say(f"  {pair}: chrF {row['chrf']:.1f} [{lo:.1f}, {hi:.1f}] with no intervention")
     for lang, row in result["selectivity"].items():
-        others = row["others_drop_mean"]
+        others = row["others_drop_median"]
         ctrl = row["random_own_drop"]
         say(
             f"  {lang} off: chrF drop on {source}-{lang} {row['own_drop']:+.1f} "
             f"[{row['own_drop_ci'][0]:+.1f}, {row['own_drop_ci'][1]:+.1f}]"
-            + ("" if others is None else f", on the other pairs {others:+.1f}")
+            + ("" if others is None else f", on the other pairs (median) {others:+.1f}")
             + ("" if ctrl is None else f", random control {ctrl:+.1f}")
         )

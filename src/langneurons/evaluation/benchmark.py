@@ -5,8 +5,9 @@ each with its matched random control, on the same model, languages, identificati
 0–999) and held-out text (lines 1000–1996). Tests:
 
 - deactivation: PPL of each language with each language's component off (neurons zeroed; DiffMean:
-  its direction projected out at every layer); selectivity = PPL factor on the own language / mean PPL
-  factor on the others (median over languages), beside the random control's factor on the own language;
+  its direction projected out at every layer); selectivity = PPL factor on the own language / median PPL
+  factor on the others (``langneurons.summaries``; median over languages), beside the random control's factor
+  on the own language;
 - steering English → each other language: fluency-gated success, fluent share and their harmonic mean
   (CLaS-Bench's combination), at each method's best strength (DiffMean: strength and layer) from a sweep
   on dev prompts, measured on other (test) prompts, with the random control at the same setting;
@@ -60,6 +61,7 @@ from langneurons.intervention.controls import derive_seed
 from langneurons.models.loading import LoadedModel
 from langneurons.recording import RecordSettings, record
 from langneurons.recording.pooled import record_pooled
+from langneurons.summaries import median, selectivity, summarise_differences, summarise_ratios
 
 BENCHMARK_FORMAT = "langneurons-benchmark/1"
 NEURON_METHODS = ("lape", "entropy-lambda", "ap", "key-neurons")
@@ -396,24 +398,25 @@ def _translate_stage(loaded, components, s: BenchmarkSettings, progress: bool) -
 
 
 # ---- summary ----------------------------------------------------------------------------------------------
-def _median(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(statistics.median(vals)) if vals else None
-
-
 def _summary(method: str, comp, ident: dict, ppl: dict, steer: dict, trans: dict, s: BenchmarkSettings):
-    """One table row: the medians over languages of every test, each beside its control."""
+    """One table row: the medians over languages of every test, each beside its control.
+
+    Per language, the others are summarised by ``langneurons.summaries`` (median of the PPL ratios, geometric
+    mean beside it; median of the chrF drops, mean beside it), the one definition ``ppl``, ``translate`` and the
+    report use."""
     p = ppl["ppl"]
     base = p["none"]
-    own, others, select, ctrl, vs_ctrl = [], [], [], [], []
+    own, others, others_geo, select, ctrl, vs_ctrl = [], [], [], [], [], []
     for lang in s.languages:
         off, rnd = p[f"{method}/off:{lang}"], p[f"{method}/random:{lang}"]
         factor_own = off[lang] / base[lang]
-        factor_others = statistics.fmean(off[o] / base[o] for o in s.languages if o != lang)
+        ratios = [off[o] / base[o] for o in s.languages if o != lang]
+        rest = summarise_ratios(ratios)
         factor_ctrl = rnd[lang] / base[lang]
         own.append(factor_own - 1)
-        others.append(factor_others - 1)
-        select.append(factor_own / factor_others)
+        others.append(None if rest["median"] is None else rest["median"] - 1)
+        others_geo.append(None if rest["geomean"] is None else rest["geomean"] - 1)
+        select.append(selectivity(factor_own, ratios))
         ctrl.append(factor_ctrl - 1)
         vs_ctrl.append(factor_own / factor_ctrl)
     st = steer["methods"][method]["test"]
@@ -422,27 +425,29 @@ def _summary(method: str, comp, ident: dict, ppl: dict, steer: dict, trans: dict
     for lang in s.targets:
         row = sc[f"{method}/off:{lang}"]
         t_own.append(row[f"{s.source}-{lang}"]["drop"])
-        t_others.append(_median([v["drop"] for pair, v in row.items() if pair != f"{s.source}-{lang}"]))
+        drops = [v["drop"] for pair, v in row.items() if pair != f"{s.source}-{lang}"]
+        t_others.append(summarise_differences(drops)["median"])
         t_ctrl.append(sc[f"{method}/random:{lang}"][f"{s.source}-{lang}"]["drop"])
     size = ident["size"]["per_language"]
     return {
-        "units_per_language": _median(list(size.values())),
+        "units_per_language": median(list(size.values())),
         "unit": ident["size"]["unit"],
         "identify_seconds": ident["identify_seconds"],
         "data_seconds": ident["data_seconds"],
-        "ppl_own": _median(own),
-        "ppl_others": _median(others),
-        "ppl_selectivity": _median(select),
-        "ppl_random_own": _median(ctrl),
-        "ppl_vs_random": _median(vs_ctrl),
+        "ppl_own": median(own),
+        "ppl_others": median(others),
+        "ppl_others_geomean": median(others_geo),
+        "ppl_selectivity": median(select),
+        "ppl_random_own": median(ctrl),
+        "ppl_vs_random": median(vs_ctrl),
         "steer_setting": steer["methods"][method]["best"],
-        "steer_success": _median([st[t]["steered"]["success"] for t in s.targets]),
-        "steer_fluent": _median([st[t]["steered"]["fluent"] for t in s.targets]),
-        "steer_combined": _median([st[t]["steered"]["combined"] for t in s.targets]),
-        "steer_language_rate": _median([st[t]["steered"]["language_rate"] for t in s.targets]),
-        "steer_random_success": _median([st[t]["random"]["success"] for t in s.targets]),
-        "steer_random_combined": _median([st[t]["random"]["combined"] for t in s.targets]),
-        "chrf_drop_own": _median(t_own),
-        "chrf_drop_others": _median(t_others),
-        "chrf_drop_random_own": _median(t_ctrl),
+        "steer_success": median([st[t]["steered"]["success"] for t in s.targets]),
+        "steer_fluent": median([st[t]["steered"]["fluent"] for t in s.targets]),
+        "steer_combined": median([st[t]["steered"]["combined"] for t in s.targets]),
+        "steer_language_rate": median([st[t]["steered"]["language_rate"] for t in s.targets]),
+        "steer_random_success": median([st[t]["random"]["success"] for t in s.targets]),
+        "steer_random_combined": median([st[t]["random"]["combined"] for t in s.targets]),
+        "chrf_drop_own": median(t_own),
+        "chrf_drop_others": median(t_others),
+        "chrf_drop_random_own": median(t_ctrl),
     }

@@ -8,7 +8,6 @@ PPL = exp(total NLL / total predicted tokens) per evaluation language, token-wei
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from langneurons.intervention.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.distributed import World, gather_to_main, share
+from langneurons.summaries import summarise_ratios
 
 PPL_FORMAT = "langneurons-ppl/1"
 
@@ -228,18 +228,19 @@ def _delta(ppl: dict[str, dict[str, float]], relative: bool) -> dict[str, dict[s
     }
 
 
-def _geomean_delta(deltas: list[float]) -> float | None:
-    """Geometric mean of the ratios 1 + Δ, as a Δ (None when empty)."""
-    if not deltas:
-        return None
-    return math.exp(sum(math.log1p(d) for d in deltas) / len(deltas)) - 1.0
+def _others(row: dict[str, float], eval_langs: list[str], lang: str) -> dict[str, float | None]:
+    """Median and geometric mean of the ratios 1 + Δ over the other languages (``langneurons.summaries``),
+    as Δ like the cells."""
+    r = summarise_ratios(1.0 + row[o] for o in eval_langs if o != lang and o in row)
+    return {k: None if r[k] is None else r[k] - 1.0 for k in ("median", "geomean")}
 
 
 def summarise(ppl: dict[str, dict[str, float]], set_langs: list[str], eval_langs: list[str]) -> dict[str, Any]:
     """Per language: relative ΔPPL on itself, on the others and its random control's on itself.
 
-    On the others: the arithmetic mean of ΔPPL (dominated by one large cell), the median and the
-    geometric mean of the ratios PPL_int/PPL_base (reported as ratio − 1, like ΔPPL), and the max.
+    On the others, one definition shared with ``benchmark``, ``translate`` and the report
+    (``langneurons.summaries``): the median of the ratios PPL_int/PPL_base with their geometric mean beside it
+    (both reported as ratio − 1, like ΔPPL), and the max.
     """
     rel = _delta(ppl, relative=True)
     out: dict[str, Any] = {}
@@ -249,16 +250,15 @@ def summarise(ppl: dict[str, dict[str, float]], set_langs: list[str], eval_langs
             continue
         others = [row[o] for o in eval_langs if o != lang]
         ctrl = rel.get(f"random:{lang}")
+        mine = _others(row, eval_langs, lang)
+        theirs = None if ctrl is None else _others(ctrl, eval_langs, lang)
         out[lang] = {
             "self": row.get(lang),
-            "others_mean": sum(others) / len(others) if others else None,
-            "others_median": statistics.median(others) if others else None,
-            "others_geomean": _geomean_delta(others),
+            "others_median": mine["median"],
+            "others_geomean": mine["geomean"],
             "others_max": max(others) if others else None,
             "random_self": None if ctrl is None else ctrl.get(lang),
-            "random_others_mean": None
-            if ctrl is None or not others
-            else sum(ctrl[o] for o in eval_langs if o != lang) / len(others),
+            "random_others_median": None if theirs is None else theirs["median"],
         }
     return out
 

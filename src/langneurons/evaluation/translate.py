@@ -27,6 +27,7 @@ from langneurons.formats.provenance import now, software
 from langneurons.intervention import intervene
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
+from langneurons.summaries import summarise_differences
 
 TRANSLATE_FORMAT = "langneurons-translate/1"
 NAMES = {
@@ -219,7 +220,8 @@ def translate(
 
 def selectivity(result: dict[str, Any], langs: list[str], source: str = "en") -> dict[str, Any]:
     """Per language X whose component was switched off (condition ``off:X``): chrF drop on source→X,
-    mean drop on source→Y (Y ≠ X), and the random control's drop on source→X (``random:X``)."""
+    the median drop on source→Y (Y ≠ X) with the mean beside it (``langneurons.summaries``, the definition
+    ``benchmark`` and the report use), and the random control's drop on source→X (``random:X``)."""
     scores = result["scores"]
     out = {}
     for lang in langs:
@@ -227,12 +229,13 @@ def selectivity(result: dict[str, Any], langs: list[str], source: str = "en") ->
         row = scores.get(f"off:{lang}")
         if row is None or own_pair not in row:
             continue
-        others = [v["drop"] for p, v in row.items() if p != own_pair]
+        rest = summarise_differences(v["drop"] for p, v in row.items() if p != own_pair)
         ctrl = (scores.get(f"random:{lang}") or {}).get(own_pair)
         out[lang] = {
             "own_drop": row[own_pair]["drop"],
             "own_drop_ci": row[own_pair]["drop_ci"],
-            "others_drop_mean": float(np.mean(others)) if others else None,
+            "others_drop_median": rest["median"],
+            "others_drop_mean": rest["mean"],
             "random_own_drop": None if ctrl is None else ctrl["drop"],
         }
     return out

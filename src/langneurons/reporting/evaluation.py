@@ -15,6 +15,7 @@ from matplotlib.colors import FuncNorm
 
 from langneurons.intervals import wilson
 from langneurons.reporting.figures import label_cells, masked_cmap, new_figure, png
+from langneurons.summaries import summarise_ratios
 
 RATIO_TICKS = (1 / 1000, 1 / 100, 1 / 10, 1 / 2, 1, 2, 10, 100, 1000, 10000)
 FINE_TICKS = (1 / 3, 1 / 2, 2 / 3, 1, 1.5, 2, 3)  # when every ratio is within ×1/3 … ×3
@@ -108,26 +109,30 @@ def ppl_ratio_figure(m: PPLRatios, title: str) -> bytes:
 
 
 def ppl_summary(m: PPLRatios) -> str:
-    """One sentence: own-language ratios, the mean over other languages, and the random controls."""
+    """One sentence: own-language ratios, the others (per row the median of the ratios over the other
+    languages, ``langneurons.summaries``; then the median over rows, geometric mean beside it) and the
+    random controls."""
     own, others, control = [], [], []
     for i, row in enumerate(m.rows):
         kind, _, lang = row.partition(":")
         if lang not in m.languages:
             continue
         j = m.languages.index(lang)
-        rest = [m.ratio[i, c] for c in range(len(m.languages)) if c != j and np.isfinite(m.ratio[i, c])]
+        rest = summarise_ratios(float(m.ratio[i, c]) for c in range(len(m.languages)) if c != j)
         if kind == "neurons":
             own.append(f"{lang} {ratio_text(m.ratio[i, j])}")
-            if rest:
-                others.append(float(np.exp(np.mean(np.log(rest)))))
+            others.append(rest["median"])
         elif kind == "random":
             control.append(float(m.ratio[i, j]))
     parts = []
     if own:
         parts.append("each language's own neurons off, on its own text: " + ", ".join(own))
-    if others:
-        mean = float(np.exp(np.mean(np.log(others))))
-        parts.append(f"on the other languages (geometric mean over rows): {ratio_text(mean)}")
+    over_rows = summarise_ratios(others)
+    if over_rows["median"] is not None:
+        parts.append(
+            f"on the other languages (median ratio; median over rows): {ratio_text(over_rows['median'])}"
+            f" (geometric mean {ratio_text(over_rows['geomean'])})"
+        )
     if control:
         finite = [c for c in control if math.isfinite(c)]
         if finite:
