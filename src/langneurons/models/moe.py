@@ -6,8 +6,10 @@ one more implementation, ``"langneurons"``: it computes exactly what the model's
 computes — ``grouped_mm`` (the default) op for op, any other through the eager loop's per-expert rows,
 ops and ``index_add_`` order — so the output is bit-identical, and, while a consumer is attached, hands
 every layer's routed activations to it as one block (rows sorted by expert, :class:`Rows` saying which
-token and expert each row is) for reading and editing. With nothing attached it calls the
-implementation the model had before.
+token and expert each row is) for reading and editing. With nothing attached it runs the same path as
+with a consumer: grouped_mm where the model had it, else the eager loop. A model set to another kernel
+(``batched_mm``, …) therefore runs the eager loop while wrapped, so that an edited row and an unedited row
+(or a baseline condition) never differ by a kernel's rounding (issue 19, part 7).
 
 Neuron layout of an MoE layer (``W`` columns, the stats file's F): routed expert e's neuron j is column
 ``e·F + j``; a shared (always-on) expert follows at ``E·F`` (it occupies ``ceil(F_shared / F)`` expert
@@ -77,12 +79,15 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
     (`_grouped_forward`), or else the eager loop (same rows per expert, same order, same ops) in three phases
     with the sites exposed between them; one stable sort replaces the per-expert mask scans."""
     taps: _Taps | None = getattr(self, "_langneurons_taps", None)
+    grouped = _runs_grouped(self, taps)
     if taps is None or not any(taps.fns.values()):
-        fallback = "eager" if taps is None else taps.fallback
-        if fallback == "eager" or fallback == IMPLEMENTATION:
-            return _eager(self)(self, hidden_states, top_k_index, top_k_weights)
-        return _interface()[fallback](self, hidden_states, top_k_index, top_k_weights)
-    if taps.fallback == "grouped_mm" and _grouped_linear() is not None and not getattr(self, "_is_expert_parallel", 0):
+        # Idle: the same path as an edit takes, so an edited row and an unedited one (a baseline condition run
+        # on its own) differ only by the edit: grouped_mm where the model runs it, else the eager loop — also
+        # for other kernels (batched_mm, …), whose rounding would otherwise differ from the edited rows'.
+        if grouped:
+            return _interface()["grouped_mm"](self, hidden_states, top_k_index, top_k_weights)
+        return _eager(self)(self, hidden_states, top_k_index, top_k_weights)
+    if grouped:
         return _grouped_forward(self, hidden_states, top_k_index, top_k_weights, taps)
     n_experts, n_tokens = self.num_experts, hidden_states.shape[0]
     final = torch.zeros_like(hidden_states)
@@ -126,6 +131,13 @@ def experts_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: t
         out = out * top_k_weights[token_idx, top_k_pos, None]
         final.index_add_(0, token_idx, out.to(final.dtype))
     return final
+
+
+def _runs_grouped(module: nn.Module, taps: _Taps | None) -> bool:
+    """Whether this experts module runs transformers' grouped_mm (the model's kernel, available, not expert
+    parallel); every other kernel runs as the eager loop, edited or not."""
+    return (taps is not None and taps.fallback == "grouped_mm" and _grouped_linear() is not None
+            and not getattr(module, "_is_expert_parallel", 0))  # fmt: skip
 
 
 def _grouped_forward(self: nn.Module, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
