@@ -103,3 +103,19 @@ def test_generated_positions_include_the_position_that_produces_the_first_new_to
     """Review item 8: the first new token comes from the last prompt position, which is 'generated'."""
     assert all(t.startswith("b") for t in first_new_token(model, "generated"))
     assert all(t.startswith("a") for t in first_new_token(model, "prompt"))  # the partition's other side
+
+
+def test_a_loop_that_starts_late_is_not_fluent():
+    """Issue 19 part 9: twelve distinct tokens, then "x y x y …" for twelve more. distinct-2 over the whole
+    continuation is 14/23 ≥ 0.5 (it passed before); over the second half it is 2/11: not fluent."""
+    from langneurons.evaluation.steer import distinct_n, fluent, tail_distinct_2
+
+    late_loop = list(range(100, 112)) + [1, 2] * 6
+    assert distinct_n(late_loop) == pytest.approx(14 / 23)
+    assert tail_distinct_2(late_loop) == pytest.approx(2 / 11)
+    text = list(range(200, 224))
+    s = SteerSettings()
+    for ids, want in ((late_loop, False), (text, True)):
+        g = {"distinct_2": distinct_n(ids), "tail_distinct_2": tail_distinct_2(ids), "ppl": 3.0}
+        assert fluent(g, 3.0, s) is want
+    assert tail_distinct_2([1, 2, 3]) == distinct_n([1, 2, 3])  # too short to halve: the whole text

@@ -81,6 +81,7 @@ class SteerSettings:
     force_value: float = 1.0  # force mode on a set without per-unit values (AP sets carry on_p50)
     # Fluency rule (docs/evaluation.md): a success must also be fluent.
     min_distinct_2: float = 0.5
+    min_tail_distinct_2: float = 0.6  # the floor on the second half alone: a loop that starts late (docs)
     max_ppl_ratio: float = 20.0
     route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V") added to every non-baseline generation
     route_positions: str = "all"  # all | prompt | generated
@@ -282,6 +283,12 @@ def distinct_n(ids: list[int], n: int = 2) -> float | None:
     return len(set(grams)) / len(grams) if grams else None
 
 
+def tail_distinct_2(ids: list[int]) -> float | None:
+    """distinct-2 of the continuation's second half (its last ``len // 2`` tokens): a loop that starts late
+    ("… apprendre à apprendre à apprendre à …") is diluted in the whole text's distinct-2, not in its tail."""
+    return distinct_n(ids[len(ids) - len(ids) // 2 :]) if len(ids) >= 6 else distinct_n(ids)
+
+
 def continuation_ppl(loaded: LoadedModel, gens: list[dict[str, Any]], batch_size: int = 16) -> list[float | None]:
     """The unmodified model's perplexity of each continuation given its prompt (no intervention);
     right-padded batches, so no real token sees padding."""
@@ -308,17 +315,28 @@ def assess(loaded: LoadedModel, gens: list[dict[str, Any]]) -> list[dict[str, An
     """Add each generation's identified language, distinct-2 and unmodified-model perplexity."""
     for g, ppl in zip(gens, continuation_ppl(loaded, gens), strict=True):
         lang, score = identify_language(g["text"])
-        g.update(lang=lang, lang_score=round(score, 4), distinct_2=distinct_n(g["ids"]), ppl=ppl)
+        g.update(lang=lang, lang_score=round(score, 4), distinct_2=distinct_n(g["ids"]),
+                 tail_distinct_2=tail_distinct_2(g["ids"]), ppl=ppl)
     return gens
 
 
 def fluent(g: dict[str, Any], base_ppl_median: float | None, s: SteerSettings) -> bool:
-    """The fluency rule: distinct-2 ≥ ``s.min_distinct_2`` and continuation PPL ≤ ``s.max_ppl_ratio`` ×
-    the baseline's median continuation PPL (too short to judge, or no baseline: not fluent)."""
-    d, ppl = g.get("distinct_2"), g.get("ppl")
-    if d is None or ppl is None or base_ppl_median is None:
+    """The fluency rule: distinct-2 ≥ ``s.min_distinct_2`` over the whole continuation and
+    ≥ ``s.min_tail_distinct_2`` over its second half (no loop, also none that starts late), and continuation
+    PPL ≤ ``s.max_ppl_ratio`` × the baseline's median continuation PPL (too short to judge, or no baseline:
+    not fluent)."""
+    d, tail, ppl = g.get("distinct_2"), g.get("tail_distinct_2"), g.get("ppl")
+    if d is None or tail is None or ppl is None or base_ppl_median is None:
         return False
-    return d >= s.min_distinct_2 and ppl <= s.max_ppl_ratio * base_ppl_median
+    return d >= s.min_distinct_2 and tail >= s.min_tail_distinct_2 and ppl <= s.max_ppl_ratio * base_ppl_median
+
+
+def success_rule(s: SteerSettings, base_ppl_median: float | None) -> str:
+    """The fluency-gated success rule with its thresholds, as written into result files."""
+    base = "n/a" if base_ppl_median is None else round(base_ppl_median, 3)
+    return (f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} over the continuation and "
+            f">= {s.min_tail_distinct_2:g} over its second half, and continuation PPL <= {s.max_ppl_ratio:g} x the "
+            f"baseline median ({base})")  # fmt: skip
 
 
 def median(values: list[float]) -> float | None:
@@ -366,7 +384,7 @@ def judge(
 
 def public_generations(gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The fields of each generation that go into a result file (ids and internals left out)."""
-    keys = ("prompt", "text", "lang", "lang_score", "distinct_2", "ppl", "fluent")
+    keys = ("prompt", "text", "lang", "lang_score", "distinct_2", "tail_distinct_2", "ppl", "fluent")
     return [{k: g.get(k) for k in keys} for g in gens]
 
 
@@ -467,8 +485,7 @@ def steer(
     result = steer_result(
         loaded, source, targets, results, base, s, prompts, prompts_spec, started,
         site=site, neurons=neurons.describe(neurons_path), stats=stats_path, processes=world.size,
-        success_rule=f"identified as the target and fluent: distinct-2 >= {s.min_distinct_2:g} and continuation "
-        f"PPL <= {s.max_ppl_ratio:g} x the baseline median ({'n/a' if base_median is None else round(base_median, 3)})",
+        success_rule=success_rule(s, base_median),
         controls="random = the same edits on seeded random neurons, same count per layer, disjoint from every "
         "selected/language neuron of the set",
     )  # fmt: skip

@@ -23,6 +23,7 @@ from langneurons.evaluation.steer import (
     median,
     public_generations,
     steer_result,
+    success_rule,
 )
 from langneurons.formats.directions import DirectionSet
 from langneurons.intervention import add_direction, random_direction_control
@@ -128,4 +129,5 @@ def steer_directions(
         layers=layers,
         edit="h_l ← h_l + α · r_l · d/‖d‖ after decoder layer l (the source's direction is not removed)",
         controls="random = a seeded random direction with the same norm, at the same layer",
+        success_rule=success_rule(s, median([g["ppl"] for g in base if g["ppl"] is not None])),
     )  # fmt: skip
