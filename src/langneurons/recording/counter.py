@@ -1,7 +1,13 @@
 """Hooks that add one batch's counted activations into per-layer accumulators (on each layer's device).
 
 The update is sync-free: no ``nonzero()``/``.item()``, only masked reductions, so on CUDA the
-host never waits for the device between batches. Counts stay exact integers (bool sums in int64).
+host never waits for the device between batches. Counts stay exact integers (int64: exact far beyond
+10⁹ tokens per language). Sums and sums of squares are taken per batch in float32 (the activation widened
+once; a float64 activation stays float64) and folded into float64 accumulators after every batch, so no
+float64 tensor the size of the activations is ever made. Rounding bound (docs/scaling.md, tested): a batch's
+float32 sum of n counted values differs from the exact sum by at most γ_n · Σ|x| (γ_n = n·u / (1 − n·u),
+u = 2⁻²⁴), its sum of squares by at most γ_(n+1) · Σx², whatever order the kernel adds in; the float64 fold
+adds nothing measurable. ``recording/accumulate.py`` gives the bound.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 
 from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, Rows
+from langneurons.recording.accumulate import accumulation_dtype
 from langneurons.recording.groups import group_sums
 
 # (x [N, F] any float dtype, rows) -> (count int64 [F], sum float64 [F], sum_sq float64 [F]); ``rows`` is
@@ -94,27 +101,29 @@ def _shard_zeros(shards: int | None, shape: tuple[int, int], device) -> list[tor
 def batch_statistics(x: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-neuron count of ``x > 0``, sum and sum of squares over rows ``index`` (None: all rows).
 
-    Gathering the counted rows first skips padding; the index comes from the host, so no sync.
+    Gathering the counted rows first skips padding; the index comes from the host, so no sync. The sums
+    are float32 column sums (one GEMV each), returned as float64 to be folded into the accumulators.
     """
     xs = x if index is None else x.index_select(0, index)
+    xs = xs.to(accumulation_dtype(xs))  # no copy for float32 activations
     n = xs.shape[0]
+    ones = xs.new_ones(1, n)
     if n >= EXACT_ROWS:  # float32 holds integers exactly only up to 2**24
         count = torch.count_nonzero(xs > 0, dim=0)
     else:  # column sums as one GEMV each: ~2.5x cheaper than a column-wise reduction on CPU
         # the comparison writes 1.0/0.0 straight into float32: ~10x cheaper on CPU than bool then .to(float32)
         hits = torch.gt(xs, 0, out=torch.empty(xs.shape, dtype=torch.float32, device=xs.device))
-        count = (xs.new_ones(1, n, dtype=torch.float32) @ hits)[0].to(torch.int64)
-    x64 = xs.to(torch.float64)
-    ones64 = x64.new_ones(1, n)
-    return count, (ones64 @ x64)[0], (ones64 @ (x64 * x64))[0]  # never in place: x may be the activation
+        count = (ones.to(torch.float32) @ hits)[0].to(torch.int64)
+    total, total_sq = (ones @ xs)[0], (ones @ (xs * xs))[0]  # never in place: x may be the activation
+    return count, total.to(torch.float64), total_sq.to(torch.float64)
 
 
 def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The same statistics from a row mask: one fusable expression for torch.compile."""
     keep = mask.unsqueeze(1)
     count = (keep & (x > 0)).sum(0, dtype=torch.int64)
-    x64 = torch.where(keep, x, 0).to(torch.float64)  # where, not multiply: NaN in padding cannot leak
-    return count, x64.sum(0), (x64 * x64).sum(0)
+    xs = torch.where(keep, x, 0).to(accumulation_dtype(x))  # where, not multiply: NaN in padding cannot leak
+    return count, xs.sum(0).to(torch.float64), (xs * xs).sum(0).to(torch.float64)
 
 
 def compiled_statistics() -> UpdateFn:
@@ -323,12 +332,12 @@ class Counter:
             keep = self.counted_flags(rows.tokens)
             groups = rows.groups if keep is None else torch.where(keep, rows.groups, n)
             pos = torch.gt(x, 0, out=torch.empty(x.shape, dtype=torch.float32, device=x.device))  # see above
-            x64 = x.to(torch.float64)
+            xs = x.to(accumulation_dtype(x))  # float32 per block, folded into float64 below (module docstring)
             if self.shards:
                 self._observe_block_shards(layer, pos, groups, rows)
             count = group_sums(pos, groups, n).to(torch.int64).reshape(-1)
-            total = group_sums(x64, groups, n).reshape(-1)
-            total_sq = group_sums(x64 * x64, groups, n).reshape(-1)
+            total = group_sums(xs, groups, n).reshape(-1).to(torch.float64)
+            total_sq = group_sums(xs * xs, groups, n).reshape(-1).to(torch.float64)
         acc = self.layers.get(layer)
         if acc is None:
             width = self.adapter.intermediate_size

@@ -2,14 +2,17 @@
 
 Rides along with a :class:`~langneurons.recording.counter.Counter` in the same forward (the counter owns it
 when built with ``residual=True``): it reads the counter's mask of counted rows, so exactly the tokens
-that are counted for the neurons are summed. Per layer it keeps ``[Σ h (H values), Σ ‖h‖]`` in float64 on
-that layer's device; :meth:`ResidualCounter.totals` gives them as the stats file's extra tensors
-``resid_sum`` [L, H] and ``resid_norm_sum`` [L].
+that are counted for the neurons are summed. Per layer it keeps ``[Σ h (H values), Σ ‖h‖]`` in float64
+on that layer's device (each batch summed in float32 and folded in, as the neuron sums);
+:meth:`ResidualCounter.totals` gives them as the stats file's extra tensors ``resid_sum`` [L, H] and
+``resid_norm_sum`` [L].
 """
 
 from __future__ import annotations
 
 import torch
+
+from langneurons.recording.accumulate import accumulation_dtype
 
 RESIDUAL_TENSORS = ("resid_sum", "resid_norm_sum")
 
@@ -46,12 +49,14 @@ class ResidualCounter:
     def _observe(self, layer: int, hidden: torch.Tensor) -> None:
         x = hidden.reshape(-1, hidden.shape[-1])
         rows = self.counter._mask(x.device)
+        dtype = accumulation_dtype(x)  # float32 per batch, folded into the float64 sums (recording/counter.py)
         if rows is not None and rows.dtype == torch.bool:  # the compiled counter passes a row mask
-            x64 = torch.where(rows.unsqueeze(1), x, 0).to(torch.float64)
+            xs = torch.where(rows.unsqueeze(1), x, 0).to(dtype)
         else:
-            x64 = (x if rows is None else x.index_select(0, rows)).to(torch.float64)
-        ones = x64.new_ones(1, x64.shape[0])
-        update = torch.cat([(ones @ x64)[0], torch.linalg.vector_norm(x64, dim=1).sum().reshape(1)])
+            xs = (x if rows is None else x.index_select(0, rows)).to(dtype)
+        ones = xs.new_ones(1, xs.shape[0])
+        norms = torch.linalg.vector_norm(xs, dim=1)
+        update = torch.cat([(ones @ xs)[0], norms.sum().reshape(1)]).to(torch.float64)
         acc = self.layers.get(layer)
         self.layers[layer] = update if acc is None else acc + update
         return None
