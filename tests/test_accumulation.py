@@ -50,3 +50,38 @@ def test_float64_activations_keep_float64():
 def test_the_bound_is_tight_enough_to_matter():
     # a float32 sum of one batch (8 × 512 tokens) is within 2.4e-4 of Σ|x|: far below any reported digit
     assert float32_bound(4096) == pytest.approx(4096 * 2.0**-24, rel=1e-3)
+
+
+def test_a_failing_fused_update_falls_back_once_and_says_so(tmp_path, monkeypatch):
+    """record --compile on a machine whose compiler fails: one warning, the same counts as eager, and the
+    manifest says how the run was counted."""
+    import warnings
+
+    from tiny import WORDS, tiny_model
+
+    import langneurons.recording.counter as counter_module
+    from langneurons.data import Corpus
+    from langneurons.recording import RecordSettings, record
+
+    def corpus():
+        texts = {lang: [(str(i), " ".join(WORDS[lang][i : i + 4])) for i in range(4)] for lang in ("aa", "bb")}
+        return Corpus("test", texts)
+
+    def broken(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C compiler here\nmore lines")
+
+        return run
+
+    monkeypatch.setattr(counter_module.torch, "compile", broken)
+    loaded = tiny_model("llama")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fused = record(loaded, corpus(), tmp_path / "f", RecordSettings(compile=True, batch_size=2, max_length=64), progress=False)
+    messages = [str(w.message) for w in caught if "fused counting update failed" in str(w.message)]
+    assert len(messages) == 1 and "RuntimeError: no C compiler here" in messages[0]
+    eager = record(loaded, corpus(), tmp_path / "e", RecordSettings(compile=False, batch_size=2, max_length=64), progress=False)
+    assert torch.equal(fused.count, eager.count)
+    assert torch.allclose(fused.sum, eager.sum, rtol=1e-5, atol=1e-5)
+    assert fused.manifest["counting_update"].startswith("eager after the fused one failed (RuntimeError")
+    assert eager.manifest["counting_update"] == "eager"

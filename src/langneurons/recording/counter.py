@@ -12,6 +12,7 @@ adds nothing measurable. ``recording/accumulate.py`` gives the bound.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -126,11 +127,42 @@ def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     return count, xs.sum(0).to(torch.float64), (xs * xs).sum(0).to(torch.float64)
 
 
-def compiled_statistics() -> UpdateFn:
-    """``masked_statistics`` through torch.compile: one fused pass over the activations per layer."""
-    compiled = torch.compile(masked_statistics, dynamic=True, fullgraph=True)
-    compiled.uses_mask = True
-    return compiled
+class FusedUpdate:
+    """``masked_statistics`` through torch.compile (one fused pass over the activations per layer), with a
+    fallback that never fails a run: on the first error it says so once and counts eagerly from then on (the
+    same expression, so the same counts)."""
+
+    uses_mask = True
+
+    def __init__(self) -> None:
+        self.fn = torch.compile(masked_statistics, dynamic=True, fullgraph=True)
+        self.fallback: str | None = None  # why the fused path was left, once it was
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.fallback is None:
+            try:
+                return self.fn(x, mask)
+            except Exception as error:  # any compiler failure: count eagerly, never lose the run
+                first = (str(error).strip().splitlines() or [""])[0][:160]
+                self.fallback = f"{type(error).__name__}: {first}".rstrip(": ")
+                warnings.warn(f"the fused counting update failed ({self.fallback}); counting eagerly for the rest "
+                              "of this run (same counts)", RuntimeWarning, stacklevel=2)  # fmt: skip
+        return masked_statistics(x, mask)
+
+    def describe(self) -> str:
+        if self.fallback is None:
+            return "fused (torch.compile)"
+        return f"eager after the fused one failed ({self.fallback})"
+
+
+def compiled_statistics() -> FusedUpdate:
+    """The fused counting update (the default on CUDA; ``record --compile`` elsewhere)."""
+    return FusedUpdate()
+
+
+def describe_update(update: UpdateFn) -> str:
+    """How a run's statistics were counted, for its manifest."""
+    return update.describe() if isinstance(update, FusedUpdate) else "eager"
 
 
 class Counter:

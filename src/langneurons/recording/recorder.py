@@ -24,7 +24,7 @@ from langneurons.formats.stats import MANIFEST_FILE, STATS_FILE, Stats, id_range
 from langneurons.models import SITES
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
-from langneurons.recording.counter import Counter, Partial, batch_statistics, compiled_statistics
+from langneurons.recording.counter import Counter, Partial, batch_statistics, compiled_statistics, describe_update
 from langneurons.recording.distributed import (
     World,
     any_rank,
@@ -53,7 +53,8 @@ class RecordSettings:
     chunk_batches: int = 8  # batches per unit of work (checkpoint / rank grain)
     checkpoint_minutes: float = 5.0
     checkpoint_every_units: int | None = None  # also checkpoint after this many units (None: time only)
-    compile: bool = False  # torch.compile the counting update (same counts; sums equal to rounding)
+    # torch.compile the counting update (same counts; sums equal to rounding); None: on CUDA only, where it pays
+    compile: bool | None = None
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
     shards: int | None = None  # also keep per-shard counts (formats/shards.py); None: no shards
     residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, docs/methods.md)
@@ -123,7 +124,8 @@ def record(
     rows = _per_language(totals, sorted(extra), bool(settings.shards))
     n_fixed = 6 if settings.shards else 4  # count, sum, sum_sq, n_tokens (+ the two shard tensors)
     started, last_save, saved_unit = time.time(), time.time(), next_unit
-    update = compiled_statistics() if settings.compile else batch_statistics
+    fused = settings.compile if settings.compile is not None else loaded.device.type == "cuda"
+    update = compiled_statistics() if fused else batch_statistics
     counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards,
                       residual=settings.residual)  # fmt: skip
     body = loaded.adapter.body()
@@ -170,6 +172,7 @@ def record(
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
+    manifest["counting_update"] = describe_update(update)
     manifest["created"] = now()
     stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[n_fixed:], strict=True)),
                   path=None if out is None else str(out))  # fmt: skip
@@ -310,7 +313,7 @@ def _checkpoint_names(n_totals: int, shards: bool) -> list[str]:
 
 
 # Manifest fields a finished run adds after recording (not part of what was asked for).
-_AFTER_THE_FACT = ("format", "wall_seconds", "created")
+_AFTER_THE_FACT = ("format", "wall_seconds", "created", "counting_update")
 
 
 def _reusable(out: Path, manifest: dict) -> Stats | None:
