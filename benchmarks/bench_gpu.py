@@ -1,7 +1,10 @@
 """GPU throughput: a 7B-shaped LLaMA in bf16 (random weights), bare body forward vs recording.
 
 Interleaved A B (C) repetitions, medians, CUDA-synchronised timing. Needs one GPU with ~16 GB.
-  A  bare body forward     B  langneurons counting (eager)     C  counting via torch.compile
+  A  bare body forward     B  langneurons counting (eager)     C  counting via torch.compile (the CUDA default)
+  B+r, C+r  the same with the residual-stream sums `record` takes by default (DiffMean)
+Sums are float32 per batch folded into float64 (docs/scaling.md, "Precision of the sums"); targets
+(issue 25): eager and default ≥ 0.95 of the bare body.
 Usage: python benchmarks/bench_gpu.py [--batch-size 8] [--seq 512] [--reps 5] [--no-compile]
 """
 
@@ -43,15 +46,17 @@ def main() -> None:
             for b in batches:
                 body(**b, use_cache=False)
 
-    def counting(update):
-        return counting_runner(loaded, batches, counted, "act", update)
+    def counting(update, residual=False):
+        return counting_runner(loaded, batches, counted, "act", update, residual=residual)
 
-    variants = {"bare_body": bare, "langneurons": counting(batch_statistics)}
+    variants = {"bare_body": bare, "langneurons": counting(batch_statistics),
+                "langneurons_residual": counting(batch_statistics, residual=True)}  # fmt: skip
     if not args.no_compile:
         variants["langneurons_compiled"] = counting(compiled_statistics())
+        variants["langneurons_compiled_residual"] = counting(compiled_statistics(), residual=True)
         a, c = variants["langneurons"](), variants["langneurons_compiled"]()
         assert torch.equal(a.count, c.count) and torch.equal(a.n_tokens, c.n_tokens)
-        assert torch.allclose(a.sum, c.sum, rtol=1e-9, atol=1e-6)
+        assert torch.allclose(a.sum, c.sum, rtol=1e-3, atol=1e-2)  # two float32 summation orders
     tokens = args.batches * args.batch_size * args.seq
     res = interleaved(variants, args.reps, tokens, sync=torch.cuda.synchronize)
     ratio = [b / a for a, b in zip(res["bare_body"]["tok_s"], res["langneurons"]["tok_s"], strict=True)]
@@ -63,8 +68,12 @@ def main() -> None:
         "overhead_ratio_median": statistics.median(ratio),
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20,
     }
+    bare_tok_s = res["bare_body"]["median_tok_s"]
+    for name in res:
+        if name != "bare_body":
+            summary[f"ratio_{name}"] = res[name]["median_tok_s"] / bare_tok_s
     if "langneurons_compiled" in res:
-        summary["compiled_ratio"] = res["langneurons_compiled"]["median_tok_s"] / res["bare_body"]["median_tok_s"]
+        summary["compiled_ratio"] = res["langneurons_compiled"]["median_tok_s"] / bare_tok_s
     for name, r in res.items():
         print(f"{name:22s} {r['median_tok_s']:10.1f} tok/s")
     write_result("gpu", summary)

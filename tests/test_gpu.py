@@ -93,3 +93,25 @@ def test_packed_rows_on_cuda_equal_each_condition_alone(family, dtype):
     # dense rows: bit for bit; MoE expert blocks change size with the other rows' routing (rounding only)
     tol = 0.0 if not loaded.adapter.is_moe else (1e-5 if dtype == torch.float32 else 2e-2)
     assert torch.allclose(packed.float(), alone.float(), rtol=0, atol=tol), family
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_float32_accumulation_on_cuda_stays_within_the_bound(dtype):
+    """Issue 25: the per-batch float32 sums (eager and fused) against float64 on the same CUDA tensors."""
+    from langneurons.recording.accumulate import float32_bound
+    from langneurons.recording.counter import batch_statistics, compiled_statistics
+
+    x = (torch.randn(4096, 257, device="cuda", generator=torch.Generator("cuda").manual_seed(0)) * 3).to(dtype)
+    keep = torch.arange(4096, device="cuda") % 5 != 2
+    rows = keep.nonzero().squeeze(1)
+    ref = x[rows].double()
+    for count, total, total_sq in (batch_statistics(x, rows), compiled_statistics()(x, keep)):
+        assert torch.equal(count.cpu(), (ref > 0).sum(0).cpu())
+        n = ref.shape[0]
+        assert bool(((total - ref.sum(0)).abs() <= float32_bound(n) * ref.abs().sum(0)).all())
+        assert bool(((total_sq - (ref * ref).sum(0)).abs() <= float32_bound(n + 1) * (ref * ref).sum(0)).all())
+
+
+def test_record_compiles_by_default_on_cuda(tmp_path):
+    stats = record(_to_cuda(planted_model(GROUPS, num_layers=2)), corpus(), tmp_path / "g", settings(), progress=False)
+    assert stats.manifest["counting_update"].startswith(("fused", "eager after the fused one failed"))
