@@ -2,18 +2,85 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from langneurons.errors import LangneuronsError
 
+try:  # typer >= 0.22 vendors click as typer._click; older typer uses click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer
+    from click import exceptions as click_exceptions
+
+
+def usage_error_line(exc: Any) -> str:
+    """A click usage error (unknown option or command, missing or bad value) as one line, with a did-you-mean."""
+    ctx = getattr(exc, "ctx", None)
+    where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+    if isinstance(exc, click_exceptions.NoSuchOption):
+        known = sorted({o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)}) if ctx else []
+        bare = {o.lstrip("-"): o for o in known}
+        close = [bare[c] for c in difflib.get_close_matches(exc.option_name.lstrip("-"), bare, n=2, cutoff=0.6)]
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        return f"no such option {exc.option_name}{hint}{where}"
+    message = " ".join(exc.format_message().split())  # click's message, on one line
+    unknown = re.match(r"No such command '(.+?)'", message)
+    if unknown and ctx is not None:
+        close = difflib.get_close_matches(unknown[1], ctx.command.list_commands(ctx), n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        return f"no such command {unknown[1]}{hint}{where}"
+    return f"{message[:1].lower()}{message[1:].rstrip('.')}{where}"
+
+
+class OneLineGroup(TyperGroup):
+    """The root command: click's usage errors become one ``error:`` line (exit 2), like every other error, and
+    flags show no ``<bool>`` type in ``--help``."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        prog_name = prog_name or "langneurons"  # not 'python -m langneurons' in the hints
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:  # the help was printed already
+            sys.exit(exc.exit_code)
+        except click_exceptions.ClickException as exc:
+            fail(usage_error_line(exc), exc.exit_code)
+        except typer.Abort:
+            fail("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _no_flag_types(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _no_flag_types(command.get_params(ctx))
+        return command
+
+
+def _no_flag_types(params: list[Any]) -> list[Any]:
+    """A flag takes no value: its type (``<bool>``) is left out of ``--help``."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
 app = typer.Typer(
     name="langneurons",
+    cls=OneLineGroup,
     help="Find, explain and steer the neurons that make a language model multilingual.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
