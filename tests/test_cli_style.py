@@ -3,6 +3,7 @@ every other error; `--help` shows no `<bool>` for flags and every option says wh
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -74,3 +75,82 @@ def test_every_option_of_every_command_has_help_and_flags_show_no_type():
     assert not missing, f"options without help text: {missing}"
     assert not flag_types, flag_types
     assert "<bool>" not in cli("--help").output
+
+
+# ---- inputs before outputs, before torch, before the model -------------------------------------------
+def write_sets(folder):
+    """A neuron set (lape.json, site act, languages aa/bb) and a direction set header, with outputs already there."""
+    from langneurons.formats.neuronset import NeuronSet
+
+    NeuronSet(languages=["aa", "bb"], num_layers=2, intermediate_size=8, neurons={"aa": [[1], [2]], "bb": [[3], []]},
+              selected=[[1, 3], [2]], method="lape", site="act", model="toy").save(folder / "lape.json")  # fmt: skip
+    (folder / "diffmean.json").write_text(json.dumps({"format": "langneurons-directions/1", "languages": ["aa", "bb"],
+                                                      "tensors": "diffmean.safetensors"}))  # fmt: skip
+    for name in ("steer-lape.json", "steer-diffmean.json", "ppl-lape.json"):
+        (folder / name).write_text("{}")  # an earlier result: the input mistake must still be named first
+
+
+STEER = ["steer", "--model", "{d}"]
+INPUT_FIRST = {
+    "directions given a neuron set": (
+        [*STEER, "--directions", "{d}/lape.json", "--to", "aa"],
+        "is a neuron set (from `identify --method lape`), not a direction set: pass it as --neurons",
+    ),
+    "neurons given a direction set": (
+        [*STEER, "--neurons", "{d}/diffmean.json", "--to", "aa"],
+        "is a direction set (from `identify --method diffmean`), not a neuron set: pass it as --directions",
+    ),
+    "target not in the set": ([*STEER, "--neurons", "{d}/lape.json", "--to", "de"],
+                              "--to de: not a language of"),  # fmt: skip
+    "target close to one in the set": ([*STEER, "--directions", "{d}/diffmean.json", "--to", "AA,b"],
+                                       "did you mean bb?"),  # fmt: skip
+    "site of another set": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--site", "down_in"],
+                            "add --any-site to apply it at 'down_in' anyway"),  # fmt: skip
+    "unknown site": (["ppl", "--model", "{d}", "--neurons", "{d}/lape.json", "--site", "mlp"], "unknown --site 'mlp'"),
+    "unknown dtype": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--dtype", "fp8"], "unknown dtype 'fp8'"),
+    "unknown device": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--device", "gpu"],
+                       "unknown device 'gpu'"),  # fmt: skip
+    "missing set": ([*STEER, "--neurons", "{d}/nope.json", "--to", "aa"], "--neurons"),
+    "ppl site of another set": (["ppl", "--model", "{d}", "--neurons", "{d}/lape.json", "--site", "down_in"],
+                                "--any-site"),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("row", list(INPUT_FIRST))
+def test_input_mistakes_are_named_before_an_existing_output_and_before_torch(row, tmp_path):
+    """The real mistake, not "output exists", and found without importing torch (so in well under 2 s)."""
+    write_sets(tmp_path)
+    args, expected = INPUT_FIRST[row]
+    argv = [a.format(d=tmp_path) for a in args]
+    code = ("import sys; from langneurons.cli import main; sys.argv = ['langneurons', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=run_env(),
+                          timeout=60)  # fmt: skip
+    assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
+    assert "--overwrite" not in done.stderr
+
+
+def test_dtype_aliases_are_accepted():
+    from langneurons.modelspec import dtype_name
+
+    assert [dtype_name(d) for d in ("fp16", "BF16", "fp32", "half", "float16", "auto")] == [
+        "float16", "bfloat16", "float32", "float16", "float16", "auto"]
+
+
+def test_dtype_alias_reaches_the_model_load(tmp_path, monkeypatch):
+    """`--dtype bf16` passes the checks and is handed to the loader spelled out."""
+    import langneurons.cli.options as opt
+
+    seen = {}
+
+    def load(self):
+        seen["dtype"] = self.dtype
+        raise SystemExit(0)
+
+    monkeypatch.setattr(opt.ModelOptions, "load", load)
+    write_sets(tmp_path)
+    result = cli("steer", "--model", tmp_path, "--neurons", tmp_path / "lape.json", "--to", "aa", "--mode", "none",
+                 "--dtype", "bf16", "-o", tmp_path / "new.json")  # fmt: skip
+    assert result.exit_code == 0 and seen == {"dtype": "bfloat16"}, result.output

@@ -3,10 +3,16 @@ the one-line messages on stderr."""
 
 from __future__ import annotations
 
+import difflib
+import json
 from pathlib import Path
 from typing import Any
 
 from langneurons.errors import LangneuronsError
+from langneurons.modelspec import SITES
+
+NEURONSET_KIND = "langneurons-neuronset"
+DIRECTIONS_KIND = "langneurons-directions"
 
 
 # ---- checks ----------------------------------------------------------------------------------------
@@ -53,6 +59,51 @@ def capped_max_length(max_length: int, loaded: Any) -> int:
     """``--max-length`` capped at the model's own maximum (short-context models do not fail)."""
     check_max_length(max_length)
     return min(max_length, int(loaded.max_length))
+
+
+def peek_set(path: Path, flag: str) -> dict[str, Any]:
+    """The header of the neuron set (``--neurons``) or direction set (``--directions``) at ``path``, read as plain
+    JSON without torch, so a wrong file fails at once (before any output is checked or the model loads)."""
+    want, other = (NEURONSET_KIND, DIRECTIONS_KIND) if flag == "--neurons" else (DIRECTIONS_KIND, NEURONSET_KIND)
+    what = {NEURONSET_KIND: "a neuron set", DIRECTIONS_KIND: "a direction set"}
+    if not path.is_file():
+        raise LangneuronsError(f"{flag} {path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LangneuronsError(f"{flag} {path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+    kind = str(data.get("format", "")).split("/")[0] if isinstance(data, dict) else ""
+    if kind == other:
+        swap = "--directions" if flag == "--neurons" else "--neurons"
+        origin = "identify --method diffmean" if other == DIRECTIONS_KIND else f"identify --method {data.get('method')}"
+        raise LangneuronsError(f"{flag} {path} is {what[other]} (from `{origin}`), not {what[want]}: pass it as {swap}")
+    if kind != want:
+        raise LangneuronsError(f"{flag} {path} is not {what[want]} (its format is {data.get('format')!r})"
+                               if isinstance(data, dict) else f"{flag} {path} is not {what[want]}")  # fmt: skip
+    return data
+
+
+def check_in_set(langs: list[str], have: list[str], flag: str, path: Path) -> None:
+    """Each of ``langs`` (given with ``flag``) is a language of the set at ``path`` (did-you-mean if not)."""
+    for lang in langs:
+        if lang not in have:
+            close = difflib.get_close_matches(lang, have, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise LangneuronsError(f"{flag} {lang}: not a language of {path} (it has {', '.join(have)}){hint}")
+
+
+def check_site(site: str | None, any_site: bool, set_site: str | None, path: Path) -> None:
+    """``--site`` is a known site, and the set's own unless ``--any-site`` (checked before the model loads)."""
+    if any_site and site is None:
+        raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
+    if site is None:
+        return
+    if site not in SITES:
+        raise LangneuronsError(f"unknown --site {site!r}; choose {' or '.join(SITES)}")
+    if set_site is not None and site != set_site and not any_site:
+        raise LangneuronsError(
+            f"--site {site}: {path} was found at site {set_site!r}; add --any-site to apply it at {site!r} anyway"
+        )
 
 
 # ---- messages --------------------------------------------------------------------------------------
