@@ -154,3 +154,57 @@ def test_dtype_alias_reaches_the_model_load(tmp_path, monkeypatch):
     result = cli("steer", "--model", tmp_path, "--neurons", tmp_path / "lape.json", "--to", "aa", "--mode", "none",
                  "--dtype", "bf16", "-o", tmp_path / "new.json")  # fmt: skip
     assert result.exit_code == 0 and seen == {"dtype": "bfloat16"}, result.output
+
+
+# ---- no silent partial result ------------------------------------------------------------------------
+def test_compare_with_nothing_comparable_is_an_error_and_similarity_only_is_a_warning(tmp_path):
+    from test_analyze import SET, manifest, write_run
+
+    a = write_run(tmp_path / "a", SET, manifest(["en", "fr", "de"]))
+    b = write_run(tmp_path / "b", None, manifest(["en", "fr", "de"]), {"ppl-x.json": {"eval_languages": ["en"]}})
+    result = cli("compare", a, b, "-o", tmp_path / "cmp")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: nothing to compare: no neuron set is in every run") and \
+        f"{b}: no neuron set" in result.output and "identify" in result.output  # fmt: skip
+    assert not (tmp_path / "cmp").exists()
+    sim = {"format": "langneurons-similarity/1", "languages": ["en", "fr", "de"],
+           "per_layer": {"lrds": [0.1] * 8, "sads": [0.2] * 8}, "whole_model": {"lrds": 0.1, "sads": 0.2}}  # fmt: skip
+    for run in (a, b):
+        (run / "similarity.json").write_text(json.dumps(sim))
+    result = cli("compare", a, b, "-o", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert "warning: no neuron set is in every run: compared the similarity curves only" in result.output
+
+
+def test_report_shows_a_direction_set_found_in_the_run(tmp_path):
+    from test_analyze import manifest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps(manifest(["aa", "bb"], layers=3)))
+    (run / "diffmean.json").write_text(json.dumps({
+        "format": "langneurons-directions/1", "method": "diffmean", "model": "tiny", "site": "residual",
+        "languages": ["aa", "bb"], "num_layers": 3, "hidden_size": 16, "tensors": "diffmean.safetensors",
+        "norms": {"aa": [1.0, 2.0, 3.0], "bb": [4.0, 1.0, 1.0]}, "resid_norm": [10.0, 10.0, 10.0]}))  # fmt: skip
+    result = cli("report", run)
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text()
+    assert "Direction set: diffmean" in page and "Files not used" not in page
+    assert "<td>aa</td><td>0.100</td><td>0.200</td><td>0.300</td><td>2 (0.300)</td>" in page.replace("\n", "")
+    assert "langneurons steer --model tiny --directions diffmean.json --to aa" in page
+
+
+def test_corpus_file_named_by_a_language_name_is_refused_with_a_hint(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "english.txt").write_text("hello there\n")
+    (corpus / "fr.txt").write_text("bonjour\n")
+    (corpus / "pt-BR.txt").write_text("olá\n")
+    result = cli("record", "--corpus", corpus, "-o", tmp_path / "run")
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: corpus folder {corpus}: english.txt not named by a language code (name "
+                                     "each file <code>.txt: en.txt, fr.txt, pt-BR.txt; rename english.txt → en.txt)")
+    (corpus / "english.txt").rename(corpus / "en.txt")
+    from langneurons.data import load_corpus
+
+    assert list(load_corpus(str(corpus)).languages) == ["en", "fr", "pt-BR"]

@@ -21,6 +21,7 @@ from langneurons.cli.common import (
     check_sentences,
     next_hint,
     pick_corpus,
+    warn,
 )
 from langneurons.errors import LangneuronsError
 
@@ -180,11 +181,21 @@ def compare_cmd(
     from langneurons.formats.atomic import write_json
     from langneurons.formats.run import load_run
 
+    if len(runs) < 2:
+        raise LangneuronsError("compare needs two or more run directories (the first is the baseline)")
+    loaded = [load_run(path) for path in runs]  # the inputs first, then the output
+    result = compare_runs(loaded, set_name=neuron_set, bins=bins)
+    with_similarity = [run for run, label in zip(loaded, result["similarity"], strict=True)
+                       if result["similarity"][label] is not None]  # fmt: skip
+    if not result["sets"] and len(with_similarity) < len(loaded):
+        have = "; ".join(f"{run.path}: {', '.join(sorted(run.neuron_sets)) or 'no neuron set'}" for run in loaded)
+        raise LangneuronsError(
+            f"nothing to compare: no neuron set is in every run and not every run has similarity.json ({have}); "
+            f"run `langneurons identify RUN --method lape` on each run first"
+        )
     if out.exists() and not out.is_dir():
         raise LangneuronsError(f"{out} exists and is not a directory")
     check_out(out / COMPARE_FILE, overwrite)
-    loaded = [load_run(path) for path in runs]
-    result = compare_runs(loaded, set_name=neuron_set, bins=bins)
     write_json(out / COMPARE_FILE, result)
     written = [COMPARE_FILE]
     if figures:
@@ -215,7 +226,8 @@ def compare_cmd(
                     highlight=False,
                 )
     if not result["sets"]:
-        console.print("no neuron set present in every run; compared similarity only", highlight=False)
+        warn("no neuron set is in every run: compared the similarity curves only "
+             "(run `langneurons identify RUN --method lape` on each run to compare neuron sets)")  # fmt: skip
     console.print(escape(f"wrote {', '.join(str(out / w) for w in written)}"), highlight=False)
 
 
