@@ -208,3 +208,49 @@ def test_corpus_file_named_by_a_language_name_is_refused_with_a_hint(tmp_path):
     from langneurons.data import load_corpus
 
     assert list(load_corpus(str(corpus)).languages) == ["en", "fr", "pt-BR"]
+
+
+# ---- re-runs -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    from test_distributed import make_inputs
+
+    root = tmp_path_factory.mktemp("rerun")
+    model, corpus = make_inputs(root, sentences=6)
+    return root, model, corpus
+
+
+def test_the_readme_first_command_runs_twice(tiny_inputs, tmp_path):
+    """record && identify && report, twice: the second time the run and the set are kept (said so), the report
+    regenerated; a changed input is refused with the difference named."""
+    _, model, corpus = tiny_inputs
+    run = tmp_path / "run"
+    record = ["record", "--model", model, "--corpus", corpus, "--max-length", "32", "--out", run]
+    chain = [record, ["identify", run, "--method", "lape"], ["report", run]]
+    first = [cli(*args) for args in chain]
+    assert [r.exit_code for r in first] == [0, 0, 0], [r.output for r in first]
+    stamp = (run / "stats.safetensors").stat().st_mtime_ns, (run / "lape.json").stat().st_mtime_ns
+    second = [cli(*args) for args in chain]
+    assert [r.exit_code for r in second] == [0, 0, 0], [r.output for r in second]
+    assert f"{run} already holds this run (same model, corpus and settings): reused it" in second[0].output
+    assert f"{run / 'lape.json'} is up to date (same statistics and parameters); kept it" in second[1].output
+    assert "(replaced the earlier one)" in second[2].output
+    assert ((run / "stats.safetensors").stat().st_mtime_ns, (run / "lape.json").stat().st_mtime_ns) == stamp
+    changed = cli(*record, "--sentences", "3")
+    assert changed.exit_code == 2
+    assert changed.output.strip().splitlines()[-1].startswith(
+        f"error: {run} holds a finished run of other inputs: sentences.aa 6 → 3; sentences.bb 6 → 3")
+    assert cli(*record, "--sentences", "3", "--overwrite").exit_code == 0
+    changed = cli("identify", run, "--method", "lape")  # the statistics changed under the set
+    assert changed.exit_code == 2 and f"error: {run / 'lape.json'} holds a neuron set of other inputs: source." \
+        in changed.output, changed.output  # fmt: skip
+
+
+def test_a_report_path_holding_something_else_needs_overwrite(tmp_path):
+    from test_analyze import SET, manifest, write_run
+
+    run = write_run(tmp_path / "run", SET, manifest(["en", "fr", "de"]))
+    (tmp_path / "notes.html").write_text("<html>my notes</html>")
+    result = cli("report", run, "-o", tmp_path / "notes.html")
+    assert result.exit_code == 2 and "is not a langneurons report or figure; pass --overwrite" in result.output
+    assert cli("report", run, "-o", tmp_path / "notes.html", "--overwrite").exit_code == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from langneurons.errors import LangneuronsError
 
 EMBEDDED = "embedded"
+EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"  # the name result files record for --model embedded
 SITES = ("act", "down_in")  # the MLP neuron sites (models/base.py)
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
@@ -41,6 +42,16 @@ def looks_local(spec: str) -> bool:
         or "\\" in spec
         or (len(spec) > 1 and spec[1] == ":")
     )
+
+
+def model_flag(name: str | None) -> str:
+    """The ``--model …`` that loads the model a result file names (empty for the embedded one, the default), for
+    the pasteable 'next:' commands."""
+    import shlex
+
+    if name in (None, "", EMBEDDED, EMBEDDED_NAME):
+        return ""
+    return f" --model {shlex.quote(str(name))}"
 
 
 def check_model_spec(spec: str) -> None:

@@ -27,6 +27,42 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise LangneuronsError(f"{out} exists; pass --overwrite to replace it")
 
 
+def same_as_before(out: Path, new: dict[str, Any], overwrite: bool, what: str) -> bool:
+    """A re-run: True when ``out`` already holds exactly ``new`` (same inputs and parameters: nothing to write);
+    without ``--overwrite``, a ``what`` at ``out`` made from other inputs is refused, naming the difference."""
+    from langneurons.formats.difference import describe_difference, same_result
+
+    if overwrite or not out.is_file():
+        return False
+    try:
+        old = json.loads(out.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if old is not None and same_result(old, new):
+        return True
+    why = "is not valid JSON" if old is None else f"holds {what} of other inputs: {describe_difference(old, new)}"
+    raise LangneuronsError(f"{out} {why}; pass --overwrite to replace it, or -o another file")
+
+
+def check_derived(out: Path, overwrite: bool) -> bool:
+    """A derived output (a report, figures) is regenerated without ``--overwrite`` when it is one langneurons
+    wrote: an HTML report, a PNG, or a folder of PNGs. Anything else there needs ``--overwrite``. True when an
+    earlier one is replaced."""
+    if not out.exists():
+        return False
+    if overwrite:
+        return True
+    if out.is_dir():
+        ours = all(p.suffix == ".png" or p.name == "captions.json" for p in out.iterdir())
+    elif out.suffix == ".png":
+        ours = out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        ours = b"<title>langneurons report" in out.read_bytes()[:4096]
+    if not ours:
+        raise LangneuronsError(f"{out} exists and is not a langneurons report or figure; pass --overwrite to replace")
+    return True
+
+
 def check_out_folder(out: Path, overwrite: bool, marker: str, holds: str) -> None:
     """A folder output: ``out`` is a folder or does not exist yet, and one holding ``marker`` (the file a
     finished result leaves) is replaced only with ``--overwrite``."""

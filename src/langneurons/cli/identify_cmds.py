@@ -18,9 +18,12 @@ from langneurons.cli.common import (
     check_out,
     check_out_folder,
     next_hint,
+    same_as_before,
+    say,
     warn,
 )
 from langneurons.errors import LangneuronsError
+from langneurons.modelspec import model_flag
 
 if TYPE_CHECKING:
     from langneurons.formats.neuronset import NeuronSet
@@ -199,12 +202,17 @@ def identify_cmd(
         else:
             check_rate(name, value)
     out = out or run_dir / f"{spec.name}.json"
-    check_out(out, overwrite)
+    if out.exists() and not out.is_file():
+        raise LangneuronsError(f"{out} exists and is not a file")
     stats = load_stats(run_dir)
     ns = identify(stats, spec.name, languages=split_languages(languages), condition=condition, **given)
     ns.source["run"] = str(run_dir.resolve())
     if (few := few_tokens_warning(stats, ns)) is not None:
         ns.params["warnings"] = [*ns.params.get("warnings", []), few]
+    if same_as_before(out, ns.to_dict(), overwrite, "a neuron set"):  # a re-run: the same set, nothing to write
+        say(f"{out} is up to date (same statistics and parameters); kept it")
+        next_hint(f"langneurons ppl{model_flag(ns.model)} --neurons {out} && langneurons report {run_dir}")
+        return
     ns.save(out)
     console = Console()
     console.print(language_table(ns, f"{spec.name} on {run_dir}"))
@@ -217,7 +225,7 @@ def identify_cmd(
     )
     for message in ns.params.get("warnings", []):
         warn(message)
-    next_hint(f"langneurons ppl --neurons {out}   (then: langneurons report {run_dir})")
+    next_hint(f"langneurons ppl{model_flag(ns.model)} --neurons {out} && langneurons report {run_dir}")
 
 
 # Fewer tokens than this per language, or than TOKENS_PER_NEURON × the neurons selected for the language, and
@@ -272,9 +280,16 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
         if value is not None:
             raise LangneuronsError(f"{flag} does not apply to method diffmean (it selects no neurons)")
     out = out or run_dir / "diffmean.json"
-    check_out(out, overwrite)
+    if out.exists() and not out.is_file():
+        raise LangneuronsError(f"{out} exists and is not a file")
     stats = subset_languages(load_stats(run_dir), split_languages(languages))
     ds = diffmean(stats)
+    hint = f"langneurons steer{model_flag(stats.manifest.get('model'))} --directions {out} --to {ds.languages[0]}"
+    tensors = out.with_suffix(".safetensors")
+    if tensors.is_file() and same_as_before(out, ds.to_dict(tensors.name), overwrite, "a direction set"):
+        say(f"{out} is up to date (same statistics); kept it")
+        next_hint(hint)
+        return
     ds.save(out)
     norms = ds.norms()
     table = Table(title=escape(f"diffmean on {run_dir}: ‖d‖ / r_l per layer"))
@@ -291,7 +306,7 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
                f"and {out.with_suffix('.safetensors').name}"),
         highlight=False,
     )  # fmt: skip
-    next_hint(f"langneurons steer --model MODEL --directions {out} --to LANG   (sweeps α × layer)")
+    next_hint(hint)
 
 
 @app.command("show")

@@ -19,6 +19,7 @@ from langneurons.cli.common import (
     pick_corpus,
     say,
 )
+from langneurons.errors import LangneuronsError
 
 
 @app.command("record")
@@ -84,7 +85,9 @@ def record_cmd(
     settings.validate()  # before the corpus and the model load: bad input fails at once
     check_max_length(max_length)
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)  # inputs first
-    check_out_folder(out, overwrite, MANIFEST_FILE, "a finished run")
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+    finished = None if overwrite else _created(out / MANIFEST_FILE)  # a re-run: reused if the same job
     if lid_filter:
         texts_ = _lid_filter(texts_, lid_threshold)
     model, world = model.join_world()
@@ -92,7 +95,7 @@ def record_cmd(
         loaded = model.load()
         settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))
         try:
-            stats = record(loaded, texts_, out, settings, overwrite=overwrite, world=world)
+            stats = record(loaded, texts_, out, settings, overwrite=overwrite, reuse=True, world=world)
         except KeyboardInterrupt:
             if world.is_main:
                 say(f"interrupted: the checkpoint in {out} is kept; rerun the same command to resume")
@@ -101,8 +104,13 @@ def record_cmd(
         shutdown(world)
     if world.is_main:
         m = stats.manifest
+        reused = finished is not None and m.get("created") == finished
+        if reused:
+            say(f"{out} already holds this run (same model, corpus and settings): reused it; "
+                "pass --overwrite to record again")  # fmt: skip
         say(
-            f"wrote {out}: {len(m['languages'])} languages, {int(stats.n_tokens.sum()):,} tokens, "
+            f"{'kept' if reused else 'wrote'} {out}: {len(m['languages'])} languages, "
+            f"{int(stats.n_tokens.sum()):,} tokens, "
             f"{m['num_layers']} layers × {m['intermediate_size']} neurons, site {site}, {m['wall_seconds']:.1f} s"
         )
         next_hint(f"langneurons identify {out} --method lape")
@@ -123,6 +131,16 @@ def merge_cmd(
     save_stats(out, merged)
     say(f"wrote {out}: languages {','.join(merged.languages)}")
     next_hint(f"langneurons identify {out} --method lape")
+
+
+def _created(manifest: Path) -> str | None:
+    """When the finished run whose manifest this is was made (None: no finished run there)."""
+    import json
+
+    try:
+        return str(json.loads(manifest.read_text(encoding="utf-8")).get("created"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _lid_filter(texts, threshold: float):

@@ -10,10 +10,8 @@ from torch import nn
 
 from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, get_adapter
-from langneurons.modelspec import check_hub_model, check_model_spec, dtype_name, hub_offline
+from langneurons.modelspec import EMBEDDED, EMBEDDED_NAME, check_hub_model, check_model_spec, dtype_name, hub_offline
 
-EMBEDDED = "embedded"
-EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

@@ -313,14 +313,19 @@ def _checkpoint_names(n_totals: int, shards: bool) -> list[str]:
 _AFTER_THE_FACT = ("format", "wall_seconds", "created")
 
 
-def _reusable(out: Path, manifest: dict) -> Stats | None:
-    """The finished run in ``out`` if its manifest describes the same job, else None."""
+def _reusable(out: Path, manifest: dict) -> Stats:
+    """The finished run in ``out`` if its manifest describes the same job; another job's run is refused, naming
+    the first differences (model, corpus, settings, ...)."""
+    from langneurons.formats.difference import describe_difference
     from langneurons.formats.stats import load_stats
 
     finished = load_stats(out)
     theirs = {k: v for k, v in finished.manifest.items() if k not in _AFTER_THE_FACT}
     mine = json.loads(json.dumps(manifest))
-    return finished if theirs == mine else None
+    if theirs == mine:
+        return finished
+    raise LangneuronsError(f"{out} holds a finished run of other inputs: {describe_difference(theirs, mine)}; "
+                           "pass --overwrite to replace it, or -o another folder")  # fmt: skip
 
 
 def _check_max_length(loaded: LoadedModel, s: RecordSettings) -> None:
