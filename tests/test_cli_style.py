@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -254,3 +255,37 @@ def test_a_report_path_holding_something_else_needs_overwrite(tmp_path):
     result = cli("report", run, "-o", tmp_path / "notes.html")
     assert result.exit_code == 2 and "is not a langneurons report or figure; pass --overwrite" in result.output
     assert cli("report", run, "-o", tmp_path / "notes.html", "--overwrite").exit_code == 0
+
+
+# ---- output: factors as in the report, tables not dicts, no wrapped paths, pasteable next commands -----
+def test_ppl_prints_ratios_and_the_next_command_with_the_real_model(tiny_inputs, tmp_path):
+    _, model, corpus = tiny_inputs
+    run = tmp_path / "run"
+    assert cli("record", "--model", model, "--corpus", corpus, "--max-length", "32", "--shards", "3",
+               "-o", run).exit_code == 0  # fmt: skip
+    assert cli("identify", run, "--method", "lape", "--top-rate", "0.1").exit_code == 0
+    done = cli("ppl", "--model", model, "--neurons", run / "lape.json", "--corpus", corpus, "--sentences", "3",
+               "--max-length", "32")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    rows = [line for line in done.output.splitlines() if "neurons off:" in line]
+    assert len(rows) == 3 and all("PPL on" in r and " ×" in r and "%" not in r for r in rows), rows
+    assert f"next: langneurons steer --model {model} --neurons {run / 'lape.json'} --to aa && " \
+           f"langneurons report {run}" in done.output  # fmt: skip
+    sens = cli("stability", run, "--bootstrap", "3", "--split-half", "0", "--no-data-size")
+    assert sens.exit_code == 0, sens.output
+    assert "threshold sensitivity: 25 settings against the default (top_rate=0.01" in sens.output
+    assert "{'" not in sens.output and "mean Jaccard with the default" in sens.output
+    assert sens.output.rstrip().endswith(f"next: langneurons report {run}")
+
+
+def test_a_log_file_never_has_a_path_wrapped(tiny_inputs):
+    """Written to a pipe, rich would wrap at 80 columns: the long path must stay on its line."""
+    _, model, corpus = tiny_inputs
+    deep = Path(model).parent / ("a-rather-long-folder-name-" * 3) / "run"
+    args = ["record", "--model", model, "--corpus", corpus, "--max-length", "32", "-o", str(deep)]
+    assert cli(*args).exit_code == 0
+    done = subprocess.run([sys.executable, "-m", "langneurons", "identify", str(deep), "--method", "diffmean"],
+                          capture_output=True, text=True, env=run_env(), timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {deep / 'diffmean.json'} and diffmean.safetensors" in done.stdout
+    assert f"next: langneurons steer --model {model} --directions {deep / 'diffmean.json'} --to aa" in done.stderr

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,6 +18,7 @@ from langneurons.cli.common import (
     check_out,
     check_positive,
     check_sentences,
+    make_console,
     next_hint,
     pick_corpus,
     warn,
@@ -92,7 +92,7 @@ def similarity_cmd(
             return
     result = similarity(pooled, progress=True)
     save_similarity(out / SIMILARITY_FILE, result)
-    console = Console()
+    console = make_console()
     table = Table(title=escape(f"similarity: {result['model']}, site {result['site']}, {result['corpus']}"))
     for col in ("layer", "LRDS", "SADS", "same lang", "diff lang", "same meaning", "diff meaning"):
         table.add_column(col, justify="right")
@@ -161,8 +161,8 @@ def identify_sentences_cmd(
     table.add_column("neurons", justify="right")
     for lang in ns.languages:
         table.add_row(lang, str(ns.count(lang)))
-    Console().print(table)
-    Console().print(escape(f"wrote {out}"), highlight=False)
+    make_console().print(table)
+    make_console().print(escape(f"wrote {out}"), highlight=False)
     next_hint(f"langneurons show {out}")
 
 
@@ -204,7 +204,7 @@ def compare_cmd(
         for name, png in comparison_figures(result).items():
             (out / name).write_bytes(png)
             written.append(name)
-    console = Console()
+    console = make_console()
     for name, data in result["sets"].items():
         for label, versus in data["versus_baseline"].items():
             table = Table(title=escape(f"{name}: {label} vs {result['runs'][0]['name']}"))

@@ -142,7 +142,20 @@ def check_site(site: str | None, any_site: bool, set_site: str | None, path: Pat
         )
 
 
-# ---- messages --------------------------------------------------------------------------------------
+# ---- messages ---------------------------------------------------------------------------------------
+LOG_WIDTH = 200  # columns of a table written to a file or pipe (rich's 80 would wrap paths and rows)
+
+
+def make_console(stderr: bool = False):
+    """A rich console for tables and result lines: never wraps a line of text (a path stays one string in a log),
+    and lays tables out ``LOG_WIDTH`` wide when the output is not a terminal."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal or probe.is_jupyter else LOG_WIDTH
+    return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
 def say(message: str) -> None:
     """One plain line on stderr (progress notes, 'loading model …', 'next: …' hints)."""
     from rich.console import Console

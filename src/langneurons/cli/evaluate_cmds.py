@@ -21,6 +21,7 @@ from langneurons.cli.common import (
     check_positive,
     check_sentences,
     check_site,
+    next_hint,
     peek_set,
     pick_corpus,
     say,
@@ -28,6 +29,7 @@ from langneurons.cli.common import (
     write_result,
 )
 from langneurons.errors import LangneuronsError
+from langneurons.modelspec import model_flag
 
 
 def default_out(neurons: Path, kind: str) -> Path:
@@ -110,9 +112,9 @@ def ppl_cmd(
             warn(f"{lang}: {message}")
     for lang, row in result["summary"].items():
         say(
-            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
-            f"{_pct(row.get('others_median'))}, "
-            f"matched random control on {lang} {_pct(row['random_self'])}"
+            f"  {lang} neurons off: PPL on {lang} {_ratio(row['self'])}, on the others (median) "
+            f"{_ratio(row.get('others_median'))}, "
+            f"matched random control on {lang} {_ratio(row['random_self'])}"
         )
     for message in (result.get("significance") or {}).get("warnings") or []:
         warn(message)
@@ -123,9 +125,12 @@ def ppl_cmd(
         ci = sig["ci95"] or [None, None]
         z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
         say(
-            f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_pct(sig['control_max'])}), "
-            f"z = {z}, 95 % CI of ΔPPL {_pct(ci[0])} … {_pct(ci[1])}"
+            f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_ratio(sig['control_max'])}), "
+            f"z = {z}, 95 % CI of the PPL ratio {_ratio(ci[0])} … {_ratio(ci[1])}"
         )
+    first = next((lang for lang in result["summary"] if lang != "en"), "fr")  # steer prompts are English by default
+    next_hint(f"langneurons steer{model_flag(model.model)} --neurons {neurons} --to {first} "
+              f"&& langneurons report {out.parent}")  # fmt: skip
 
 
 def _controls(controls: int, no_controls: bool) -> int:
@@ -135,9 +140,12 @@ def _controls(controls: int, no_controls: bool) -> int:
     return 0 if no_controls else controls
 
 
-def _pct(value: float | None) -> str:
-    """A relative change as a signed percentage; "n/a" where the language was not evaluated."""
-    return "n/a" if value is None else f"{value:+.1%}"
+def _ratio(value: float | None) -> str:
+    """A relative change of perplexity as the report writes it, a ratio (+14131 % → ×142); "n/a" where the
+    language was not evaluated."""
+    from langneurons.intervals import ratio_text
+
+    return "n/a" if value is None else ratio_text(1 + value)
 
 
 def find_stats(stats: Path | None, neurons: Path, recorded_run: str | None):
@@ -324,6 +332,7 @@ def steer_cmd(
                     f"    p = {sig['p']:.3g} against {sig['controls']} null draws (max {sig['control_max']:.0%}), "
                     f"z = {z}, 95 % Wilson CI of success {ci[0]:.0%} … {ci[1]:.0%}"
                 )
+    next_hint(f"langneurons report {out.parent}")
 
 
 def _refuse_neuron_flags(mode: str | None, deactivate_source: bool | None, site: str | None, any_site: bool,
@@ -387,3 +396,4 @@ def _steer_directions(directions: Path, layers: str | None, targets: list[str], 
                 f"{steered['language_rate']:.0%}, {steered['not_fluent']} not fluent; baseline "
                 f"{entry['baseline']['success']:.0%}" + ("" if rnd is None else f", random direction {rnd:.0%}") + ")"
             )
+    next_hint(f"langneurons report {out.parent}")

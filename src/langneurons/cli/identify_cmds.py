@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -17,6 +16,7 @@ from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.common import (
     check_out,
     check_out_folder,
+    make_console,
     next_hint,
     same_as_before,
     say,
@@ -214,7 +214,7 @@ def identify_cmd(
         next_hint(f"langneurons ppl{model_flag(ns.model)} --neurons {out} && langneurons report {run_dir}")
         return
     ns.save(out)
-    console = Console()
+    console = make_console()
     console.print(language_table(ns, f"{spec.name} on {run_dir}"))
     console.print(escape(describe(ns)), highlight=False)
     unassigned = ns.class_counts()["unassigned"]
@@ -299,7 +299,7 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
     for layer in range(ds.num_layers):
         r = float(ds.resid_norm[layer]) or 1.0
         table.add_row(str(layer), *(f"{float(norms[k, layer]) / r:.3f}" for k in range(len(ds.languages))))
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(
         escape(f"{len(ds.languages)} languages × {ds.num_layers} layers × hidden {ds.hidden_size}; wrote {out} "
@@ -321,7 +321,7 @@ def show_cmd(
     from langneurons.formats.neuronset import NeuronSet
 
     ns = NeuronSet.load(neuron_set)
-    console = Console()
+    console = make_console()
     console.print(escape(f"{neuron_set}: {describe(ns)}"), highlight=False)
     if ns.source:
         src = ", ".join(f"{k}={v}" for k, v in ns.source.items() if v is not None)
@@ -363,7 +363,7 @@ def import_tang_cmd(
         method=method,
     )
     ns.save(out)
-    console = Console()
+    console = make_console()
     console.print(language_table(ns, f"imported {file.name}"))
     console.print(escape(describe(ns)), highlight=False)
     if ns.params.get("intermediate_size_inferred"):
@@ -392,7 +392,7 @@ def export_cmd(
     check_out(out, overwrite)
     ns = NeuronSet.load(neuron_set)
     export_tang(ns, out)
-    Console().print(
+    make_console().print(
         f"wrote {escape(str(out))} ({len(ns.languages)} languages: {','.join(ns.languages)})", highlight=False
     )
 
@@ -419,7 +419,7 @@ def convert_zhang_cmd(
     table.add_column("tokens", justify="right")
     for lang, n in zip(stats.languages, stats.n_tokens.tolist(), strict=True):
         table.add_row(lang, str(n))
-    console = Console()
+    console = make_console()
     console.print(table)
     m = stats.manifest
     console.print(
