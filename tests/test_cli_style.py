@@ -22,9 +22,18 @@ def cli(*args) -> object:
 
 
 def commands() -> list[tuple[str, object, object]]:
-    group = typer.main.get_command(app)
-    ctx = typer.Context(group, info_name="langneurons")
-    return [(name, group.get_command(ctx, name), ctx) for name in group.list_commands(ctx)]
+    """Every command, sub-commands of groups (`import tang`) included, as (name, command, context)."""
+    found, todo = [], [("", typer.main.get_command(app))]
+    while todo:
+        prefix, group = todo.pop()
+        ctx = typer.Context(group, info_name="langneurons")
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            if hasattr(command, "list_commands"):
+                todo.append((f"{prefix}{name} ", command))
+            else:
+                found.append((f"{prefix}{name}", command, ctx))
+    return found
 
 
 @pytest.mark.parametrize(
@@ -71,7 +80,7 @@ def test_every_option_of_every_command_has_help_and_flags_show_no_type():
                 missing.append(f"{name} {param.name}")
             if getattr(param, "is_flag", False) and param.metavar != "":
                 flag_types.append(f"{name} {param.name}")
-        page = cli(name, "--help")
+        page = cli(*name.split(), "--help")
         assert page.exit_code == 0 and "<bool>" not in page.output, (name, page.output)
     assert not missing, f"options without help text: {missing}"
     assert not flag_types, flag_types
@@ -289,3 +298,31 @@ def test_a_log_file_never_has_a_path_wrapped(tiny_inputs):
     assert done.returncode == 0, done.stderr
     assert f"wrote {deep / 'diffmean.json'} and diffmean.safetensors" in done.stdout
     assert f"next: langneurons steer --model {model} --directions {deep / 'diffmean.json'} --to aa" in done.stderr
+
+
+# ---- --quiet and --json on every command -------------------------------------------------------------
+def test_every_command_has_quiet_and_json():
+    for name, command, ctx in commands():
+        opts = {o for p in command.get_params(ctx) for o in p.opts}
+        assert {"--quiet", "-q", "--json"} <= opts, name
+
+
+def test_json_prints_one_summary_on_stdout_and_quiet_prints_nothing_but_problems(tiny_inputs, tmp_path):
+    _, model, corpus = tiny_inputs
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "langneurons", "record", "--model", model, "--corpus", corpus, "--max-length", "32",
+            "-o", str(run)]  # fmt: skip
+    env = run_env() | {"LANGNEURONS_PROGRESS_SECONDS": "0"}
+    done = subprocess.run([*args, "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)  # stdout is the JSON object alone
+    assert summary["command"] == "record" and summary["ok"] and summary["outputs"] == [str(run)]
+    assert summary["next"] == f"langneurons identify {run} --method lape"
+    quiet = subprocess.run([*args, "-q"], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == "", quiet.stderr
+    wrong = subprocess.run([sys.executable, "-m", "langneurons", "identify", str(run), "--method", "lape",
+                            "--top-rate", "2", "--json", "-q"], capture_output=True, text=True, env=env, timeout=60)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: ")
+    assert json.loads(wrong.stdout) | {"error": ""} == {
+        "command": "identify", "ok": False, "exit_code": 2, "outputs": [], "next": None, "warnings": [], "notes": [],
+        "error": ""}  # fmt: skip

@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.text import Text
 
 INTERVAL_ENV = "LANGNEURONS_PROGRESS_SECONDS"
+QUIET_ENV = "LANGNEURONS_QUIET"  # set by the command line's --quiet and --json
 DEFAULT_INTERVAL = 30.0
 
 
@@ -188,7 +189,7 @@ def progress_bar(enabled: bool, unit: str = "", transient: bool = False) -> Any:
 
     ``unit`` is a plain word; a rich template with ``{task.fields[...]}`` still works on a terminal.
     """
-    if not enabled:
+    if not enabled or os.environ.get(QUIET_ENV):  # --quiet / --json: no progress output
         return _Disabled()
     if not stderr_is_terminal():
         return LineProgress("" if "{" in unit else unit)

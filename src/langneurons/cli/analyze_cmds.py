@@ -20,6 +20,7 @@ from langneurons.cli.common import (
     check_sentences,
     make_console,
     next_hint,
+    note_output,
     pick_corpus,
     warn,
 )
@@ -228,6 +229,7 @@ def compare_cmd(
     if not result["sets"]:
         warn("no neuron set is in every run: compared the similarity curves only "
              "(run `langneurons identify RUN --method lape` on each run to compare neuron sets)")  # fmt: skip
+    note_output(*(out / w for w in written))
     console.print(escape(f"wrote {', '.join(str(out / w) for w in written)}"), highlight=False)
 
 

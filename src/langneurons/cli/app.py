@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -65,8 +66,11 @@ class OneLineGroup(TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is not None:
-            _no_flag_types(command.get_params(ctx))
+        todo = [] if command is None else [command]
+        while todo:  # the command, or a group's commands (`import tang`)
+            one = todo.pop()
+            _no_flag_types(one.get_params(ctx))
+            todo += list(getattr(one, "commands", {}).values())
         return command
 
 
@@ -107,23 +111,41 @@ def _root(
     """Find, explain and steer the neurons that make a language model multilingual."""
 
 
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors (no progress, no notes).")]
+JsonSummary = Annotated[
+    bool,
+    typer.Option("--json", help="Print a machine-readable summary (JSON) on stdout at the end; the rest to stderr."),
+]
+
+
 def one_line_errors(fn: F) -> F:
-    """Turn LangneuronsError / OSError into a one-line message and exit code 2 (never a traceback).
+    """Turn LangneuronsError / OSError into a one-line message and exit code 2 (never a traceback), and give the
+    command ``--quiet`` and ``--json`` (every command has both; see :mod:`langneurons.cli.common`'s output mode).
 
     Also in effect under typer's CliRunner, which bypasses :func:`main`.
     """
+    from langneurons.cli.common import output_mode
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LangneuronsError as exc:
-            message = (str(exc).splitlines() or [exc.__class__.__name__])[0]
-        except OSError as exc:
-            message = f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
-        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    def wrapper(*args: Any, quiet: bool = False, json_summary: bool = False, **kwargs: Any) -> Any:
+        with output_mode(fn.__name__.removesuffix("_cmd").replace("_", "-"), quiet, json_summary) as summary:
+            try:
+                return fn(*args, **kwargs)
+            except LangneuronsError as exc:
+                message = (str(exc).splitlines() or [exc.__class__.__name__])[0]
+            except OSError as exc:
+                message = f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
+            summary.update(ok=False, exit_code=2, error=message)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
 
+    signature = inspect.signature(fn, eval_str=True)
+    extra = [inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet),
+             inspect.Parameter("json_summary", inspect.Parameter.KEYWORD_ONLY, default=False,
+                               annotation=JsonSummary)]  # fmt: skip
+    parameters = sorted([*signature.parameters.values(), *extra], key=lambda p: p.kind)
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": signature.return_annotation}
     return wrapper  # type: ignore[return-value]
 
 

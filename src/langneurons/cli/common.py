@@ -3,13 +3,18 @@ the one-line messages on stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from langneurons.errors import LangneuronsError
 from langneurons.modelspec import SITES
+from langneurons.progress import QUIET_ENV  # read by progress_bar: no bars or progress lines
 
 NEURONSET_KIND = "langneurons-neuronset"
 DIRECTIONS_KIND = "langneurons-directions"
@@ -156,8 +161,56 @@ def make_console(stderr: bool = False):
     return Console(stderr=stderr, soft_wrap=True, width=width)
 
 
+# The output mode of the command running now (--quiet, --json) and what its JSON summary will say.
+_MODE: dict[str, Any] = {"quiet": False, "summary": None}
+
+
+@contextlib.contextmanager
+def output_mode(command: str, quiet: bool, json_summary: bool) -> Iterator[dict[str, Any]]:
+    """Run one command with ``--quiet`` (warnings and errors only) and/or ``--json`` (everything human-readable to
+    stderr; at the end one JSON object on stdout: command, ok, exit_code, outputs, next, warnings, notes, error)."""
+    summary: dict[str, Any] = {"command": command, "ok": True, "exit_code": 0, "outputs": [], "next": None,
+                               "warnings": [], "notes": []}  # fmt: skip
+    saved, saved_env = dict(_MODE), os.environ.get(QUIET_ENV)
+    _MODE.update(quiet=quiet or json_summary, summary=summary)
+    if quiet or json_summary:
+        os.environ[QUIET_ENV] = "1"
+    stdout = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if json_summary else contextlib.nullcontext():
+            yield summary
+    except SystemExit as exc:  # typer.Exit is not a SystemExit; fail() and Ctrl-C handlers are
+        code = exc.code if isinstance(exc.code, int) else 1
+        if code:
+            summary.update(ok=False, exit_code=code)
+        raise
+    except Exception as exc:
+        code = getattr(exc, "exit_code", None)
+        if code is None or code:
+            summary.update(ok=False, exit_code=code if isinstance(code, int) else 1)
+        raise
+    finally:
+        _MODE.update(saved)
+        if saved_env is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = saved_env
+        if json_summary:
+            print(json.dumps(summary, default=str), file=stdout, flush=True)
+
+
+def note_output(*paths: Path | str) -> None:
+    """Name the files a command wrote (the ``outputs`` of its ``--json`` summary)."""
+    if _MODE["summary"] is not None:
+        _MODE["summary"]["outputs"] += [str(p) for p in paths]
+
+
 def say(message: str) -> None:
-    """One plain line on stderr (progress notes, 'loading model …', 'next: …' hints)."""
+    """One plain line on stderr (progress notes, 'loading model …', 'next: …' hints); none with --quiet."""
+    if _MODE["summary"] is not None:
+        _MODE["summary"]["notes"].append(message)
+    if _MODE["quiet"]:
+        return
     from rich.console import Console
     from rich.markup import escape
 
@@ -169,11 +222,15 @@ def warn(message: str) -> None:
     from rich.console import Console
     from rich.markup import escape
 
+    if _MODE["summary"] is not None:
+        _MODE["summary"]["warnings"].append(message)
     Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def next_hint(command: str) -> None:
     """The one-line 'next: langneurons …' hint after a stage (rank 0 only, under torchrun)."""
+    if _MODE["summary"] is not None:
+        _MODE["summary"]["next"] = command
     say(f"next: {command}")
 
 
@@ -182,4 +239,5 @@ def write_result(out: Path, result: dict[str, Any]) -> None:
     from langneurons.formats.atomic import write_json
 
     write_json(out, result)
+    note_output(out)
     say(f"wrote {out} ({result['provenance']['wall_seconds']:.1f} s)")

@@ -18,6 +18,7 @@ from langneurons.cli.common import (
     check_out_folder,
     make_console,
     next_hint,
+    note_output,
     same_as_before,
     say,
     warn,
@@ -210,10 +211,12 @@ def identify_cmd(
     if (few := few_tokens_warning(stats, ns)) is not None:
         ns.params["warnings"] = [*ns.params.get("warnings", []), few]
     if same_as_before(out, ns.to_dict(), overwrite, "a neuron set"):  # a re-run: the same set, nothing to write
+        note_output(out)
         say(f"{out} is up to date (same statistics and parameters); kept it")
         next_hint(f"langneurons ppl{model_flag(ns.model)} --neurons {out} && langneurons report {run_dir}")
         return
     ns.save(out)
+    note_output(out)
     console = make_console()
     console.print(language_table(ns, f"{spec.name} on {run_dir}"))
     console.print(escape(describe(ns)), highlight=False)
@@ -287,10 +290,12 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
     hint = f"langneurons steer{model_flag(stats.manifest.get('model'))} --directions {out} --to {ds.languages[0]}"
     tensors = out.with_suffix(".safetensors")
     if tensors.is_file() and same_as_before(out, ds.to_dict(tensors.name), overwrite, "a direction set"):
+        note_output(out, tensors)
         say(f"{out} is up to date (same statistics); kept it")
         next_hint(hint)
         return
     ds.save(out)
+    note_output(out, tensors)
     norms = ds.norms()
     table = Table(title=escape(f"diffmean on {run_dir}: ‖d‖ / r_l per layer"))
     table.add_column("layer", justify="right")
@@ -363,6 +368,7 @@ def import_tang_cmd(
         method=method,
     )
     ns.save(out)
+    note_output(out)
     console = make_console()
     console.print(language_table(ns, f"imported {file.name}"))
     console.print(escape(describe(ns)), highlight=False)

@@ -16,6 +16,7 @@ from langneurons.cli.common import (
     check_out_folder,
     check_sentences,
     next_hint,
+    note_output,
     pick_corpus,
     say,
 )
@@ -105,6 +106,7 @@ def record_cmd(
     if world.is_main:
         m = stats.manifest
         reused = finished is not None and m.get("created") == finished
+        note_output(out)
         if reused:
             say(f"{out} already holds this run (same model, corpus and settings): reused it; "
                 "pass --overwrite to record again")  # fmt: skip
@@ -129,6 +131,7 @@ def merge_cmd(
     check_out_folder(out, overwrite, MANIFEST_FILE, "a finished run")
     merged = merge_stats([load_stats(run) for run in runs])
     save_stats(out, merged)
+    note_output(out)
     say(f"wrote {out}: languages {','.join(merged.languages)}")
     next_hint(f"langneurons identify {out} --method lape")
 

@@ -9,7 +9,7 @@ import typer
 
 import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.common import check_derived, say
+from langneurons.cli.common import check_derived, note_output, say
 
 
 @app.command("report")
@@ -37,5 +37,6 @@ def report_cmd(
     out = out or run_dir / ("figures" if fmt == "png" else "report.html")
     replaced = check_derived(out, overwrite)  # a report is derived: regenerated from the result files each time
     paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer)
+    note_output(*paths)
     say(f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}" + (" …" if len(paths) > 4 else "")
         + (" (replaced the earlier one)" if replaced else ""))  # fmt: skip

@@ -16,6 +16,7 @@ from langneurons.cli.common import (
     check_out,
     make_console,
     next_hint,
+    note_output,
 )
 from langneurons.errors import LangneuronsError
 
@@ -204,6 +205,7 @@ def stability_cmd(
         **software(),
     }
     write_json(out, result)
+    note_output(out, *(p for p in (freq_path, core_path) if p.exists()))
     _print(result, out)
     next_hint(f"langneurons report {run_dir}")
 
