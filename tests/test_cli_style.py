@@ -326,3 +326,35 @@ def test_json_prints_one_summary_on_stdout_and_quiet_prints_nothing_but_problems
     assert json.loads(wrong.stdout) | {"error": ""} == {
         "command": "identify", "ok": False, "exit_code": 2, "outputs": [], "next": None, "warnings": [], "notes": [],
         "error": ""}  # fmt: skip
+
+
+# ---- progress -----------------------------------------------------------------------------------------
+def test_eta_follows_the_recent_rate_not_a_slow_start(monkeypatch, capsys):
+    """A 60 s load before the first unit, then 1 unit/s: the ETA is the ~400 s left, not 2.7× that (the mean
+    since the start would say ~1,100 s)."""
+    import langneurons.progress as progress
+
+    bar = progress.LineProgress("units", interval=1e9)
+    task = bar.add_task("recording", total=1000)
+    clock = [bar.tasks[task].started]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    clock[0] += 60.0
+    bar.update(task, completed=1)
+    for done in range(2, 601):  # 1 unit per second for ~10 minutes
+        clock[0] += 1.0
+        bar.update(task, completed=done)
+    line = bar.line(bar.tasks[task])
+    left = line.rsplit(", ", 1)[1]
+    assert left.endswith(" left") and left in ("6m40s left", "6m39s left", "6m41s left"), line
+
+
+def test_record_progress_moves_per_batch_not_per_unit(tiny_inputs, tmp_path):
+    """One unit of 3 batches: the log shows the sentences of each batch, not one jump per unit."""
+    _, model, corpus = tiny_inputs
+    env = run_env() | {"LANGNEURONS_PROGRESS_SECONDS": "0"}
+    done = subprocess.run([sys.executable, "-m", "langneurons", "record", "--model", model, "--corpus", corpus,
+                           "--languages", "aa", "--batch-size", "2", "--chunk-batches", "3", "--max-length", "32",
+                           "-o", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    counts = [line.split(": ")[1].split(" ")[0] for line in done.stderr.splitlines() if line.startswith("recording")]
+    assert counts[:3] == ["2/6", "4/6", "6/6"], done.stderr

@@ -144,7 +144,9 @@ def record(
                 mine = first + world.rank
                 counter.reset()
                 if mine < len(units):
-                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language)
+                    at = _sentences_done(units, mine)
+                    on_batch = None if world.size > 1 else (lambda n, at=at: bar.update(task, completed=at + n))
+                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language, on_batch)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
                 for offset, partial in enumerate(gather_partials(counter.partial, world)):
                     if first + offset < len(units):
@@ -209,13 +211,16 @@ class _StopOnSigint:
 
 
 def _run_unit(
-    unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language
+    unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language,
+    on_batch=None,
 ):
+    """Count one unit; ``on_batch(n)`` after each batch with the unit's texts done so far (the progress bar)."""
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
     batches = packed_batches if s.packing else unit_batches
     shard_of_text = None
     if s.shards:
         shard_of_text = shard_of_sentences(per_language[unit.lang], s.shards, unit.start, unit.stop)
+    done = 0
     for batch in batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
         counter.set_batch(batch.counted, None if shard_of_text is None else shard_of_text[batch.text])
         body(
@@ -225,6 +230,9 @@ def _run_unit(
         )
         if not counter.checked:
             counter.check_fired()
+        if on_batch is not None:  # a packed row holds several texts: the last one it reaches counts as done
+            done = int(batch.text.max()) + 1 if s.packing and batch.text is not None else done + len(batch.input_ids)
+            on_batch(min(done, len(texts)))
 
 
 def _add(row: Partial, partial: Partial) -> Partial:
