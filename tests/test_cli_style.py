@@ -358,3 +358,39 @@ def test_record_progress_moves_per_batch_not_per_unit(tiny_inputs, tmp_path):
     assert done.returncode == 0, done.stderr
     counts = [line.split(": ")[1].split(" ")[0] for line in done.stderr.splitlines() if line.startswith("recording")]
     assert counts[:3] == ["2/6", "4/6", "6/6"], done.stderr
+
+
+# ---- Ctrl-C -------------------------------------------------------------------------------------------
+def test_first_ctrl_c_says_what_it_does_and_the_checkpoint_named_exists(tmp_path):
+    import signal
+
+    from test_distributed import make_inputs
+    from test_resume import command
+
+    from langneurons.recording.recorder import CHECKPOINT_FILE, UNIT_DELAY_ENV
+
+    model, corpus = make_inputs(tmp_path)
+    out = tmp_path / "run"
+    env = run_env() | {UNIT_DELAY_ENV: "0.3", "LANGNEURONS_PROGRESS_SECONDS": "0"}
+    proc = subprocess.Popen(command(model, corpus, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    seen = []
+    for line in proc.stderr:  # wait for the counting to run, then press Ctrl-C once
+        seen.append(line)
+        if line.startswith("recording "):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)[1], None
+    log = "".join(seen) + rest
+    assert proc.returncode == 130, log
+    assert "Ctrl-C: finishing the current unit of work (2 batches at most), then saving a checkpoint; press " \
+        "Ctrl-C again to stop now" in log  # fmt: skip
+    assert f"interrupted: the checkpoint {out / CHECKPOINT_FILE} is kept; rerun the same command to resume" in log
+    assert (out / CHECKPOINT_FILE).is_file() and not (out / "manifest.json").exists()
+
+
+def test_interrupted_before_any_checkpoint_names_none(tmp_path):
+    from langneurons.cli.record_cmds import interrupted_message
+
+    assert interrupted_message(tmp_path / "never-made") == (
+        "interrupted before the first checkpoint: nothing was saved; rerun the same command to start again")

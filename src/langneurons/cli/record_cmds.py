@@ -99,7 +99,7 @@ def record_cmd(
             stats = record(loaded, texts_, out, settings, overwrite=overwrite, reuse=True, world=world)
         except KeyboardInterrupt:
             if world.is_main:
-                say(f"interrupted: the checkpoint in {out} is kept; rerun the same command to resume")
+                say(interrupted_message(out))
             raise SystemExit(130) from None
     finally:
         shutdown(world)
@@ -134,6 +134,15 @@ def merge_cmd(
     note_output(out)
     say(f"wrote {out}: languages {','.join(merged.languages)}")
     next_hint(f"langneurons identify {out} --method lape")
+
+
+def interrupted_message(out: Path) -> str:
+    """What an interrupted recording left: a checkpoint to resume from (named only if it is there), or nothing."""
+    from langneurons.recording.recorder import CHECKPOINT_FILE
+
+    if (out / CHECKPOINT_FILE).is_file():
+        return f"interrupted: the checkpoint {out / CHECKPOINT_FILE} is kept; rerun the same command to resume"
+    return "interrupted before the first checkpoint: nothing was saved; rerun the same command to start again"
 
 
 def _created(manifest: Path) -> str | None:

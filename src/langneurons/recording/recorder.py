@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -132,7 +133,10 @@ def record(
     done_before = _sentences_done(units, next_unit)
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
-        with _StopOnSigint() as stop, bar, counter, torch.inference_mode():
+        where = "saving a checkpoint" if out is not None else "stopping (in memory: nothing is saved)"
+        note = (f"Ctrl-C: finishing the current unit of work ({settings.chunk_batches} batches at most), then {where}; "
+                "press Ctrl-C again to stop now") if world.is_main else None  # fmt: skip
+        with _StopOnSigint(note) as stop, bar, counter, torch.inference_mode():
             task = bar.add_task(
                 _describe(corpus, units, next_unit),
                 total=_sentences_done(units, len(units)),
@@ -164,7 +168,7 @@ def record(
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
-                if any_rank(stop.requested, world):
+                if any_rank(stop.requested, world) and next_unit < len(units):  # finished counting is written
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if out is not None and world.is_main and next_unit > saved_unit:
@@ -191,9 +195,11 @@ class _StopOnSigint:
     KeyboardInterrupt) is what makes an interrupted run always resumable.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, note: str | None = None) -> None:
         self.requested = False
         self._previous = None
+        self.note = note  # said at the first press, at once
+
 
     def __enter__(self) -> _StopOnSigint:
         if threading.current_thread() is threading.main_thread():
@@ -208,6 +214,8 @@ class _StopOnSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if self.note:
+            print(f"\n{self.note}", file=sys.stderr, flush=True)
 
 
 def _run_unit(
