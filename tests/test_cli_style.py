@@ -15,6 +15,7 @@ from test_distributed import run_env
 from typer.testing import CliRunner
 
 from langneurons.cli import app
+from langneurons.cli.app import click_exceptions
 
 
 def cli(*args) -> object:
@@ -394,3 +395,76 @@ def test_interrupted_before_any_checkpoint_names_none(tmp_path):
 
     assert interrupted_message(tmp_path / "never-made") == (
         "interrupted before the first checkpoint: nothing was saved; rerun the same command to start again")
+
+
+# ---- every documented command line parses ----------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+STOP = {"&&", "||", "|", ";", ">", ">>", "2>&1", "#", "\\"}
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """(where, arguments after `langneurons`) for every command line in README.md and docs/*.md: fenced code
+    lines and inline code spans that run `langneurons SUBCOMMAND ...` (also as `-m langneurons` or .venv/bin/)."""
+    import re
+    import shlex
+
+    found = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        fenced = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+        candidates = [line for block in fenced for line in block.replace("\\\n", " ").splitlines()]
+        candidates += re.findall(r"`([^`\n]*langneurons [a-z][^`\n]*)`", text)
+        for line in candidates:
+            if re.search(r"(import|install|from) langneurons", line):
+                continue
+            for match in re.finditer(r"(?:^|\s|/|-m )langneurons ((?:[a-z][a-z-]*)(?: .*)?)$", line.split(" # ")[0]):
+                words = []
+                for word in shlex.split(match.group(1).replace("[", " ").replace("]", " ")):
+                    if word in STOP or word.startswith("#"):
+                        break
+                    words.append(word)
+                found.append((f"{doc.name}: {line.strip()[:80]}", words))
+    return found
+
+
+def parse_only(words: list[str]) -> None:
+    """Parse a command line as the CLI would, without running it: an unknown command, an unknown option or an
+    extra argument raises; a placeholder value (N, RUN_DIR) and a left-out required option do not."""
+    group = typer.main.get_command(app)
+    ctx = group.make_context("langneurons", list(words))
+    args = [*ctx._protected_args, *ctx.args]
+    while hasattr(group, "list_commands"):
+        name, command, args = group.resolve_command(ctx, args)
+        values = {o for p in command.get_params(ctx) if not getattr(p, "is_flag", False) for o in p.opts}
+        cleaned = []
+        for word in args:  # an elision: "--model ..." keeps a value, "record ... --lid-filter" drops it
+            if word in ("...", "…") or word.endswith(("...", "…")):
+                if cleaned and cleaned[-1] in values:
+                    cleaned.append("X")
+                continue
+            cleaned.append(word)
+        try:
+            ctx = command.make_context(name, cleaned, parent=ctx)
+        except (typer.BadParameter, click_exceptions.MissingParameter):
+            return
+        group, args = command, [*getattr(ctx, "_protected_args", []), *ctx.args]
+
+
+def test_the_documented_commands_exist():
+    assert len(documented_commands()) > 30  # README and docs show many; the extraction must find them
+
+
+@pytest.mark.parametrize(("where", "words"), documented_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_documented_command_line_parses(where, words):
+    try:
+        parse_only(words)
+    except click_exceptions.UsageError as exc:
+        pytest.fail(f"{where}: {exc.format_message()}")
+
+
+def test_the_parser_check_catches_an_unknown_option():
+    with pytest.raises(click_exceptions.NoSuchOption):
+        parse_only(["record", "--model", "embedded", "--langauges", "en", "-o", "x"])
+    with pytest.raises(click_exceptions.UsageError):
+        parse_only(["recrod", "-o", "x"])
+    parse_only(["record", "--sentences", "N", "-o", "RUN"])  # a placeholder value is fine
