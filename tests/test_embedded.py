@@ -58,5 +58,5 @@ def test_record_and_identify_on_embedded_gemma(tmp_path):
         assert own > summary[lang]["others_median"], (lang, summary[lang])
 
     again = cli("record", "--model", "embedded", "--languages", "en", "--out", str(run))
-    assert again.returncode != 0 and "already holds a finished run" in again.stderr
+    assert again.returncode != 0 and "holds a finished run of other inputs: languages" in again.stderr
     assert "Traceback" not in again.stderr

@@ -222,7 +222,7 @@ def test_cli_ppl_and_steer(saved):
                               "--texts", str(saved / "texts"), "--languages", "aa", "--device", "cpu",
                               "--out", str(saved / "ppl-aa.json")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "bb neurons off: ΔPPL on bb n/a" in " ".join(res.output.split())
+    assert "bb neurons off: PPL on bb n/a" in " ".join(res.output.split())
     res = runner.invoke(app, ["steer", "--model", model, "--neurons", str(saved / "run" / "set.json"),
                               "--from", "aa", "--to", "bb", "--prompts", str(saved / "prompts.txt"),
                               "--strength", "1,3", "--max-new-tokens", "4", "--device", "cpu",

@@ -21,8 +21,8 @@ from langneurons.formats.stats import save_stats
 from langneurons.identification import identify
 from langneurons.reporting.sections.neuron_sets import neuron_set_section, warnings_text
 
-# A hub id: the path check passes, so only a model load could touch it (and loading is patched to fail).
-MODEL = ["--model", "no-such-org/no-such-model"]
+# An existing folder: the model checks pass, so only a model load could touch it (and loading is patched to fail).
+MODEL = ["--model", "{d}"]
 STEER_DIR = ["steer", "--directions", "{d}/diffmean.json", "--to", "fr", *MODEL]
 STEER_NS = ["steer", "--neurons", "{d}/lape.json", "--to", "fr", *MODEL]
 PPL = ["ppl", "--neurons", "{d}/lape.json", *MODEL]

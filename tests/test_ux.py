@@ -96,15 +96,18 @@ def test_identify_and_report_default_outputs_and_overwrite(tmp_path):
     record(planted_model(GROUPS), corpus(), run, settings(), progress=False)
     first = cli("identify", run, "--method", "lape", "--top-rate", "0.1", "--filter-rate", "0.5")
     assert first.exit_code == 0, first.output
-    assert (run / "lape.json").exists() and "next: langneurons ppl --neurons" in first.output
-    again = cli("identify", run, "--method", "lape")
-    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert (run / "lape.json").exists() and "next: langneurons ppl --model " in first.output
+    assert f"--neurons {run / 'lape.json'} && langneurons report {run}" in first.output
+    again = cli("identify", run, "--method", "lape")  # other parameters than the file's: refused, naming them
+    assert again.exit_code == 2 and "params.top_rate 0.1 → 0.01" in again.output and "--overwrite" in again.output
     assert cli("identify", run, "--method", "lape", "--overwrite").exit_code == 0
     ns = ln.load_neurons(run / "lape.json")
     assert ns.source["run"] == str(run.resolve())
     report = cli("report", run)
     assert report.exit_code == 0, report.output
-    assert (run / "report.html").exists() and cli("report", run).exit_code == 2
+    assert (run / "report.html").exists()
+    again = cli("report", run)  # derived: regenerated without --overwrite
+    assert again.exit_code == 0 and "(replaced the earlier one)" in again.output, again.output
 
 
 def test_max_length_is_capped_at_the_model_maximum_and_texts_is_an_alias(files, tmp_path):

@@ -1,4 +1,5 @@
-"""Confidence intervals shared by the evaluation and the report (one definition each)."""
+"""Confidence intervals, and the one way a perplexity ratio is written, shared by the evaluation, the command line
+and the report (one definition each)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,10 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float] | No
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ratio_text(r: float) -> str:
+    """One format for every perplexity ratio: × and three significant digits (×0.98, ×2.01, ×62.3, ×381)."""
+    if not math.isfinite(r):
+        return "–"
+    return f"×{r:,.0f}" if r >= 1000 else f"×{r:.3g}"

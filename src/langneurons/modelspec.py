@@ -11,6 +11,27 @@ from pathlib import Path
 from langneurons.errors import LangneuronsError
 
 EMBEDDED = "embedded"
+EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"  # the name result files record for --model embedded
+SITES = ("act", "down_in")  # the MLP neuron sites (models/base.py)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+
+
+def dtype_name(dtype: str) -> str:
+    """``--dtype`` as one of auto / float32 / bfloat16 / float16 (fp16, bf16, fp32, half accepted), or an error."""
+    name = DTYPE_ALIASES.get(dtype.strip().lower(), dtype.strip().lower())
+    if name != "auto" and name not in DTYPE_NAMES:
+        aliases = ", ".join(DTYPE_ALIASES)
+        raise LangneuronsError(f"unknown dtype {dtype!r} (use auto, {', '.join(DTYPE_NAMES)}; or {aliases})")
+    return name
+
+
+def check_device_name(device: str) -> None:
+    """``--device`` is auto, cpu, mps, cuda or cuda:N by its form (whether CUDA is there is asked when loading)."""
+    kind, _, index = device.partition(":")
+    if kind not in DEVICE_TYPES or (index and (kind == "auto" or not index.isdigit())):
+        raise LangneuronsError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)")
 
 
 def looks_local(spec: str) -> bool:
@@ -21,6 +42,16 @@ def looks_local(spec: str) -> bool:
         or "\\" in spec
         or (len(spec) > 1 and spec[1] == ":")
     )
+
+
+def model_flag(name: str | None) -> str:
+    """The ``--model …`` that loads the model a result file names (empty for the embedded one, the default), for
+    the pasteable 'next:' commands."""
+    import shlex
+
+    if name in (None, "", EMBEDDED, EMBEDDED_NAME):
+        return ""
+    return f" --model {shlex.quote(str(name))}"
 
 
 def check_model_spec(spec: str) -> None:

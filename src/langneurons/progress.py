@@ -9,6 +9,7 @@ is printed every ``LANGNEURONS_PROGRESS_SECONDS`` (default 30) seconds and once 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -29,7 +30,9 @@ from rich.progress import (
 from rich.text import Text
 
 INTERVAL_ENV = "LANGNEURONS_PROGRESS_SECONDS"
+QUIET_ENV = "LANGNEURONS_QUIET"  # set by the command line's --quiet and --json
 DEFAULT_INTERVAL = 30.0
+RATE_SECONDS = 30.0  # time constant of the moving-average rate behind the ETA
 
 
 class _TokenRate(ProgressColumn):
@@ -70,6 +73,19 @@ class _LineTask:
     started: float = field(default_factory=time.monotonic)
     start_completed: float = 0.0
     printed: tuple[str, float] | None = None  # (description, completed) of the last line printed
+    rate: float | None = None  # units per second, a moving average (time constant RATE_SECONDS)
+    seen: tuple[float, float] | None = None  # (time, completed) of the last update that moved
+
+    def observe(self, now: float) -> None:
+        """Fold the progress since the last update into the moving average of the rate (a slow start, a model
+        load or a first compiled batch, fades out instead of skewing the ETA for the whole run)."""
+        last_t, last_done = self.seen or (self.started, self.start_completed)
+        if self.completed <= last_done or now <= last_t:
+            return
+        speed = (self.completed - last_done) / (now - last_t)
+        weight = 1 - math.exp(-(now - last_t) / RATE_SECONDS)
+        self.rate = speed if self.rate is None else weight * speed + (1 - weight) * self.rate
+        self.seen = (now, self.completed)
 
 
 class LineProgress:
@@ -117,6 +133,7 @@ class LineProgress:
             task.description = description
         task.fields.update(fields)
         now = time.monotonic()
+        task.observe(now)
         if now - self._last >= self.interval:
             self._last = now
             self._emit(task)
@@ -136,7 +153,7 @@ class LineProgress:
         if tokens is not None and elapsed > 0:
             parts.append(f"{(tokens - task.fields.get('tokens_start', 0)) / elapsed:,.0f} tok/s")
         parts.append(format_seconds(elapsed))
-        rate = (done - task.start_completed) / elapsed if elapsed > 0 else 0
+        rate = task.rate or 0.0  # a moving average, not the mean since the start
         if task.total and done < task.total and rate > 0:
             parts.append(f"{format_seconds((task.total - done) / rate)} left")
         return f"{_markup_free(task.description) or 'working'}: " + ", ".join(parts)
@@ -188,7 +205,7 @@ def progress_bar(enabled: bool, unit: str = "", transient: bool = False) -> Any:
 
     ``unit`` is a plain word; a rich template with ``{task.fields[...]}`` still works on a terminal.
     """
-    if not enabled:
+    if not enabled or os.environ.get(QUIET_ENV):  # --quiet / --json: no progress output
         return _Disabled()
     if not stderr_is_terminal():
         return LineProgress("" if "{" in unit else unit)

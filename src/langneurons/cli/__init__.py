@@ -35,7 +35,7 @@ def main() -> None:
     except LangneuronsError as exc:
         fail(_first_line(exc) or exc.__class__.__name__)
     except KeyboardInterrupt:
-        fail("interrupted (a recording keeps its last checkpoint; rerun the same command to resume)", 130)
+        fail("interrupted", 130)  # `record` says itself what it kept
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         fail(f"{exc.strerror or exc.__class__.__name__}: {exc.filename}")
     except MemoryError:

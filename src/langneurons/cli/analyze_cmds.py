@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,8 +18,11 @@ from langneurons.cli.common import (
     check_out,
     check_positive,
     check_sentences,
+    make_console,
     next_hint,
+    note_output,
     pick_corpus,
+    warn,
 )
 from langneurons.errors import LangneuronsError
 
@@ -91,7 +93,7 @@ def similarity_cmd(
             return
     result = similarity(pooled, progress=True)
     save_similarity(out / SIMILARITY_FILE, result)
-    console = Console()
+    console = make_console()
     table = Table(title=escape(f"similarity: {result['model']}, site {result['site']}, {result['corpus']}"))
     for col in ("layer", "LRDS", "SADS", "same lang", "diff lang", "same meaning", "diff meaning"):
         table.add_column(col, justify="right")
@@ -160,8 +162,8 @@ def identify_sentences_cmd(
     table.add_column("neurons", justify="right")
     for lang in ns.languages:
         table.add_row(lang, str(ns.count(lang)))
-    Console().print(table)
-    Console().print(escape(f"wrote {out}"), highlight=False)
+    make_console().print(table)
+    make_console().print(escape(f"wrote {out}"), highlight=False)
     next_hint(f"langneurons show {out}")
 
 
@@ -180,11 +182,21 @@ def compare_cmd(
     from langneurons.formats.atomic import write_json
     from langneurons.formats.run import load_run
 
+    if len(runs) < 2:
+        raise LangneuronsError("compare needs two or more run directories (the first is the baseline)")
+    loaded = [load_run(path) for path in runs]  # the inputs first, then the output
+    result = compare_runs(loaded, set_name=neuron_set, bins=bins)
+    with_similarity = [run for run, label in zip(loaded, result["similarity"], strict=True)
+                       if result["similarity"][label] is not None]  # fmt: skip
+    if not result["sets"] and len(with_similarity) < len(loaded):
+        have = "; ".join(f"{run.path}: {', '.join(sorted(run.neuron_sets)) or 'no neuron set'}" for run in loaded)
+        raise LangneuronsError(
+            f"nothing to compare: no neuron set is in every run and not every run has similarity.json ({have}); "
+            f"run `langneurons identify RUN --method lape` on each run first"
+        )
     if out.exists() and not out.is_dir():
         raise LangneuronsError(f"{out} exists and is not a directory")
     check_out(out / COMPARE_FILE, overwrite)
-    loaded = [load_run(path) for path in runs]
-    result = compare_runs(loaded, set_name=neuron_set, bins=bins)
     write_json(out / COMPARE_FILE, result)
     written = [COMPARE_FILE]
     if figures:
@@ -193,7 +205,7 @@ def compare_cmd(
         for name, png in comparison_figures(result).items():
             (out / name).write_bytes(png)
             written.append(name)
-    console = Console()
+    console = make_console()
     for name, data in result["sets"].items():
         for label, versus in data["versus_baseline"].items():
             table = Table(title=escape(f"{name}: {label} vs {result['runs'][0]['name']}"))
@@ -215,7 +227,9 @@ def compare_cmd(
                     highlight=False,
                 )
     if not result["sets"]:
-        console.print("no neuron set present in every run; compared similarity only", highlight=False)
+        warn("no neuron set is in every run: compared the similarity curves only "
+             "(run `langneurons identify RUN --method lape` on each run to compare neuron sets)")  # fmt: skip
+    note_output(*(out / w for w in written))
     console.print(escape(f"wrote {', '.join(str(out / w) for w in written)}"), highlight=False)
 
 

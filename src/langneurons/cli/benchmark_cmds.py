@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -17,6 +16,7 @@ from langneurons.cli.common import (
     check_out_folder,
     check_positive,
     check_sentences,
+    make_console,
 )
 from langneurons.errors import LangneuronsError
 
@@ -129,7 +129,7 @@ def benchmark_cmd(
     result = benchmark(loaded, out, settings)
     (out / "benchmark.md").write_text(markdown_table(result), encoding="utf-8")
     (out / "benchmark.png").write_bytes(benchmark_figure(result))
-    console = Console()
+    console = make_console()
     rows = table_rows(result)
     if console.is_terminal and console.width >= 40 + 10 * len(rows[0]):
         table = Table(title=escape(f"benchmark on {result['provenance']['model']} ({','.join(settings.languages)})"))

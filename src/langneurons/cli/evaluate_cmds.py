@@ -5,6 +5,7 @@ Both take the shared model options and split their work across processes under t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,16 +15,21 @@ import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.common import (
     capped_max_length,
+    check_in_set,
     check_max_length,
     check_out,
     check_positive,
     check_sentences,
+    check_site,
+    next_hint,
+    peek_set,
     pick_corpus,
     say,
     warn,
     write_result,
 )
 from langneurons.errors import LangneuronsError
+from langneurons.modelspec import model_flag
 
 
 def default_out(neurons: Path, kind: str) -> Path:
@@ -63,24 +69,30 @@ def ppl_cmd(
     shared out and rank 0 writes the same file as one process.
     """
     from langneurons.data import load_corpus, parse_languages
-    from langneurons.evaluation.ppl import PPLSettings, identification_text_warning, ppl_matrix
-    from langneurons.formats.neuronset import NeuronSet
-    from langneurons.intervention.routing import parse_route, routing_warning
-    from langneurons.recording.distributed import shutdown
 
-    out = out or default_out(neurons, "ppl")
-    check_out(out, overwrite)
-    if route is not None:
-        parse_route(route)
     if any_site and site is None:
         raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
+    # Inputs first (the set's header is read without torch), then the output, then the model.
+    header = peek_set(neurons, "--neurons")
+    check_site(site, any_site, header.get("site"), neurons)
     check_positive(batch_size=batch_size)
     check_sentences(sentences)
     check_max_length(max_length)
     controls = _controls(controls, no_controls)
-    ns = NeuronSet.load(neurons)
-    langs = parse_languages(languages) or list(ns.languages)
+    langs = parse_languages(languages) or list(header.get("languages") or [])
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
+    if route is not None:
+        from langneurons.intervention.routing import parse_route
+
+        parse_route(route)
+    out = out or default_out(neurons, "ppl")
+    check_out(out, overwrite)
+    from langneurons.evaluation.ppl import PPLSettings, identification_text_warning, ppl_matrix
+    from langneurons.formats.neuronset import NeuronSet
+    from langneurons.intervention.routing import routing_warning
+    from langneurons.recording.distributed import shutdown
+
+    ns = NeuronSet.load(neurons)
     model, world = model.join_world()
     try:
         if world.is_main and (trap := identification_text_warning(ns, text)):
@@ -100,9 +112,9 @@ def ppl_cmd(
             warn(f"{lang}: {message}")
     for lang, row in result["summary"].items():
         say(
-            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
-            f"{_pct(row.get('others_median'))}, "
-            f"matched random control on {lang} {_pct(row['random_self'])}"
+            f"  {lang} neurons off: PPL on {lang} {_ratio(row['self'])}, on the others (median) "
+            f"{_ratio(row.get('others_median'))}, "
+            f"matched random control on {lang} {_ratio(row['random_self'])}"
         )
     for message in (result.get("significance") or {}).get("warnings") or []:
         warn(message)
@@ -113,9 +125,12 @@ def ppl_cmd(
         ci = sig["ci95"] or [None, None]
         z = "n/a" if sig["z"] is None else f"{sig['z']:.1f}"
         say(
-            f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_pct(sig['control_max'])}), "
-            f"z = {z}, 95 % CI of ΔPPL {_pct(ci[0])} … {_pct(ci[1])}"
+            f"  {lang}: p = {sig['p']:.3g} against {sig['controls']} controls (max {_ratio(sig['control_max'])}), "
+            f"z = {z}, 95 % CI of the PPL ratio {_ratio(ci[0])} … {_ratio(ci[1])}"
         )
+    first = next((lang for lang in result["summary"] if lang != "en"), "fr")  # steer prompts are English by default
+    next_hint(f"langneurons steer{model_flag(model.model)} --neurons {neurons} --to {first} "
+              f"&& langneurons report {out.parent}")  # fmt: skip
 
 
 def _controls(controls: int, no_controls: bool) -> int:
@@ -125,9 +140,12 @@ def _controls(controls: int, no_controls: bool) -> int:
     return 0 if no_controls else controls
 
 
-def _pct(value: float | None) -> str:
-    """A relative change as a signed percentage; "n/a" where the language was not evaluated."""
-    return "n/a" if value is None else f"{value:+.1%}"
+def _ratio(value: float | None) -> str:
+    """A relative change of perplexity as the report writes it, a ratio (+14131 % → ×142); "n/a" where the
+    language was not evaluated."""
+    from langneurons.intervals import ratio_text
+
+    return "n/a" if value is None else ratio_text(1 + value)
 
 
 def find_stats(stats: Path | None, neurons: Path, recorded_run: str | None):
@@ -214,11 +232,6 @@ def steer_cmd(
     (not with --directions: run that in one process).
     """
     from langneurons.data import parse_languages
-    from langneurons.data.prompts import load_prompts
-    from langneurons.evaluation.steer import SteerSettings, steer
-    from langneurons.formats.neuronset import NeuronSet
-    from langneurons.intervention.routing import parse_route, routing_warning
-    from langneurons.recording.distributed import shutdown
 
     if (neurons is None) == (directions is None):
         raise LangneuronsError("pass exactly one of --neurons and --directions")
@@ -226,36 +239,51 @@ def steer_cmd(
         raise LangneuronsError("--route-positions applies with --route only")
     if (temperature != 1.0 or top_p != 1.0) and not sample:
         raise LangneuronsError("--temperature and --top-p apply with --sample only")
-    out = out or default_out(neurons or directions, "steer")
-    check_out(out, overwrite)
     if directions is not None:
-        from langneurons.recording.distributed import launched_world_size
-
-        if launched_world_size() > 1:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun (recording.distributed imports torch)
             raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
         if route is not None:
             raise LangneuronsError("--route applies to --neurons only")
         _refuse_neuron_flags(mode, deactivate_source, site, any_site, stats, controls)
-        _steer_directions(directions, layers, to, out, source, prompts, model, strength, positions, max_new_tokens,
-                          sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
-                          batch_size)  # fmt: skip
-        return
-    if layers is not None:
+    elif layers is not None:
         raise LangneuronsError("--layers applies to --directions only")
-    if any_site and site is None:
+    elif any_site and site is None:
         raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
-    mode = mode or "replace"
-    deactivate_source = True if deactivate_source is None else deactivate_source
-    route_positions = route_positions or "all"
-    if route is not None:
-        parse_route(route)
-    if route_positions not in ("all", "prompt", "generated"):
-        raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
+    # Then the input files (their headers read without torch), then the output, then the model.
+    flag, path = ("--neurons", neurons) if neurons is not None else ("--directions", directions)
+    header = peek_set(path, flag)
     targets = parse_languages(to) or []
     if not targets:
         raise LangneuronsError("--to needs at least one language")
+    check_in_set(targets, list(header.get("languages") or []), "--to", path)
+    out = out or default_out(path, "steer")
+    if directions is not None:
+        _steer_directions(directions, layers, targets, out, overwrite, source, prompts, model, strength, positions,
+                          max_new_tokens, sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
+                          batch_size)  # fmt: skip
+        return
+    check_site(site, any_site, header.get("site"), path)
+    mode = mode or "replace"
+    deactivate_source = True if deactivate_source is None else deactivate_source
+    route_positions = route_positions or "all"
+    if route_positions not in ("all", "prompt", "generated"):
+        raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     controls = _controls(controls, no_controls)
+    strengths = _floats(strength or "1")
+    from langneurons.data.prompts import load_prompts
+
+    prompt_list = load_prompts(prompts, source or "en")
+    if route is not None:
+        from langneurons.intervention.routing import parse_route
+
+        parse_route(route)
+    check_out(out, overwrite)
+    from langneurons.evaluation.steer import SteerSettings, steer
+    from langneurons.formats.neuronset import NeuronSet
+    from langneurons.intervention.routing import routing_warning
+    from langneurons.recording.distributed import shutdown
+
     ns = NeuronSet.load(neurons)
     for lang in targets:
         ns.mask(lang)
@@ -267,8 +295,6 @@ def steer_cmd(
         )
     if mode in ("replace", "add", "diffmean"):
         run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
-    prompt_list = load_prompts(prompts, source or "en")
-    strengths = _floats(strength or "1")
     model, world = model.join_world()
     try:
         loaded = model.load()
@@ -306,6 +332,7 @@ def steer_cmd(
                     f"    p = {sig['p']:.3g} against {sig['controls']} null draws (max {sig['control_max']:.0%}), "
                     f"z = {z}, 95 % Wilson CI of success {ci[0]:.0%} … {ci[1]:.0%}"
                 )
+    next_hint(f"langneurons report {out.parent}")
 
 
 def _refuse_neuron_flags(mode: str | None, deactivate_source: bool | None, site: str | None, any_site: bool,
@@ -328,33 +355,33 @@ def _refuse_neuron_flags(mode: str | None, deactivate_source: bool | None, site:
         )
 
 
-def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, source: str | None, prompts: str,
-                      model: opt.ModelOptions, strength: str | None, positions: str, max_new_tokens: int,
-                      sample: bool, temperature: float, top_p: float, seed: int, controls: int,
+def _steer_directions(directions: Path, layers: str | None, targets: list[str], out: Path, overwrite: bool,
+                      source: str | None, prompts: str, model: opt.ModelOptions, strength: str | None, positions: str,
+                      max_new_tokens: int, sample: bool, temperature: float, top_p: float, seed: int, controls: int,
                       batch_size: int) -> None:  # fmt: skip
     """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
-    from langneurons.data import parse_languages
     from langneurons.data.prompts import load_prompts
+
+    check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    try:
+        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else None
+    except ValueError:
+        raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}") from None
+    alphas = _floats(strength) if strength else None
+    prompt_list = load_prompts(prompts, source or "en")
     from langneurons.evaluation.steer import SteerSettings
     from langneurons.evaluation.steer_directions import DIRECTION_STRENGTHS, default_layers, steer_directions
     from langneurons.formats.directions import DirectionSet
 
     ds = DirectionSet.load(directions)
-    targets = parse_languages(to) or []
-    if not targets:
-        raise LangneuronsError("--to needs at least one language")
     for lang in targets:
         ds.index(lang)
-    check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    try:
-        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else default_layers(ds.num_layers)
-    except ValueError:
-        raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}") from None
+    layer_list = layer_list if layer_list is not None else default_layers(ds.num_layers)
     for layer in layer_list:
         ds.check_layer(layer)
-    prompt_list = load_prompts(prompts, source or "en")
+    check_out(out, overwrite)
     loaded = model.load()
-    alphas = _floats(strength) if strength else list(DIRECTION_STRENGTHS)
+    alphas = alphas if alphas is not None else list(DIRECTION_STRENGTHS)
     settings = SteerSettings(mode="add", strengths=alphas, deactivate_source=False, positions=positions,
                              site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
                              top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
@@ -369,3 +396,4 @@ def _steer_directions(directions: Path, layers: str | None, to: str, out: Path, 
                 f"{steered['language_rate']:.0%}, {steered['not_fluent']} not fluent; baseline "
                 f"{entry['baseline']['success']:.0%}" + ("" if rnd is None else f", random direction {rnd:.0%}") + ")"
             )
+    next_hint(f"langneurons report {out.parent}")

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -17,10 +16,15 @@ from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.common import (
     check_out,
     check_out_folder,
+    make_console,
     next_hint,
+    note_output,
+    same_as_before,
+    say,
     warn,
 )
 from langneurons.errors import LangneuronsError
+from langneurons.modelspec import model_flag
 
 if TYPE_CHECKING:
     from langneurons.formats.neuronset import NeuronSet
@@ -199,14 +203,21 @@ def identify_cmd(
         else:
             check_rate(name, value)
     out = out or run_dir / f"{spec.name}.json"
-    check_out(out, overwrite)
+    if out.exists() and not out.is_file():
+        raise LangneuronsError(f"{out} exists and is not a file")
     stats = load_stats(run_dir)
     ns = identify(stats, spec.name, languages=split_languages(languages), condition=condition, **given)
     ns.source["run"] = str(run_dir.resolve())
     if (few := few_tokens_warning(stats, ns)) is not None:
         ns.params["warnings"] = [*ns.params.get("warnings", []), few]
+    if same_as_before(out, ns.to_dict(), overwrite, "a neuron set"):  # a re-run: the same set, nothing to write
+        note_output(out)
+        say(f"{out} is up to date (same statistics and parameters); kept it")
+        next_hint(f"langneurons ppl{model_flag(ns.model)} --neurons {out} && langneurons report {run_dir}")
+        return
     ns.save(out)
-    console = Console()
+    note_output(out)
+    console = make_console()
     console.print(language_table(ns, f"{spec.name} on {run_dir}"))
     console.print(escape(describe(ns)), highlight=False)
     unassigned = ns.class_counts()["unassigned"]
@@ -217,7 +228,7 @@ def identify_cmd(
     )
     for message in ns.params.get("warnings", []):
         warn(message)
-    next_hint(f"langneurons ppl --neurons {out}   (then: langneurons report {run_dir})")
+    next_hint(f"langneurons ppl{model_flag(ns.model)} --neurons {out} && langneurons report {run_dir}")
 
 
 # Fewer tokens than this per language, or than TOKENS_PER_NEURON × the neurons selected for the language, and
@@ -272,10 +283,19 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
         if value is not None:
             raise LangneuronsError(f"{flag} does not apply to method diffmean (it selects no neurons)")
     out = out or run_dir / "diffmean.json"
-    check_out(out, overwrite)
+    if out.exists() and not out.is_file():
+        raise LangneuronsError(f"{out} exists and is not a file")
     stats = subset_languages(load_stats(run_dir), split_languages(languages))
     ds = diffmean(stats)
+    hint = f"langneurons steer{model_flag(stats.manifest.get('model'))} --directions {out} --to {ds.languages[0]}"
+    tensors = out.with_suffix(".safetensors")
+    if tensors.is_file() and same_as_before(out, ds.to_dict(tensors.name), overwrite, "a direction set"):
+        note_output(out, tensors)
+        say(f"{out} is up to date (same statistics); kept it")
+        next_hint(hint)
+        return
     ds.save(out)
+    note_output(out, tensors)
     norms = ds.norms()
     table = Table(title=escape(f"diffmean on {run_dir}: ‖d‖ / r_l per layer"))
     table.add_column("layer", justify="right")
@@ -284,14 +304,14 @@ def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languag
     for layer in range(ds.num_layers):
         r = float(ds.resid_norm[layer]) or 1.0
         table.add_row(str(layer), *(f"{float(norms[k, layer]) / r:.3f}" for k in range(len(ds.languages))))
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(
         escape(f"{len(ds.languages)} languages × {ds.num_layers} layers × hidden {ds.hidden_size}; wrote {out} "
                f"and {out.with_suffix('.safetensors').name}"),
         highlight=False,
     )  # fmt: skip
-    next_hint(f"langneurons steer --model MODEL --directions {out} --to LANG   (sweeps α × layer)")
+    next_hint(hint)
 
 
 @app.command("show")
@@ -306,7 +326,7 @@ def show_cmd(
     from langneurons.formats.neuronset import NeuronSet
 
     ns = NeuronSet.load(neuron_set)
-    console = Console()
+    console = make_console()
     console.print(escape(f"{neuron_set}: {describe(ns)}"), highlight=False)
     if ns.source:
         src = ", ".join(f"{k}={v}" for k, v in ns.source.items() if v is not None)
@@ -348,7 +368,8 @@ def import_tang_cmd(
         method=method,
     )
     ns.save(out)
-    console = Console()
+    note_output(out)
+    console = make_console()
     console.print(language_table(ns, f"imported {file.name}"))
     console.print(escape(describe(ns)), highlight=False)
     if ns.params.get("intermediate_size_inferred"):
@@ -377,7 +398,7 @@ def export_cmd(
     check_out(out, overwrite)
     ns = NeuronSet.load(neuron_set)
     export_tang(ns, out)
-    Console().print(
+    make_console().print(
         f"wrote {escape(str(out))} ({len(ns.languages)} languages: {','.join(ns.languages)})", highlight=False
     )
 
@@ -404,7 +425,7 @@ def convert_zhang_cmd(
     table.add_column("tokens", justify="right")
     for lang, n in zip(stats.languages, stats.n_tokens.tolist(), strict=True):
         table.add_row(lang, str(n))
-    console = Console()
+    console = make_console()
     console.print(table)
     m = stats.manifest
     console.print(

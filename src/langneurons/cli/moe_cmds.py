@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.common import (
     check_out,
+    make_console,
 )
 
 
@@ -37,7 +37,7 @@ def routing_cmd(
     result = routing_analysis(load_stats(run_dir), reference=reference, top=top)
     result["provenance"]["run"] = str(run_dir)
     write_json(out, result)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     if figure is not None:
         from langneurons.formats.atomic import write_bytes
         from langneurons.reporting.routing_figure import routing_figure

@@ -41,7 +41,10 @@ Model = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
 Revision = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[
-    str, typer.Option("--dtype", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.")
+    str,
+    typer.Option(
+        "--dtype", help="auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16 (or fp32, bf16, fp16)."
+    ),
 ]
 DeviceMap = Annotated[str | None, typer.Option("--device-map", help="'auto' to spread a large model over the GPUs.")]
 TrustRemoteCode = Annotated[
@@ -95,11 +98,17 @@ class ModelOptions:
     device_map: str | None = None
     trust_remote_code: bool = False
 
-    def check(self) -> None:
-        """A model path that does not exist fails at once, before the corpus or torch loads."""
-        from langneurons.modelspec import check_model_spec
+    def check(self) -> ModelOptions:
+        """These options with ``--dtype`` spelled out (fp16 → float16), after the checks that need neither torch nor
+        the model: a model path that does not exist, a hub id neither cached nor reachable, an unknown dtype or
+        device fail at once, before any input file, output or the model is read."""
+        from langneurons.modelspec import check_device_name, check_hub_model, check_model_spec, dtype_name
 
         check_model_spec(self.model)
+        options = dataclasses.replace(self, dtype=dtype_name(self.dtype))
+        check_device_name(self.device)
+        check_hub_model(self.model)
+        return options
 
     def join_world(self) -> tuple[ModelOptions, Any]:
         """Under torchrun / accelerate: join the process group and pick this rank's device.
@@ -175,7 +184,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def with_model(**kwargs: Any) -> Any:
         options = ModelOptions(**{name: kwargs.pop(name) for name in MODEL_FLAGS})
-        options.check()  # before anything heavy is imported: a wrong path fails at once
+        options = options.check()  # before anything heavy is imported: a wrong model, dtype or device fails at once
         return command(model=options, **kwargs)
 
     with_model.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

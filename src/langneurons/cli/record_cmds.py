@@ -16,9 +16,11 @@ from langneurons.cli.common import (
     check_out_folder,
     check_sentences,
     next_hint,
+    note_output,
     pick_corpus,
     say,
 )
+from langneurons.errors import LangneuronsError
 
 
 @app.command("record")
@@ -87,7 +89,9 @@ def record_cmd(
     settings.validate()  # before the corpus and the model load: bad input fails at once
     check_max_length(max_length)
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)  # inputs first
-    check_out_folder(out, overwrite, MANIFEST_FILE, "a finished run")
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+    finished = None if overwrite else _created(out / MANIFEST_FILE)  # a re-run: reused if the same job
     if lid_filter:
         texts_ = _lid_filter(texts_, lid_threshold)
     model, world = model.join_world()
@@ -95,17 +99,23 @@ def record_cmd(
         loaded = model.load()
         settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))
         try:
-            stats = record(loaded, texts_, out, settings, overwrite=overwrite, world=world)
+            stats = record(loaded, texts_, out, settings, overwrite=overwrite, reuse=True, world=world)
         except KeyboardInterrupt:
             if world.is_main:
-                say(f"interrupted: the checkpoint in {out} is kept; rerun the same command to resume")
+                say(interrupted_message(out))
             raise SystemExit(130) from None
     finally:
         shutdown(world)
     if world.is_main:
         m = stats.manifest
+        reused = finished is not None and m.get("created") == finished
+        note_output(out)
+        if reused:
+            say(f"{out} already holds this run (same model, corpus and settings): reused it; "
+                "pass --overwrite to record again")  # fmt: skip
         say(
-            f"wrote {out}: {len(m['languages'])} languages, {int(stats.n_tokens.sum()):,} tokens, "
+            f"{'kept' if reused else 'wrote'} {out}: {len(m['languages'])} languages, "
+            f"{int(stats.n_tokens.sum()):,} tokens, "
             f"{m['num_layers']} layers × {m['intermediate_size']} neurons, site {site}, {m['wall_seconds']:.1f} s"
         )
         next_hint(f"langneurons identify {out} --method lape")
@@ -124,8 +134,28 @@ def merge_cmd(
     check_out_folder(out, overwrite, MANIFEST_FILE, "a finished run")
     merged = merge_stats([load_stats(run) for run in runs])
     save_stats(out, merged)
+    note_output(out)
     say(f"wrote {out}: languages {','.join(merged.languages)}")
     next_hint(f"langneurons identify {out} --method lape")
+
+
+def interrupted_message(out: Path) -> str:
+    """What an interrupted recording left: a checkpoint to resume from (named only if it is there), or nothing."""
+    from langneurons.recording.recorder import CHECKPOINT_FILE
+
+    if (out / CHECKPOINT_FILE).is_file():
+        return f"interrupted: the checkpoint {out / CHECKPOINT_FILE} is kept; rerun the same command to resume"
+    return "interrupted before the first checkpoint: nothing was saved; rerun the same command to start again"
+
+
+def _created(manifest: Path) -> str | None:
+    """When the finished run whose manifest this is was made (None: no finished run there)."""
+    import json
+
+    try:
+        return str(json.loads(manifest.read_text(encoding="utf-8")).get("created"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _lid_filter(texts, threshold: float):

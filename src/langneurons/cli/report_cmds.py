@@ -9,10 +9,7 @@ import typer
 
 import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
-from langneurons.cli.common import (
-    check_out,
-    say,
-)
+from langneurons.cli.common import check_derived, note_output, say
 
 
 @app.command("report")
@@ -29,13 +26,17 @@ def report_cmd(
     neurons: list[Path] = typer.Option([], "--neurons", help="A neuron-set JSON kept elsewhere (repeatable)."),
     ppl: list[Path] = typer.Option([], "--ppl", help="A `ppl` result JSON kept elsewhere (repeatable)."),
     steer: list[Path] = typer.Option([], "--steer", help="A `steer` result JSON kept elsewhere (repeatable)."),
-    overwrite: opt.Overwrite = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Also replace a file at -o that is not a langneurons report.")
+    ] = False,
 ) -> None:
     """Turn a run directory's result files into one self-contained HTML report (never loads a model)."""
     from langneurons.reporting import write_report
 
     fmt = format.lower()
     out = out or run_dir / ("figures" if fmt == "png" else "report.html")
-    check_out(out, overwrite)
+    replaced = check_derived(out, overwrite)  # a report is derived: regenerated from the result files each time
     paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer)
-    say(f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}" + (" …" if len(paths) > 4 else ""))
+    note_output(*paths)
+    say(f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}" + (" …" if len(paths) > 4 else "")
+        + (" (replaced the earlier one)" if replaced else ""))  # fmt: skip

@@ -8,18 +8,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.common import (
     check_out,
+    make_console,
+    next_hint,
+    note_output,
 )
 from langneurons.errors import LangneuronsError
 
 STABILITY_FORMAT = "langneurons-stability/1"
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def companion_paths(out: Path) -> tuple[Path, Path]:
@@ -203,7 +205,9 @@ def stability_cmd(
         **software(),
     }
     write_json(out, result)
+    note_output(out, *(p for p in (freq_path, core_path) if p.exists()))
     _print(result, out)
+    next_hint(f"langneurons report {run_dir}")
 
 
 def _params(method: str, top_rate, filter_rate, bar_ratio, lam) -> dict[str, Any]:
@@ -253,20 +257,33 @@ def _print(result: dict[str, Any], out: Path) -> None:
             mean = curve["points"][0]["per_language"][lang]["jaccard"]["mean"]
             row.append("n/a" if mean is None else f"{mean:.2f}")
         table.add_row(*row)
-    Console().print(table)
+    make_console().print(table)
     halves = result.get("split_half")
     if halves:
         _print_split_half(halves)
     sens = result.get("sensitivity")
-    if sens:
-        ok = [p for p in sens["points"] if "jaccard_mean" in p]
-        if ok:
-            lo = min(ok, key=lambda p: p["jaccard_mean"])
-            console.print(f"threshold sensitivity: {len(ok)} settings, mean Jaccard with the default set "
-                          f"{min(p['jaccard_mean'] for p in ok):.2f}–{max(p['jaccard_mean'] for p in ok):.2f} "
-                          f"(lowest at {lo['params']})", highlight=False)  # fmt: skip
+    if sens and sens.get("points"):
+        _print_sensitivity(sens)
     wall = result["provenance"]["wall_seconds"]
     console.print(f"wrote {out} ({wall:.1f} s)" + (f", {boot['core_file']}" if boot else ""), highlight=False)
+
+
+def _print_sensitivity(sens: dict[str, Any]) -> None:
+    """One row per threshold setting: its parameters, the pairs it selects, the mean Jaccard with the default set."""
+    names = list(dict.fromkeys(k for p in sens["points"] for k in p["params"]))
+    default = sens.get("default", {}).get("params", {})
+    table = Table(title=f"threshold sensitivity: {len(sens['points'])} settings against the default "
+                  f"({', '.join(f'{k}={_num(default.get(k))}' for k in names if k in default)})")  # fmt: skip
+    for name in [*names, "pairs", "mean Jaccard with the default"]:
+        table.add_column(name, justify="right")
+    for p in sens["points"]:
+        tail = ["–", p["error"]] if "error" in p else [str(p.get("pairs", "–")), f"{p['jaccard_mean']:.2f}"]
+        table.add_row(*(_num(p["params"].get(k)) for k in names), *tail)
+    make_console().print(table)
+
+
+def _num(value: Any) -> str:
+    return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _print_split_half(halves: dict[str, Any]) -> None:
@@ -282,6 +299,6 @@ def _print_split_half(halves: dict[str, Any]) -> None:
     for lang, p in halves["per_language"].items():
         j, e = p["jaccard"], p["extrapolated"]
         table.add_row(lang, f"{j['mean']:.2f}", f"{j['p05']:.2f}–{j['p95']:.2f}", f"{e['mean']:.2f}")
-    Console().print(table)
+    make_console().print(table)
     console.print(f"resampling: {halves['resampling']} ({halves['resampling_reason']}); extrapolation: "
                   f"{halves['extrapolation']}", highlight=False)  # fmt: skip

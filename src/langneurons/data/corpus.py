@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from langneurons.data.languages import code_for, looks_like_code
 from langneurons.data.ntrex import NTREX_LANGUAGES, NTREX_SPLITS, ntrex_lines
 from langneurons.errors import LangneuronsError
 
@@ -132,6 +133,13 @@ def _load_ntrex(spec: str, languages: list[str] | None) -> dict[str, list[tuple[
 
 def _load_txt_dir(path: Path) -> dict[str, list[tuple[str, str]]]:
     items = {}
+    named = [f for f in sorted(path.glob("*.txt")) if not looks_like_code(f.stem)]
+    if named:
+        hint = ", ".join(f"{f.name} → {code_for(f.stem)}.txt" for f in named if code_for(f.stem))
+        raise LangneuronsError(
+            f"corpus folder {path}: {', '.join(f.name for f in named)} not named by a language code "
+            f"(name each file <code>.txt: en.txt, fr.txt, pt-BR.txt{'; rename ' + hint if hint else ''})"
+        )
     for file in sorted(path.glob("*.txt")):
         lines = file.read_text(encoding="utf-8").splitlines()
         items[file.stem] = [(str(i), line) for i, line in enumerate(lines) if line.strip()]

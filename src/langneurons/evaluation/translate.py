@@ -20,6 +20,7 @@ from sacrebleu.metrics import CHRF
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from langneurons.data import Corpus
+from langneurons.data.languages import NAMES
 from langneurons.errors import LangneuronsError
 from langneurons.evaluation.nll import encode_left
 from langneurons.evaluation.packing import Group, run_packed
@@ -30,11 +31,6 @@ from langneurons.progress import progress_bar
 from langneurons.summaries import summarise_differences
 
 TRANSLATE_FORMAT = "langneurons-translate/1"
-NAMES = {
-    "en": "English", "fr": "French", "de": "German", "es": "Spanish", "ru": "Russian", "zh": "Chinese",
-    "ja": "Japanese", "ar": "Arabic", "hi": "Hindi", "vi": "Vietnamese", "it": "Italian", "pt": "Portuguese",
-    "ko": "Korean", "tr": "Turkish", "nl": "Dutch", "pl": "Polish", "id": "Indonesian", "uk": "Ukrainian",
-}  # fmt: skip
 
 
 @dataclass

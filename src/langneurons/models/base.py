@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from langneurons.errors import LangneuronsError
+from langneurons.modelspec import SITES
 
-SITES = ("act", "down_in")
 # fn(layer_index, activation [..., F]) -> replacement tensor, or None to leave it unchanged.
 SiteFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 

@@ -10,10 +10,8 @@ from torch import nn
 
 from langneurons.errors import LangneuronsError
 from langneurons.models import Adapter, get_adapter
-from langneurons.modelspec import check_hub_model, check_model_spec, hub_offline
+from langneurons.modelspec import EMBEDDED, EMBEDDED_NAME, check_hub_model, check_model_spec, dtype_name, hub_offline
 
-EMBEDDED = "embedded"
-EMBEDDED_NAME = "gemma-3-270m (Q4_K_M GGUF, embedded)"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -72,10 +70,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    dtype = dtype_name(dtype)  # fp16, bf16, fp32 and half are aliases
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise LangneuronsError(f"unknown dtype {dtype!r} (use auto, {', '.join(DTYPES)})")
     return DTYPES[dtype]
 
 

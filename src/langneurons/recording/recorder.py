@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -134,7 +135,10 @@ def record(
     done_before = _sentences_done(units, next_unit)
     delay = float(os.environ.get(UNIT_DELAY_ENV, "0") or 0)
     try:
-        with _StopOnSigint() as stop, bar, counter, torch.inference_mode():
+        where = "saving a checkpoint" if out is not None else "stopping (in memory: nothing is saved)"
+        note = (f"Ctrl-C: finishing the current unit of work ({settings.chunk_batches} batches at most), then {where}; "
+                "press Ctrl-C again to stop now") if world.is_main else None  # fmt: skip
+        with _StopOnSigint(note) as stop, bar, counter, torch.inference_mode():
             task = bar.add_task(
                 _describe(corpus, units, next_unit),
                 total=_sentences_done(units, len(units)),
@@ -146,7 +150,9 @@ def record(
                 mine = first + world.rank
                 counter.reset()
                 if mine < len(units):
-                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language)
+                    at = _sentences_done(units, mine)
+                    on_batch = None if world.size > 1 else (lambda n, at=at: bar.update(task, completed=at + n))
+                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language, on_batch)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
                 for offset, partial in enumerate(gather_partials(counter.partial, world)):
                     if first + offset < len(units):
@@ -164,7 +170,7 @@ def record(
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
-                if any_rank(stop.requested, world):
+                if any_rank(stop.requested, world) and next_unit < len(units):  # finished counting is written
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if out is not None and world.is_main and next_unit > saved_unit:
@@ -192,9 +198,11 @@ class _StopOnSigint:
     KeyboardInterrupt) is what makes an interrupted run always resumable.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, note: str | None = None) -> None:
         self.requested = False
         self._previous = None
+        self.note = note  # said at the first press, at once
+
 
     def __enter__(self) -> _StopOnSigint:
         if threading.current_thread() is threading.main_thread():
@@ -209,16 +217,21 @@ class _StopOnSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if self.note:
+            print(f"\n{self.note}", file=sys.stderr, flush=True)
 
 
 def _run_unit(
-    unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language
+    unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language,
+    on_batch=None,
 ):
+    """Count one unit; ``on_batch(n)`` after each batch with the unit's texts done so far (the progress bar)."""
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
     batches = packed_batches if s.packing else unit_batches
     shard_of_text = None
     if s.shards:
         shard_of_text = shard_of_sentences(per_language[unit.lang], s.shards, unit.start, unit.stop)
+    done = 0
     for batch in batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
         counter.set_batch(batch.counted, None if shard_of_text is None else shard_of_text[batch.text])
         body(
@@ -228,6 +241,9 @@ def _run_unit(
         )
         if not counter.checked:
             counter.check_fired()
+        if on_batch is not None:  # a packed row holds several texts: the last one it reaches counts as done
+            done = int(batch.text.max()) + 1 if s.packing and batch.text is not None else done + len(batch.input_ids)
+            on_batch(min(done, len(texts)))
 
 
 def _add(row: Partial, partial: Partial) -> Partial:
@@ -316,14 +332,19 @@ def _checkpoint_names(n_totals: int, shards: bool) -> list[str]:
 _AFTER_THE_FACT = ("format", "wall_seconds", "created", "counting_update")
 
 
-def _reusable(out: Path, manifest: dict) -> Stats | None:
-    """The finished run in ``out`` if its manifest describes the same job, else None."""
+def _reusable(out: Path, manifest: dict) -> Stats:
+    """The finished run in ``out`` if its manifest describes the same job; another job's run is refused, naming
+    the first differences (model, corpus, settings, ...)."""
+    from langneurons.formats.difference import describe_difference
     from langneurons.formats.stats import load_stats
 
     finished = load_stats(out)
     theirs = {k: v for k, v in finished.manifest.items() if k not in _AFTER_THE_FACT}
     mine = json.loads(json.dumps(manifest))
-    return finished if theirs == mine else None
+    if theirs == mine:
+        return finished
+    raise LangneuronsError(f"{out} holds a finished run of other inputs: {describe_difference(theirs, mine)}; "
+                           "pass --overwrite to replace it, or -o another folder")  # fmt: skip
 
 
 def _check_max_length(loaded: LoadedModel, s: RecordSettings) -> None:

@@ -13,19 +13,12 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import FuncNorm
 
-from langneurons.intervals import wilson
+from langneurons.intervals import ratio_text, wilson
 from langneurons.reporting.figures import label_cells, masked_cmap, new_figure, png
 from langneurons.summaries import summarise_ratios
 
 RATIO_TICKS = (1 / 1000, 1 / 100, 1 / 10, 1 / 2, 1, 2, 10, 100, 1000, 10000)
 FINE_TICKS = (1 / 3, 1 / 2, 2 / 3, 1, 1.5, 2, 3)  # when every ratio is within ×1/3 … ×3
-
-
-def ratio_text(r: float) -> str:
-    """One format for every perplexity ratio: × and three significant digits (×0.98, ×2.01, ×62.3, ×381)."""
-    if not math.isfinite(r):
-        return "–"
-    return f"×{r:,.0f}" if r >= 1000 else f"×{r:.3g}"
 
 
 @dataclass
