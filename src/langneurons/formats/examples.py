@@ -134,7 +134,9 @@ def load_examples(path: str | Path) -> Examples:
 def merge_examples(parts: list[tuple[Examples, dict[str, int]]], languages: list[str]) -> Examples:
     """Merge the examples of runs being merged (each with its counted sentences per language): a sentence
     index counts on through the parts in order, so the result equals one run over all the text."""
-    k = max(part.k for part, _ in parts)
+    if len({part.k for part, _ in parts}) > 1:
+        raise LangneuronsError("cannot merge examples kept with different --examples K")
+    k = parts[0][0].k
     first = parts[0][0]
     if any(p.columns is not None for p, _ in parts):
         raise LangneuronsError("cannot merge examples of a targeted pass (record --examples keeps every neuron)")
