@@ -38,9 +38,9 @@ def neuron_browser_section(name: str, data: dict[str, Any]) -> Section:
         "Probability = share of the language's counted tokens where the neuron's activation is > 0; written tokens "
         "= logit-lens scores of its output weights (docs/methods.md §15)."
     )
+    rule = (data.get("writes_by_layer") or {}).get("rule", "")
     return Section(anchor(f"neurons-{name}"), f"Neuron browser: {name}", TEMPLATE, intro,
-                   data={"json": Markup(text), "table": writes_table(by_layer), "rule": (data.get("writes_by_layer")
-                                                                                         or {}).get("rule", "")})  # fmt: skip
+                   data={"json": Markup(text), "table": writes_table(by_layer), "rule": rule})  # fmt: skip
 
 
 def writes_table(by_layer: dict[str, Any]) -> Table | None:
