@@ -216,10 +216,15 @@ def test_explain_set_counts_neurons_that_write_their_language(run, tmp_path):
     result = ln.explain(root / "run", root / "run" / "lape.json", model=loaded, language="aa,bb", top=2,
                         examples=2, tokens=3, out=tmp_path / "cards.json")  # fmt: skip
     ns = ln.load_neurons(root / "run" / "lape.json")
+    stats = ln.load_stats(root / "run")
+    stats_langs = stats.languages
     for lang in ("aa", "bb"):
         ranked = result["ranked"][lang]
         assert len(ranked) == ns.count(lang)
-        assert [r[2] for r in ranked] == sorted((r[2] for r in ranked), reverse=True)
+        k, p = stats_langs.index(lang), stats.probability()
+        specificity = [float(p[k, r[0], r[1]] - max(p[i, r[0], r[1]] for i in range(3) if i != k)) for r in ranked]
+        assert specificity == sorted(specificity, reverse=True)
+        assert all(r[2] == pytest.approx(float(p[k, r[0], r[1]])) for r in ranked)
         table = result["writes_by_layer"]["languages"][lang]
         assert table["neurons"] == ns.count(lang)
         assert [row["neurons"] for row in table["by_layer"]] == ns.counts_per_layer(lang)

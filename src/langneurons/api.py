@@ -430,7 +430,7 @@ def explain(
     what it writes; HTML in Jupyter). ``neuron`` may also be a neuron set (or its path): then a dict with the
     cards of each ``language``'s ``top`` most active neurons, every neuron ranked, and ``writes_by_layer``.
     ``model`` defaults to the run's; examples come from ``record --examples K`` or a targeted pass."""
-    from langneurons.analysis.explain import explain_neurons, explain_set, run_corpus
+    from langneurons.analysis.explain import explain_neurons, explain_set, model_spec, run_corpus
     from langneurons.formats.card import parse_neuron, save_cards
 
     stats = run if isinstance(run, Stats) else load_stats(run)
@@ -440,7 +440,7 @@ def explain(
     if isinstance(model, LoadedModel):
         loaded = model
     else:
-        loaded = loading.load_model(str(model or m.get("model")), revision=m.get("revision") if model is None else None)
+        loaded = loading.load_model(str(model or model_spec(m)), revision=m.get("revision") if model is None else None)
     text = run_corpus(m, corpus)
     if isinstance(neuron, (NeuronSet, Path)) or (isinstance(neuron, str) and neuron.endswith(".json")):
         ns, _ = _neurons(neuron)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from langneurons.analysis.token_language import TokenLanguages
 from langneurons.analysis.writes import WriteLens, neuron_writes, writes_by_layer
 from langneurons.data import Corpus, load_corpus
@@ -52,6 +54,14 @@ def run_corpus(manifest: dict[str, Any], spec: str | None = None) -> Corpus:
                     pairs = picked
             items[lang] += pairs[:n]
     return Corpus(str(manifest.get("corpus")), items)
+
+
+def model_spec(manifest: dict[str, Any]) -> str:
+    """The spec that loads the model a run was recorded with (the embedded model is named, not a path)."""
+    from langneurons.models.loading import EMBEDDED_NAME
+
+    name = str(manifest.get("model"))
+    return "embedded" if name == EMBEDDED_NAME else name
 
 
 def targeted_examples(
@@ -145,11 +155,14 @@ def explain_neurons(
 
 
 def ranked_neurons(ns: NeuronSet, stats: Stats, lang: str) -> list[tuple[int, int, float]]:
-    """``lang``'s neurons of the set, most active on ``lang`` first (ties: lower layer, lower index)."""
+    """``lang``'s neurons of the set with their activation probability on ``lang``, most specific first:
+    by p(lang) − the largest p on another language (ties: higher p, lower layer, lower index)."""
     k = stats.languages.index(lang)
-    prob = stats.probability()[k]
-    rows = [(layer, j, float(prob[layer, j])) for layer, j in ns.pairs(lang)]
-    return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
+    prob = stats.probability()
+    others = torch.cat([prob[:k], prob[k + 1 :]]).amax(0) if prob.shape[0] > 1 else torch.zeros_like(prob[0])
+    rows = [(layer, j, float(prob[k, layer, j]), float(prob[k, layer, j] - others[layer, j]))
+            for layer, j in ns.pairs(lang)]  # fmt: skip
+    return [r[:3] for r in sorted(rows, key=lambda r: (-r[3], -r[2], r[0], r[1]))]
 
 
 def explain_set(
@@ -186,5 +199,5 @@ def explain_set(
             "num_layers": stats.num_layers}  # fmt: skip
 
 
-__all__ = ["explain_neurons", "explain_set", "neuron_card", "ranked_neurons", "run_corpus",
+__all__ = ["explain_neurons", "explain_set", "model_spec", "neuron_card", "ranked_neurons", "run_corpus",
            "targeted_examples"]  # fmt: skip

@@ -64,14 +64,19 @@ class WriteLens:
 
 
 def _stable_topk(scores: torch.Tensor, k: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k along dim 1 with ties broken by the lower index (a stable sort of the top candidates)."""
+    """Top-k along dim 1 with ties broken by the lower index: exact, and cheap when no tie reaches the edge."""
     k = min(k, scores.shape[1])
-    values, _ = torch.topk(scores, k, dim=1, largest=largest)
+    values, index = torch.topk(scores, k, dim=1, largest=largest)
     edge = values[:, -1:]
-    keep = scores >= edge if largest else scores <= edge  # every candidate, ties at the edge included
-    masked = torch.where(keep, scores, float("-inf") if largest else float("inf"))
-    order = torch.sort(masked, dim=1, descending=largest, stable=True).indices[:, :k]
-    return scores.gather(1, order), order
+    reach = (scores >= edge) if largest else (scores <= edge)
+    if bool((reach.sum(1) > k).any()):  # a tie at the k-th value: take the lowest indices among the tied
+        masked = torch.where(reach, scores, float("-inf") if largest else float("inf"))
+        index = torch.sort(masked, dim=1, descending=largest, stable=True).indices[:, :k]
+        return scores.gather(1, index), index
+    order = torch.argsort(index, dim=1)  # equal values inside the top k: lower index first
+    values, index = values.gather(1, order), index.gather(1, order)
+    order = torch.argsort(values, dim=1, descending=largest, stable=True)
+    return values.gather(1, order), index.gather(1, order)
 
 
 def neuron_writes(lens: WriteLens, langs: TokenLanguages, layer: int, neuron: int, k: int = 20) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def _explain(run_dir: Path, manifest: dict, ns: Any, languages: list[str] | None
              tokens: int, targeted: bool | None) -> None:  # fmt: skip
     import time
 
-    from langneurons.analysis.explain import explain_neurons, explain_set, run_corpus
+    from langneurons.analysis.explain import explain_neurons, explain_set, model_spec, run_corpus
     from langneurons.formats.card import save_cards
     from langneurons.formats.stats import load_stats
     from langneurons.models.loading import load_model, quiet_transformers
@@ -112,7 +112,7 @@ def _explain(run_dir: Path, manifest: dict, ns: Any, languages: list[str] | None
     stats = load_stats(run_dir)
     text = run_corpus(manifest, corpus)
     quiet_transformers()
-    spec = model or str(manifest.get("model"))
+    spec = model or model_spec(manifest)
     say(f"loading model {spec} …")
     loaded = load_model(spec, revision=manifest.get("revision"), device=device, dtype=dtype)
     if loaded.adapter.num_layers != stats.num_layers or loaded.adapter.intermediate_size != stats.intermediate_size:

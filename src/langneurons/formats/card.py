@@ -15,8 +15,8 @@
 
 A cards file (``explain SET.json -o cards.json``) holds ``format`` "langneurons-cards/1", ``cards`` (a list of
 cards), ``ranked`` ({lang: [[layer, neuron, probability, own-language share], …]} every neuron of the set,
-most active first), ``writes_by_layer`` (per language and layer: neurons that write their own language) and
-provenance.
+most specific first: p on the language minus the largest p on another), ``writes_by_layer`` (per language and
+layer: neurons that write their own language) and provenance.
 """
 
 from __future__ import annotations
