@@ -255,3 +255,42 @@ def test_explain_cli_prints_a_card_and_writes_it(run, tmp_path):
     assert "neuron 2:5" in result.output and "promoted:" in result.output and "p=" in result.output
     card = json.loads(out.read_text())
     assert card["layer"] == 2 and card["neuron"] == 5 and len(card["languages"]["aa"]["top"]) == 2
+
+
+@pytest.mark.parametrize("family", ["qwen2_moe", "deepseek_v3"])
+def test_moe_expert_neurons_keep_their_top_examples_over_routed_tokens(family):
+    from tiny_moe import tiny_moe_loaded
+
+    from langneurons.recording.plan import encode
+
+    loaded = tiny_moe_loaded(family)
+    adapter = loaded.adapter
+    stats = record(loaded, corpus(), None, settings(examples=3), progress=False)
+    truth: dict = {}  # (lang, layer, column) -> [(value, sentence, position)] over the tokens that reach it
+    for li, lang in enumerate(("aa", "bb")):
+        for s, text in enumerate(corpus().texts(lang)):
+            batch = encode(loaded.tokenizer, [text], 64, False)
+            seen = []
+            handles = adapter.hook_blocks("act", lambda layer, x, rows, seen=seen: seen.append((layer, x.clone(),
+                                                                                                rows)))
+            with torch.inference_mode():
+                adapter.body()(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            for handle in handles:
+                handle.remove()
+            for layer, x, rows in seen:
+                tokens = torch.arange(x.shape[0]) if rows.tokens is None else rows.tokens
+                for r in range(x.shape[0]):
+                    p = int(tokens[r])
+                    if batch.counted[0, p]:
+                        g = 0 if rows.groups is None else int(rows.groups[r])
+                        for j in range(x.shape[1]):
+                            truth.setdefault((lang, layer, rows.start + g * x.shape[1] + j), []).append(
+                                (float(x[r, j]), s, p))
+    for (lang, layer, column), rows in truth.items():
+        expected = sorted(rows, key=lambda t: (-t[0], t[1], t[2]))[:3]
+        got = stats.examples.top(lang, layer, column)
+        assert [v for v, _, _ in got] == pytest.approx([v for v, _, _ in expected], rel=1e-5, abs=1e-6)
+    untouched = [(layer, c) for layer in range(adapter.num_layers) for c in range(adapter.intermediate_size)
+                 if ("aa", layer, c) not in truth]  # fmt: skip
+    for layer, c in untouched[:20]:  # a column no counted aa token reached keeps no aa example
+        assert stats.examples.top("aa", layer, c) == []
