@@ -267,7 +267,7 @@ def test_moe_expert_neurons_keep_their_top_examples_over_routed_tokens(family):
     adapter = loaded.adapter
     stats = record(loaded, corpus(), None, settings(examples=3), progress=False)
     truth: dict = {}  # (lang, layer, column) -> [(value, sentence, position)] over the tokens that reach it
-    for li, lang in enumerate(("aa", "bb")):
+    for lang in ("aa", "bb"):
         for s, text in enumerate(corpus().texts(lang)):
             batch = encode(loaded.tokenizer, [text], 64, False)
             seen = []
