@@ -294,3 +294,25 @@ def test_moe_expert_neurons_keep_their_top_examples_over_routed_tokens(family):
                  if ("aa", layer, c) not in truth]  # fmt: skip
     for layer, c in untouched[:20]:  # a column no counted aa token reached keeps no aa example
         assert stats.examples.top("aa", layer, c) == []
+
+
+def test_torchrun_ranks_keep_the_same_examples_as_one_process(tmp_path):
+    import subprocess
+    import sys
+
+    from test_distributed import run_env
+
+    model, corpus_dir = make_inputs(tmp_path, sentences=30)
+    args = ["record", "--model", model, "--corpus", corpus_dir, "--batch-size", "4", "--chunk-batches", "1",
+            "--max-length", "32", "--device", "cpu", "--examples", "3", "--no-residual"]  # fmt: skip
+    one = subprocess.run([sys.executable, "-m", "langneurons", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    many = subprocess.run([*launcher, "-m", "langneurons", *args, "--out", str(tmp_path / "many")],
+                          capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
+    assert many.returncode == 0, many.stderr
+    a, b = load_examples(tmp_path / "one"), load_examples(tmp_path / "many")
+    langs = ("aa", "bb", "cc")
+    _same(_lists(a, langs), _lists(b, langs), exact=False)
+    assert a.value.shape == (3, 3, 48, 3) and int((a.sentence >= 0).sum()) == 3 * 3 * 48 * 3
