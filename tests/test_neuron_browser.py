@@ -125,8 +125,9 @@ def open_page(tmp_path: Path, page: Path):
            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
            "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1400,1000",
            page.resolve().as_uri()]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     port_file = profile / "DevToolsActivePort"
+    port_file.unlink(missing_ok=True)  # a stale one from an earlier browser names a closed port
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not (port_file.exists() and port_file.read_text().strip()):
         assert time.time() < deadline and proc.poll() is None, "chromium did not start its devtools endpoint"

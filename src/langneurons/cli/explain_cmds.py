@@ -122,7 +122,7 @@ def _explain(run_dir: Path, manifest: dict, ns: Any, languages: list[str] | None
     if need:
         why = "none kept" if stats.examples is None else f"{stats.examples.k} kept" if not targeted else "asked"
         say(f"top examples: a targeted pass over the run's sentences ({why}; record --examples K keeps them)")
-    bar = progress_bar(True, "sentences")
+    bar = progress_bar(need, "sentences")
     with bar:
         task = bar.add_task("targeted pass", total=sum(len(v) for v in text.items.values()), completed=0)
 
