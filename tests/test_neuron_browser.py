@@ -144,7 +144,8 @@ def open_page(tmp_path: Path, page: Path):
 
 def click(tools: DevTools, selector: str) -> None:
     """A real mouse click (pressed + released at the element's centre), as a user's would be."""
-    box = tools.js(f"(function(){{var r=document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+    box = tools.js(f"(function(){{var e=document.querySelector({json.dumps(selector)});"
+                   "e.scrollIntoView({block: 'center'}); var r=e.getBoundingClientRect();"
                    "return [r.left + r.width / 2, r.top + r.height / 2];})()")  # fmt: skip
     for kind in ("mousePressed", "mouseReleased"):
         tools.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
@@ -165,7 +166,6 @@ def test_a_click_on_a_neuron_opens_its_card_in_headless_chromium(tmp_path):
                  "document.querySelector('.ln-lang').dispatchEvent(new Event('change'))")  # fmt: skip
         assert tools.js("document.querySelectorAll('.ln-list li').length") == 3
         assert tools.js("document.querySelector('.ln-card-view').getAttribute('data-open')") == ""
-        tools.js("document.querySelector('[data-neuron=\"1:4\"]').scrollIntoView()")
         click(tools, '[data-neuron="1:4"]')
         assert tools.js("document.querySelector('.ln-card-view').getAttribute('data-open')") == "1:4"
         view = tools.js("document.querySelector('.ln-card-view').innerText")
