@@ -316,3 +316,15 @@ def test_torchrun_ranks_keep_the_same_examples_as_one_process(tmp_path):
     langs = ("aa", "bb", "cc")
     _same(_lists(a, langs), _lists(b, langs), exact=False)
     assert a.value.shape == (3, 3, 48, 3) and int((a.sentence >= 0).sum()) == 3 * 3 * 48 * 3
+
+
+def test_show_prints_the_writes_table_from_the_cards_beside_the_set(run):
+    root, loaded = run
+    ln.explain(root / "run", root / "run" / "lape.json", model=loaded, language="aa", top=1, examples=1, tokens=2,
+               out=root / "run" / "lape.cards.json")  # fmt: skip
+    try:
+        result = CliRunner().invoke(app, ["show", str(root / "run" / "lape.json")])
+        assert result.exit_code == 0, result.output
+        assert "write their" in result.output and "all" in result.output
+    finally:
+        (root / "run" / "lape.cards.json").unlink()
