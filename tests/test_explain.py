@@ -246,6 +246,15 @@ def test_bad_neuron_is_a_one_line_error_before_the_model_loads(run, value, messa
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
 
 
+@pytest.mark.parametrize(("extra", "flag"), [(["--language", "aa"], "--language"), (["--top", "3"], "--top"),
+                                             (["--run", "x"], "--run")])  # fmt: skip
+def test_set_only_flags_with_a_run_directory_are_refused(run, extra, flag):
+    root, _ = run
+    for args in (["--neuron", "1:2", *extra], extra):
+        result = CliRunner().invoke(app, ["explain", str(root / "run"), *args, "--model", "/nonexistent"])
+        assert result.exit_code == 2 and result.output.startswith("error:") and flag in result.output, result.output
+
+
 def test_explain_cli_prints_a_card_and_writes_it(run, tmp_path):
     root, _ = run
     out = tmp_path / "card.json"

@@ -28,7 +28,9 @@ def explain_cmd(
     language: Annotated[
         str | None, typer.Option("--language", help="With a set: the language(s) whose neurons to explain.")
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="With a set: cards for each language's N most active.")] = 20,
+    top: Annotated[
+        int | None, typer.Option("--top", help="With a set: cards for each language's N most specific (default 20).")
+    ] = None,
     examples: Annotated[int, typer.Option("--examples", help="Top activating examples per language.")] = 8,
     tokens: Annotated[int, typer.Option("--tokens", help="Promoted and suppressed tokens shown per card.")] = 20,
     targeted: Annotated[
@@ -53,6 +55,9 @@ def explain_cmd(
     from langneurons.formats.stats import MANIFEST_FILE
 
     check_positive(top=top, examples=examples, tokens=tokens)
+    if neuron and (language is not None or top is not None):  # no flag is silently ignored
+        raise LangneuronsError(f"{'--language' if language is not None else '--top'} goes with a neuron set, "
+                               "not with --neuron")  # fmt: skip
     if out is not None:
         check_out(out, overwrite)
     ns = None
@@ -61,8 +66,9 @@ def explain_cmd(
         run_dir = run or _set_run(ns, target)
     elif target.is_dir():
         run_dir = target
-        if language is not None:
-            raise LangneuronsError("--language goes with a neuron set (explain RUN/lape.json --language fr)")
+        if language is not None or top is not None or run is not None:
+            flag = "--language" if language is not None else "--top" if top is not None else "--run"
+            raise LangneuronsError(f"{flag} goes with a neuron set (explain RUN/lape.json --language fr)")
     else:
         raise LangneuronsError(f"{target} does not exist (a run directory or a neuron-set JSON)")
     if not (run_dir / MANIFEST_FILE).exists():
@@ -87,7 +93,7 @@ def explain_cmd(
             out = run_dir / f"{target.stem}.cards.json"
             check_out(out, overwrite)
     _explain(run_dir, manifest, ns, languages, pairs, out, model=model, device=device, dtype=dtype, corpus=corpus,
-             top=top, k=examples, tokens=tokens, targeted=targeted or None)  # fmt: skip
+             top=top or 20, k=examples, tokens=tokens, targeted=targeted or None)  # fmt: skip
 
 
 def _set_run(ns: Any, path: Path) -> Path:
