@@ -35,6 +35,7 @@ __all__ = [
     "Result",
     "activate",
     "deactivate",
+    "explain",
     "identify",
     "intervene",
     "load_corpus",
@@ -408,6 +409,55 @@ def similarity(
     if out is not None:
         result.save(Path(out) / SIMILARITY_FILE)
     return result
+
+
+@_api_errors
+def explain(
+    run: Stats | str | Path,
+    neuron: str | tuple[int, int] | NeuronSet | Path | None = None,
+    *,
+    language: str | Sequence[str] | None = None,
+    top: int = 20,
+    model: LoadedModel | str | None = None,
+    examples: int = 8,
+    tokens: int = 20,
+    corpus: str | None = None,
+    targeted: bool | None = None,
+    out: str | Path | None = None,
+) -> Any:
+    """What a neuron does: ``explain(run, "17:1234")`` gives its :class:`~langneurons.formats.card.Card`
+    (activation probability and top examples per language, promoted and suppressed tokens, language share of
+    what it writes; HTML in Jupyter). ``neuron`` may also be a neuron set (or its path): then a dict with the
+    cards of each ``language``'s ``top`` most active neurons, every neuron ranked, and ``writes_by_layer``.
+    ``model`` defaults to the run's; examples come from ``record --examples K`` or a targeted pass."""
+    from langneurons.analysis.explain import explain_neurons, explain_set, model_spec, run_corpus
+    from langneurons.formats.card import parse_neuron, save_cards
+
+    stats = run if isinstance(run, Stats) else load_stats(run)
+    if stats.path is None:
+        raise LangneuronsError("explain(run=...): give a run folder (its corpus is read again for the examples)")
+    m = stats.manifest
+    if isinstance(model, LoadedModel):
+        loaded = model
+    else:
+        loaded = loading.load_model(str(model or model_spec(m)), revision=m.get("revision") if model is None else None)
+    text = run_corpus(m, corpus)
+    if isinstance(neuron, (NeuronSet, Path)) or (isinstance(neuron, str) and neuron.endswith(".json")):
+        ns, _ = _neurons(neuron)
+        langs = _languages(language) or list(ns.languages)
+        result = explain_set(loaded, stats, ns, langs, top=top, corpus=text, k=examples, tokens=tokens,
+                             targeted=targeted)  # fmt: skip
+        if out is not None:
+            save_cards(out, {**result, "run": stats.path})
+        return result
+    if neuron is None:
+        raise LangneuronsError("explain(run, neuron=...): give 'LAYER:NEURON' or a neuron set")
+    text_id = neuron if isinstance(neuron, str) else f"{neuron[0]}:{neuron[1]}"
+    pair = parse_neuron(text_id, stats.num_layers, stats.intermediate_size)
+    cards, _, _ = explain_neurons(loaded, stats, [pair], corpus=text, k=examples, tokens=tokens, targeted=targeted)
+    if out is not None:
+        cards[0].save(out)
+    return cards[0]
 
 
 @_api_errors

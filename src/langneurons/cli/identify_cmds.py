@@ -336,6 +336,18 @@ def show_cmd(
     console.print("classes: " + ", ".join(f"{name} {counts[name]}" for name in CLASSES), highlight=False)
     for table in (*layer_table(ns, layers_per_row), *overlap_tables(ns)):
         console.print(table)
+    cards = neuron_set.with_name(f"{neuron_set.stem}.cards.json")  # from `explain SET.json`
+    if cards.is_file():
+        from langneurons.cli.explain_cmds import writes_table
+        from langneurons.formats.card import load_cards
+
+        data = load_cards(cards)
+        if data.get("writes_by_layer"):
+            console.print(writes_table(data["writes_by_layer"], ns.num_layers))
+            console.print(escape(f"(from {cards}; {data['writes_by_layer'].get('rule', '')})"), highlight=False)
+    else:
+        console.print(escape(f"which neurons write their own language: langneurons explain {neuron_set}"),
+                      highlight=False)  # fmt: skip
 
 
 @import_app.command("tang")

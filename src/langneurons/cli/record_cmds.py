@@ -67,6 +67,9 @@ def record_cmd(
     residual: bool = typer.Option(
         True, "--residual/--no-residual", help="Also sum the residual stream per layer (DiffMean; ~4 % time)."
     ),
+    examples: int = typer.Option(
+        0, "--examples", help="Also keep each neuron's K top activating examples per language (examples.safetensors)."
+    ),
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Count how often every MLP neuron fires on each language's text.
@@ -84,7 +87,7 @@ def record_cmd(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing, shards=shards,
-        residual=residual,
+        residual=residual, examples=examples,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
     check_max_length(max_length)
@@ -132,7 +135,15 @@ def merge_cmd(
     from langneurons.formats.stats import MANIFEST_FILE, load_stats, merge_stats, save_stats
 
     check_out_folder(out, overwrite, MANIFEST_FILE, "a finished run")
-    merged = merge_stats([load_stats(run) for run in runs])
+    loaded = [load_stats(run) for run in runs]
+    merged = merge_stats(loaded)
+    if any(run.examples is not None for run in loaded):
+        from langneurons.formats.examples import merge_examples, save_examples
+
+        if not all(run.examples is not None for run in loaded):
+            raise LangneuronsError("cannot merge: only some runs kept top examples (record --examples K)")
+        parts = [(run.examples, run.manifest.get("sentences") or {}) for run in loaded]
+        save_examples(out, merge_examples(parts, merged.languages))  # before the manifest marks a finished run
     save_stats(out, merged)
     note_output(out)
     say(f"wrote {out}: languages {','.join(merged.languages)}")

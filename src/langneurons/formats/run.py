@@ -9,6 +9,7 @@ ppl*.json, steer*.json              `ppl` / `steer` results (another stage; read
 *.json with format langneurons-stability/1   `stability` results (read as plain JSON)
 *.json with format langneurons-directions/1   direction sets (`identify --method diffmean`; JSON only)
 benchmark.json                      `benchmark` result (read as plain JSON)
+*.json with format langneurons-cards/1   neuron cards (`explain SET.json`; the report's neuron browser)
 
 Results kept elsewhere join the run by name (``load_run(path, neurons=[...], ppl=[...], steer=[...])``):
 such a file must exist and be of its kind, else a one-line error.
@@ -48,6 +49,7 @@ class Run:
     stability: dict[str, dict[str, Any]] = field(default_factory=dict)
     directions: dict[str, dict[str, Any]] = field(default_factory=dict)
     benchmark: dict[str, Any] | None = None
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # `explain` cards files, by stem
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
     stats_path: Path | None = None  # stats.safetensors beside manifest.json, when present
     given: list[str] = field(default_factory=list)  # names of the results given explicitly (shown first)
@@ -124,6 +126,8 @@ def load_run(
                 run.directions[file.stem] = data
             elif data.get("format") == "langneurons-benchmark/1":
                 run.benchmark = data
+            elif data.get("format") == "langneurons-cards/1":
+                run.cards[file.stem] = data
             elif name.startswith("ppl"):
                 run.ppl[file.stem] = data
             elif name.startswith("steer"):
@@ -136,7 +140,7 @@ def load_run(
         for file in files:
             _add_given(run, kind, Path(file))
     if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
-            or run.routing or run.stability or run.benchmark):  # fmt: skip
+            or run.routing or run.stability or run.benchmark or run.cards):  # fmt: skip
         raise LangneuronsError(f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)")
     return run
 

@@ -43,6 +43,7 @@ class Stats:
     manifest: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # where it was read from (for error messages)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-language [K, ...] (MoE routing, residual)
+    examples: Any = None  # top activating examples (formats/examples.py) when recorded with --examples K
 
     @property
     def resid_sum(self) -> torch.Tensor | None:
@@ -207,6 +208,10 @@ def load_stats(run_dir: str | Path) -> Stats:
     stats = Stats(tensors["count"], tensors["sum"], tensors["sum_sq"], tensors["n_tokens"], manifest, str(run_dir),
                   extra=extra)  # fmt: skip
     stats.validate()
+    from langneurons.formats.examples import EXAMPLES_FILE, load_examples
+
+    if (run_dir / EXAMPLES_FILE).exists():
+        stats.examples = load_examples(run_dir / EXAMPLES_FILE)
     return stats
 
 

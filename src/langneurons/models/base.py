@@ -52,6 +52,7 @@ class Adapter:
     act_path: ClassVar[str] = "mlp.act_fn"  # relative to a layer
     down_path: ClassVar[str] = "mlp.down_proj"  # relative to a layer
     intermediate_attr: ClassVar[tuple[str, ...]] = ("intermediate_size",)
+    final_norm_path: ClassVar[str] = "model.norm"  # the norm before the LM head, relative to the model
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -86,6 +87,32 @@ class Adapter:
     def down_weight(self, layer: int) -> torch.Tensor:
         """The down projection's weight as [hidden, F] (column j = neuron j's output direction)."""
         return self.down_module(layer).weight
+
+    def down_column(self, layer: int, neuron: int) -> torch.Tensor:
+        """Neuron ``neuron`` of ``layer``'s output weights: the [hidden] vector it adds, times its activation,
+        to the residual stream (column ``neuron`` of the down projection; docs/methods.md §15)."""
+        width = self.intermediate_size
+        if not 0 <= neuron < width:
+            raise LangneuronsError(f"neuron {neuron} is out of range 0..{width - 1}")
+        return self.down_weight(layer)[:, neuron].detach()
+
+    def final_norm(self) -> nn.Module:
+        """The normalisation applied to the residual stream before the unembedding."""
+        return submodule(self.model, self.final_norm_path, self)
+
+    def final_norm_gain(self) -> torch.Tensor:
+        """The final norm's per-dimension gain ``g`` [hidden] (ones when it has none)."""
+        weight = getattr(self.final_norm(), "weight", None)
+        if weight is None:
+            return torch.ones(self.hidden_size)
+        return weight.detach()
+
+    def unembedding(self) -> torch.Tensor:
+        """The unembedding ``W_U`` [vocab, hidden] (the LM head's weight, tied or not)."""
+        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        if head is None or getattr(head, "weight", None) is None:
+            raise LangneuronsError(f"{type(self).__name__}: this model has no LM head (a bare decoder?)")
+        return head.weight.detach()
 
     def body(self) -> nn.Module:
         """The model without its LM head: recording needs no logits (docs/methods.md §11)."""
@@ -141,6 +168,7 @@ class NonGatedAdapter(Adapter):
     layers_path: ClassVar[str] = "transformer.h"
     act_path: ClassVar[str] = "mlp.act"
     down_path: ClassVar[str] = "mlp.dense_4h_to_h"
+    final_norm_path: ClassVar[str] = "transformer.ln_f"
 
 
 def _residual_hook(layer: int, fn: SiteFn):

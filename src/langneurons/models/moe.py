@@ -359,6 +359,27 @@ class MoeAdapter(Adapter):
             }
         }
 
+    def down_column(self, layer: int, neuron: int) -> torch.Tensor:
+        """Column ``neuron`` of the layer's neuron axis (docs/formats.md layout): routed expert e's neuron j
+        at e·F + j, the shared expert from E·F, a dense layer's neurons from 0."""
+        experts = self._experts(layer)
+        if experts is None:
+            down = self._get_mlp(layer).down_proj.weight
+            if not 0 <= neuron < down.shape[1]:
+                raise LangneuronsError(f"neuron {neuron} is out of range 0..{down.shape[1] - 1} in dense layer {layer}")
+            return down[:, neuron].detach()
+        f = self.expert_intermediate_size
+        start = self.num_experts * f
+        if 0 <= neuron < start:
+            e, j = divmod(neuron, f)
+            down = experts.down_proj
+            transposed = getattr(experts, "is_transposed", False)
+            return (down[e, j, :] if transposed else down[e, :, j]).detach()
+        shared = self._shared(layer)
+        if shared is not None and 0 <= neuron - start < self.shared_intermediate_size:
+            return shared.down_proj.weight[:, neuron - start].detach()
+        raise LangneuronsError(f"neuron {neuron} is not a neuron of layer {layer} (no expert column there)")
+
     # -- modules -----------------------------------------------------------------------------------------------
 
     def _get_mlp(self, layer: int) -> nn.Module:

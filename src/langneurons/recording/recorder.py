@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,8 +34,10 @@ from langneurons.recording.distributed import (
     broadcast_flag,
     broadcast_object,
     gather_partials,
+    gather_to_main,
     init_world,
 )
+from langneurons.recording.examples import ExampleTracker, batch_positions
 from langneurons.recording.plan import Unit, packed_batches, plan_units, unit_batches
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -59,6 +62,7 @@ class RecordSettings:
     packing: bool = False  # join a unit's texts into full max_length rows (changes each token's context)
     shards: int | None = None  # also keep per-shard counts (formats/shards.py); None: no shards
     residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, docs/methods.md)
+    examples: int = 0  # also keep each neuron's top-K activating examples per language (recording/examples.py)
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -76,6 +80,11 @@ class RecordSettings:
             raise LangneuronsError("--checkpoint-every-units must be positive")
         if self.shards is not None and self.shards < 2:
             raise LangneuronsError(f"--shards must be at least 2, got {self.shards}")
+        if self.examples < 0:
+            raise LangneuronsError(f"--examples must be positive (0: none), got {self.examples}")
+        if self.examples and self.packing:
+            raise LangneuronsError("--examples needs unpacked sentences (a token's position is within its sentence); "
+                                   "drop --packing")
 
 
 # Settings that change when/how fast work is saved, never the recorded numbers (kept out of the
@@ -130,6 +139,7 @@ def record(
     counter = Counter(loaded.adapter, settings.site, loaded.device, update, settings.shards,
                       residual=settings.residual)  # fmt: skip
     body = loaded.adapter.body()
+    examples = _examples_tracker(loaded, corpus, settings, out, next_unit, world)
     bar = progress_bar(progress and world.is_main, "sentences")
     counted_before = int(totals[3].sum())
     done_before = _sentences_done(units, next_unit)
@@ -138,7 +148,8 @@ def record(
         where = "saving a checkpoint" if out is not None else "stopping (in memory: nothing is saved)"
         note = (f"Ctrl-C: finishing the current unit of work ({settings.chunk_batches} batches at most), then {where}; "
                 "press Ctrl-C again to stop now") if world.is_main else None  # fmt: skip
-        with _StopOnSigint(note) as stop, bar, counter, torch.inference_mode():
+        with (_StopOnSigint(note) as stop, bar, counter, examples or contextlib.nullcontext(),
+              torch.inference_mode()):  # fmt: skip
             task = bar.add_task(
                 _describe(corpus, units, next_unit),
                 total=_sentences_done(units, len(units)),
@@ -152,7 +163,7 @@ def record(
                 if mine < len(units):
                     at = _sentences_done(units, mine)
                     on_batch = None if world.size > 1 else (lambda n, at=at: bar.update(task, completed=at + n))
-                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language, on_batch)
+                    _run_unit(units[mine], corpus, loaded, body, counter, settings, per_language, on_batch, examples)
                 new_rows = list(rows)  # new tensors, swapped in by one assignment: Ctrl-C never half-adds
                 for offset, partial in enumerate(gather_partials(counter.partial, world)):
                     if first + offset < len(units):
@@ -165,8 +176,9 @@ def record(
                 due = time.time() - last_save > 60 * settings.checkpoint_minutes
                 every = settings.checkpoint_every_units
                 due = due or (every is not None and next_unit - saved_unit >= every)
+                kept = _gathered(examples, world) if due and next_unit < len(units) else None
                 if out is not None and world.is_main and due and next_unit < len(units):
-                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards))
+                    _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards), kept)
                     last_save, saved_unit = time.time(), next_unit
                 if delay:
                     time.sleep(delay)
@@ -174,7 +186,9 @@ def record(
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if out is not None and world.is_main and next_unit > saved_unit:
-            _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards))
+            kept = _gathered(examples, world) if world.size == 1 else None
+            if examples is None or kept is not None:  # ranks cannot meet here: their examples are not saved
+                _save_checkpoint(out, _stack(rows), next_unit, fingerprint, bool(settings.shards), kept)
         raise
     totals = _stack(rows)
     manifest["wall_seconds"] = round(time.time() - started, 3)
@@ -182,9 +196,16 @@ def record(
     manifest["created"] = now()
     stats = Stats(*totals[:4], manifest=manifest, extra=dict(zip(sorted(extra), totals[n_fixed:], strict=True)),
                   path=None if out is None else str(out))  # fmt: skip
+    kept = _gathered(examples, world)
+    if kept is not None:
+        stats.examples = kept.result(_examples_info(manifest, settings))
     if out is not None and world.is_main:
         if settings.shards:  # before the manifest, whose presence marks a finished run
             save_shards(out, Shards(totals[4].transpose(0, 1), totals[5].transpose(0, 1)))
+        if kept is not None:
+            from langneurons.formats.examples import save_examples
+
+            save_examples(out, stats.examples)
         save_stats(out, stats)
         (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     barrier(world)
@@ -224,6 +245,7 @@ class _StopOnSigint:
 def _run_unit(
     unit: Unit, corpus: Corpus, loaded: LoadedModel, body, counter: Counter, s: RecordSettings, per_language,
     on_batch=None,
+    examples=None,
 ):
     """Count one unit; ``on_batch(n)`` after each batch with the unit's texts done so far (the progress bar)."""
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
@@ -234,6 +256,8 @@ def _run_unit(
     done = 0
     for batch in batches(texts, loaded.tokenizer, s.batch_size, s.max_length, s.count_bos):
         counter.set_batch(batch.counted, None if shard_of_text is None else shard_of_text[batch.text])
+        if examples is not None:
+            examples.set_batch(unit.lang, batch.counted, *batch_positions(batch.counted, batch.text, unit.start))
         body(
             input_ids=batch.input_ids.to(loaded.device),
             attention_mask=batch.attention_mask.to(loaded.device),
@@ -405,12 +429,45 @@ def _read_checkpoint(
 
 
 def _save_checkpoint(
-    out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str, shards: bool = False
+    out: Path, totals: list[torch.Tensor], next_unit: int, fingerprint: str, shards: bool = False, examples=None
 ) -> None:
-    """One atomic file holds the totals and the unit to resume at, so they can never disagree."""
+    """One atomic file holds the totals (and kept examples) and the unit to resume at, so they never disagree."""
     state = json.dumps({"fingerprint": fingerprint, "next_unit": next_unit})
     names = _checkpoint_names(len(totals), shards)
-    write_safetensors(out / CHECKPOINT_FILE, dict(zip(names, totals, strict=True)), metadata={"state": state})
+    tensors = dict(zip(names, totals, strict=True))
+    if examples is not None:
+        tensors |= {f"examples.{name}": t for name, t in examples.tensors().items()}
+    write_safetensors(out / CHECKPOINT_FILE, tensors, metadata={"state": state})
+
+
+def _examples_tracker(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, out: Path | None, next_unit: int,
+                      world: World):  # fmt: skip
+    """With ``--examples K``: the tracker of top examples, holding a resumed checkpoint's (rank 0)."""
+    if not s.examples:
+        return None
+    tracker = ExampleTracker(loaded.adapter, s.site, s.examples, len(corpus.languages))
+    if out is not None and next_unit > 0 and world.is_main:
+        saved = load_file(str(out / CHECKPOINT_FILE))
+        tracker.load({name.removeprefix("examples."): t for name, t in saved.items() if name.startswith("examples.")})
+    return tracker
+
+
+def _gathered(examples, world: World):
+    """Every rank's examples merged into one tracker on rank 0 (the live trackers are left as they are)."""
+    if examples is None:
+        return None
+    parts = gather_to_main(examples.tensors(), world)
+    if parts is None:
+        return None
+    merged = ExampleTracker(examples.adapter, examples.site, examples.k, examples.n_languages)
+    for part in parts:
+        merged.load(part)
+    return merged
+
+
+def _examples_info(manifest: dict, s: RecordSettings) -> dict:
+    return {"languages": manifest["languages"], "site": s.site, "sentences": manifest["sentences"],
+            "model": manifest.get("model"), "corpus": manifest.get("corpus"), "created": now(), **software()}
 
 
 _CHECKPOINT_NAMES = ("count", "sum", "sum_sq", "n_tokens", "count_shards", "n_tokens_shards")

@@ -8,6 +8,7 @@ from langneurons.reporting.sections.benchmark import benchmark_section
 from langneurons.reporting.sections.common import Figure, Section, Table, describe_run
 from langneurons.reporting.sections.directions import directions_section
 from langneurons.reporting.sections.neuron_sets import neuron_set_section, set_order
+from langneurons.reporting.sections.neurons import neuron_browser_section
 from langneurons.reporting.sections.perplexity import ppl_section
 from langneurons.reporting.sections.recording import recording_section
 from langneurons.reporting.sections.routing import routing_section
@@ -21,6 +22,7 @@ def build_sections(run: Run) -> list[Section]:
     benchmark, similarity, routing, recording; a result file this report cannot draw gives no section."""
     sections = [neuron_set_section(run, name, run.neuron_sets[name]) for name in set_order(run)]
     sections += [directions_section(name, data) for name, data in run.directions.items()]
+    sections += [neuron_browser_section(name, data) for name, data in run.cards.items()]
     sections += [ppl_section(run, name, data) for name, data in run.ppl.items()]
     sections += [steer_section(name, data) for name, data in run.steer.items()]
     sections += [stability_section(name, data) for name, data in run.stability.items()]
