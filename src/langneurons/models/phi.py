@@ -8,3 +8,4 @@ class PhiAdapter(NonGatedAdapter):
     layers_path = "model.layers"
     act_path = "mlp.activation_fn"
     down_path = "mlp.fc2"
+    final_norm_path = "model.final_layernorm"
