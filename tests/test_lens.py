@@ -38,3 +38,157 @@ def test_softcapping_is_applied():
     _last_layer_matches(loaded)
     hidden = loaded.adapter.residual_stream(torch.tensor([[1, 5, 6]]), last_only=True)
     assert loaded.adapter.lens_logits(hidden[:, 1]).abs().max() <= 0.05
+
+
+# ---- a planted model: layer 1 (of 3) writes a chosen token, layer 2 overwrites it ------------------------
+def planted_lens_model(token: str = "s3", final: str = "b7", strength: float = 12.0):
+    """A LLaMA with one-hot embeddings, silent attention and an identity LM head: layer 1's MLP adds
+    ``strength`` on ``token``'s coordinate, layer 2's removes it and adds it on ``final``'s."""
+    from tiny import COMMON, VOCAB, word_tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from langneurons.models.loading import wrap_model
+
+    v = len(VOCAB)
+    config = AutoConfig.for_model(
+        "llama", **COMMON, hidden_size=v, intermediate_size=4, num_hidden_layers=3, num_attention_heads=1,
+        num_key_value_heads=1, head_dim=v, max_position_embeddings=128, rms_norm_eps=1e-12, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(v))
+        act = torch.nn.functional.silu(torch.tensor(v**0.5)).item()  # neuron 0's act·up on any normed one-hot
+        for i, layer in enumerate(model.model.layers):
+            layer.self_attn.o_proj.weight.zero_()
+            for w in (layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight, layer.mlp.down_proj.weight):
+                w.zero_()
+            layer.mlp.gate_proj.weight[0].fill_(1.0)
+            layer.mlp.up_proj.weight[0].fill_(v**-0.5)
+            if i == 1:
+                layer.mlp.down_proj.weight[VOCAB.index(token), 0] = strength / act
+            if i == 2:
+                layer.mlp.down_proj.weight[VOCAB.index(token), 0] = -strength / act
+                layer.mlp.down_proj.weight[VOCAB.index(final), 0] = strength / act
+        model.lm_head.weight.copy_(10 * torch.eye(v) / v**0.5)  # RMSNorm scales a one-hot by √v: logit ≈ 10
+    return wrap_model(model, word_tokenizer(), "planted-lens")
+
+
+def _word_file(path, rows) -> str:
+    import json
+
+    path.write_text("".join(json.dumps({"id": c, "lang": lang, "word": w}) + "\n" for c, lang, w in rows))
+    return str(path)
+
+
+def _planted_words(tmp_path, extra=()):
+    from langneurons.data.words import load_words
+
+    rows = []
+    for k in range(6):
+        rows += [(f"c{k}", "en", "b7"), (f"c{k}", "aa", f"a{k}"), (f"c{k}", "bb", "s3")]
+    return load_words(_word_file(tmp_path / "words.jsonl", rows + list(extra)))
+
+
+def test_planted_middle_layer_peaks_there(tmp_path):
+    from langneurons.analysis.lens import LensSettings, word_task
+
+    loaded = planted_lens_model()
+    words = _planted_words(tmp_path)
+    result = word_task(loaded, words, LensSettings(source="aa", target="bb", shots=2, bootstrap=200), progress=False)
+    target, english = result["mean"]["target"], result["mean"]["english"]
+    assert result["peaks"]["target"]["layer"] == 1 and target[1] > 0.9
+    assert target[0] < 0.1 and target[2] < 0.1
+    assert result["peaks"]["english"]["layer"] == 2 and english[2] > 0.9
+    # the last layer is the model's own output probability of the target token
+    from tiny import VOCAB
+
+    batch = loaded.tokenizer([result["prompts"][0]["prompt"]], return_tensors="pt")
+    probs = torch.softmax(loaded.model(**batch).logits[0, -1], -1)
+    assert result["prompts"][0]["target"][-1] == pytest.approx(probs[VOCAB.index("s3")].item(), abs=1e-5)
+    assert result["prompts"][0]["target_ids"] == [VOCAB.index("s3")]
+    assert result["words"]["kept"] == 6 and len(result["prompts"]) == 6
+    for curve in ("target", "english", "source", "entropy"):
+        assert len(result["mean"][curve]) == 3 and len(result["ci"][curve]["low"]) == 3
+
+
+def test_filter_drops_a_word_whose_first_tokens_coincide(tmp_path):
+    from langneurons.analysis.lens import LensSettings, filter_concepts
+
+    loaded = planted_lens_model()
+    words = _planted_words(tmp_path, extra=[("same", "en", "s3 b1"), ("same", "aa", "a1"), ("same", "bb", "s3")])
+    kept, dropped = filter_concepts(loaded.tokenizer, words, LensSettings(source="aa", target="bb"))
+    assert "same" not in kept and [d["id"] for d in dropped] == ["same"]
+    assert kept == [f"c{k}" for k in range(6)]
+
+
+def test_first_token_ids_with_and_without_space():
+    from langneurons.analysis.lens import first_token_ids
+
+    class Spaced:  # a tokenizer that splits a leading space into its own token, as Llama-2's does for Han
+        def __call__(self, text, add_special_tokens=False):
+            class Out:
+                input_ids = [0, 7, 8] if text.startswith(" ") else [7, 8]
+
+            return Out()
+
+        def decode(self, ids):
+            return {0: " ", 7: "花", 8: "x"}[ids[0]]
+
+    assert first_token_ids(Spaced(), "花") == [7]
+
+
+def test_bootstrap_interval_by_hand():
+    from langneurons.analysis.lens import bootstrap_mean_ci
+
+    # two prompts, 0 and 1: a resampled mean is 0, ½ or 1 (¼, ½, ¼), so with 1000 draws the 2.5 % and
+    # 97.5 % quantiles are 0 and 1; a constant column has the constant as both ends
+    values = torch.tensor([[0.0, 0.3], [1.0, 0.3]])
+    lo, hi = bootstrap_mean_ci(values, resamples=1000, seed=0)
+    assert lo[0] == 0.0 and hi[0] == 1.0
+    assert lo[1] == pytest.approx(0.3) and hi[1] == pytest.approx(0.3)
+    # the same seed gives the same interval; the interval brackets the mean
+    values = torch.tensor([[0.1], [0.4], [0.2], [0.9], [0.5]])
+    assert bootstrap_mean_ci(values, 500, 3) == bootstrap_mean_ci(values, 500, 3)
+    lo, hi = bootstrap_mean_ci(values, 500, 3)
+    assert lo[0] < 0.42 < hi[0] and 0.1 <= lo[0] and hi[0] <= 0.9
+
+
+def test_builtin_word_list():
+    from langneurons.data.ntrex import NTREX_LANGUAGES
+    from langneurons.data.words import LANGUAGE_NAMES, load_words
+
+    words = load_words()
+    assert len(words.words) >= 100
+    assert set(words.languages) == set(NTREX_LANGUAGES)
+    assert all(len(per) == len(NTREX_LANGUAGES) for per in words.words.values())
+    assert set(LANGUAGE_NAMES) >= set(NTREX_LANGUAGES)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "fr", "--to", "xx"], "no words in 'xx'"),
+        (["--from", "fr"], "needs --to"),
+        (["--to", "zh"], "needs --from"),
+        (["--from", "fr", "--to", "fr"], "use --task repetition"),
+        (["--task", "poem", "--to", "zh"], "unknown --task"),
+        (["--task", "cloze", "--from", "fr", "--to", "zh"], "cloze sentences"),
+        (["--task", "text", "--languages", "fr,xx"], "unknown language code(s) xx"),
+        (["--task", "text", "--from", "fr"], "--task text reads natural text"),
+        (["--to", "zh", "--from", "fr", "--tuned", "missing.safetensors"], "does not exist"),
+    ],
+)
+def test_bad_input_fails_before_the_model_loads(tmp_path, monkeypatch, args, message):
+    from typer.testing import CliRunner
+
+    import langneurons.cli.options as opt
+    from langneurons.cli import app
+
+    def no_load(self):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(opt.ModelOptions, "load", no_load)
+    result = CliRunner().invoke(app, ["lens", *args, "-o", str(tmp_path / "l.json")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.count("error:") == 1
+    assert not (tmp_path / "l.json").exists()
