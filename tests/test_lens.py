@@ -192,3 +192,96 @@ def test_bad_input_fails_before_the_model_loads(tmp_path, monkeypatch, args, mes
     assert result.exit_code == 2, result.output
     assert message in result.output and result.output.count("error:") == 1
     assert not (tmp_path / "l.json").exists()
+
+
+# ---- tuned lens ----------------------------------------------------------------------------------------
+def _tiny_corpus(tmp_path):
+    from test_distributed import make_inputs
+
+    from langneurons.data import load_corpus
+
+    _, corpus = make_inputs(tmp_path, sentences=15)
+    return load_corpus(corpus)
+
+
+def test_tuned_lens_lowers_kl_and_resumes_exactly(tmp_path, monkeypatch):
+    import langneurons.analysis.tuned_lens as tl
+    from langneurons.formats.tuned_lens import TunedLens
+
+    loaded = tiny_model("llama")
+    corpus = _tiny_corpus(tmp_path)
+    s = tl.TunedLensSettings(steps=40, lr=1e-2, top_k=4, negatives=8, checkpoint_every=10)
+    whole = tl.train_tuned_lens(loaded, corpus, s, out=tmp_path / "whole.safetensors", progress=False)
+    kl = whole.info["kl_validation"]
+    assert sum(kl["tuned"][:-1]) < 0.8 * sum(kl["logit"][:-1])
+    assert kl["tuned"][-1] == pytest.approx(kl["logit"][-1], abs=1e-6)  # the last map is the identity
+    assert torch.equal(whole.weight[-1], torch.eye(whole.hidden_size))
+    # interrupted after the checkpoint at step 20, then the same command: the same maps, bit for bit
+    real = tl._checkpoint
+
+    def stop_after_20(path, key, delta, bias, optim, gen, step):
+        real(path, key, delta, bias, optim, gen, step)
+        if step == 20:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed.safetensors"
+    monkeypatch.setattr(tl, "_checkpoint", stop_after_20)
+    with pytest.raises(KeyboardInterrupt):
+        tl.train_tuned_lens(loaded, corpus, s, out=out, progress=False)
+    assert (tmp_path / "resumed.safetensors.partial").exists() and not out.exists()
+    monkeypatch.setattr(tl, "_checkpoint", real)
+    resumed = tl.train_tuned_lens(loaded, corpus, s, out=out, progress=False)
+    assert torch.equal(resumed.weight, whole.weight) and torch.equal(resumed.bias, whole.bias)
+    assert not (tmp_path / "resumed.safetensors.partial").exists()
+    loaded_back = TunedLens.load(out)
+    assert torch.equal(loaded_back.weight, whole.weight) and loaded_back.info["steps_done"] == 40
+    assert loaded_back.info["model"] == "tiny-llama" and "torch_version" in loaded_back.info
+
+
+def test_word_task_with_a_tuned_lens_reports_both_kls(tmp_path):
+    from langneurons.analysis.lens import LensSettings, word_task
+    from langneurons.formats.tuned_lens import TunedLens
+
+    loaded = planted_lens_model()
+    words = _planted_words(tmp_path)
+    s = LensSettings(source="aa", target="bb", shots=2, bootstrap=50)
+    plain = word_task(loaded, words, s, progress=False)
+    ident = TunedLens.identity(loaded.adapter.num_layers, loaded.adapter.hidden_size)
+    tuned = word_task(loaded, words, s, tuned=ident, progress=False)
+    assert tuned["lens"] == "tuned" and set(tuned["kl"]) == {"logit", "tuned"}
+    assert tuned["mean"]["target"] == pytest.approx(plain["mean"]["target"], abs=1e-6)  # identity maps
+    assert tuned["kl"]["tuned"] == pytest.approx(tuned["kl"]["logit"], abs=1e-5)
+    with pytest.raises(Exception, match="train one for this model"):
+        word_task(loaded, words, s, tuned=TunedLens.identity(2, 5), progress=False)
+
+
+def test_text_task_shares(tmp_path):
+    from langneurons.analysis.lens_text import text_task
+
+    loaded = planted_lens_model()  # the last layer writes b7 everywhere: bb's own token at the last layer
+    corpus = _tiny_corpus(tmp_path)
+    result = text_task(loaded, corpus, batch_size=4, max_length=16, progress=False)
+    bb = result["share"]["bb"]
+    assert bb["own"][-1] == pytest.approx(1.0)  # b7 occurs only in the bb text
+    assert result["share"]["aa"]["shares"]["bb"][-1] == pytest.approx(1.0)
+    for lang, per in result["share"].items():  # shares over languages + none sum to 1 at every layer
+        for layer in range(3):
+            total = sum(v[layer] for v in per["shares"].values()) + per["none"][layer]
+            assert total == pytest.approx(1.0), lang
+
+
+def test_token_language_rule():
+    from langneurons.analysis.token_language import TokenLanguages, text_script
+
+    texts = {0: "собака", 1: "кіт", 2: "chien", 3: "dog", 4: "的", 5: "です", 6: ", ", 7: "the", 8: "花"}
+
+    class Tok:
+        def decode(self, ids):
+            return texts[ids[0]]
+
+    seen = {"ru": {0}, "uk": {1, 0}, "fr": {2, 7}, "en": {3, 7}, "zh": {4, 8}, "ja": {8}}
+    rule = TokenLanguages(Tok(), ["ru", "uk", "fr", "en", "zh", "ja"], seen)
+    assert [rule(i) for i in range(9)] == [None, "uk", "fr", "en", "zh", "ja", None, None, None]
+    # one Cyrillic language considered: the script alone decides, corpus or not
+    assert TokenLanguages(Tok(), ["ru", "en"], {})(1) == "ru"
+    assert text_script("Hund!") == "LATIN" and text_script("12 ,") is None

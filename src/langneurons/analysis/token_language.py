@@ -91,7 +91,7 @@ def corpus_vocabulary(tokenizer, texts: dict[str, list[str]]) -> dict[str, set[i
     out: dict[str, set[int]] = {}
     for lang, lines in texts.items():
         ids: set[int] = set()
-        for row in tokenizer(lines, add_special_tokens=False).input_ids:
+        for row in tokenizer(lines, add_special_tokens=False).input_ids if lines else []:
             ids.update(int(i) for i in row)
         out[lang] = ids
     return out

@@ -127,3 +127,50 @@ def summarise(result: dict) -> None:
     if "tuned" in kl:
         say("  KL(final ‖ lens) per layer, logit: " + " ".join(f"{v:.2f}" for v in kl["logit"]))
         say("                          tuned: " + " ".join(f"{v:.2f}" for v in kl["tuned"]))
+
+
+@app.command("lens-train")
+@one_line_errors
+@opt.model_options
+def lens_train_cmd(
+    out: Annotated[Path, opt.out_option("Tuned lens to write (.safetensors).")],
+    corpus: opt.Corpus = "ntrex:identify",
+    texts: opt.Texts = None,
+    languages: opt.Languages = None,
+    sentences: int = typer.Option(10, "--sentences", help="Sentences per language (first N; every 5th held out)."),
+    max_length: int = typer.Option(64, "--max-length", help="Tokens per sentence."),
+    steps: int = typer.Option(250, "--steps", help="Optimiser steps."),
+    batch_tokens: int = typer.Option(64, "--batch-tokens", help="Token positions per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    top_k: int = typer.Option(16, "--top-k", help="Final-distribution tokens per position in a step's vocabulary."),
+    negatives: int = typer.Option(2048, "--negatives", help="Random tokens added to each step's vocabulary."),
+    seed: opt.Seed = 0,
+    batch_size: opt.BatchSize = 8,
+    model: opt.ModelOptions = opt.ModelOptions(),
+    overwrite: opt.Overwrite = False,
+) -> None:
+    """Fit a tuned lens (per-layer affine maps of the residual stream, §16) on held-out multilingual text;
+    rerun the same command to resume from OUT.partial. Use it with `lens --tuned OUT`."""
+    from langneurons.analysis.tuned_lens import TunedLensSettings, train_tuned_lens
+    from langneurons.data import load_corpus, parse_languages
+
+    check_out(out, overwrite)
+    if out.suffix != ".safetensors":
+        raise LangneuronsError(f"--out must end in .safetensors, got {out.name}")
+    check_sentences(sentences)
+    check_max_length(max_length)
+    settings = TunedLensSettings(steps=steps, batch_tokens=batch_tokens, lr=lr, top_k=top_k, negatives=negatives,
+                                 max_length=max_length, batch_size=batch_size, seed=seed)  # fmt: skip
+    settings.validate()
+    text = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+    loaded = model.load()
+    settings.max_length = capped_max_length(max_length, loaded)
+    if Path(str(out) + ".partial").exists():
+        say(f"resuming from {out}.partial")
+    lens = train_tuned_lens(loaded, text, settings, out=out)
+    say(f"wrote {out} ({lens.info['wall_seconds']:.1f} s, {lens.info['texts']['train_positions']} training positions)")
+    kl = lens.info["kl_validation"]
+    say("  KL(final ‖ lens) per layer on held-out positions (nats):")
+    say("  layer  " + " ".join(f"{i:>5d}" for i in range(len(kl["logit"]))))
+    say("  logit  " + " ".join(f"{v:5.2f}" for v in kl["logit"]))
+    say("  tuned  " + " ".join(f"{v:5.2f}" for v in kl["tuned"]))
