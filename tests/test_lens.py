@@ -285,3 +285,54 @@ def test_token_language_rule():
     # one Cyrillic language considered: the script alone decides, corpus or not
     assert TokenLanguages(Tok(), ["ru", "en"], {})(1) == "ru"
     assert text_script("Hund!") == "LATIN" and text_script("12 ,") is None
+
+
+# ---- the report: lens curves above the neuron classes, one layer axis -----------------------------------
+def _fake_lens(num_layers: int, task: str = "translation") -> dict:
+    ramp = [i / (num_layers - 1) for i in range(num_layers)]
+    bump = [1.0 - abs(i - num_layers / 2) / num_layers for i in range(num_layers)]
+    ci = {"low": [max(0.0, v - 0.1) for v in ramp], "high": [v + 0.1 for v in ramp]}
+    return {
+        "format": "langneurons-lens/1", "task": task, "from": "fr", "to": "zh", "model": "m <b>", "lens": "logit",
+        "num_layers": num_layers, "mean": {"target": ramp, "english": bump, "source": bump, "entropy": ramp},
+        "ci": {c: ci for c in ("target", "english", "source", "entropy")},
+        "peaks": {"target": {"layer": num_layers - 1, "value": 1.0}, "english": {"layer": num_layers // 2,
+                                                                              "value": 1.0}},
+        "kl": {"logit": ramp[::-1], "tuned": [v / 2 for v in ramp[::-1]]},
+        "words": {"list": "builtin:nouns", "kept": 9, "concepts": 10, "prompts": 9},
+        "provenance": {"settings": {"shots": 4, "bootstrap": 100}},
+    }  # fmt: skip
+
+
+def test_report_draws_the_lens_above_the_neuron_classes(tmp_path):
+    import json
+    import re
+
+    from test_analyze import SET, write_run
+    from typer.testing import CliRunner
+
+    from langneurons.cli import app
+
+    run = write_run(tmp_path / "run", SET, None, {"lens-fr-zh.json": _fake_lens(SET.num_layers)})
+    elsewhere = tmp_path / "de-ru.json"
+    elsewhere.write_text(json.dumps(_fake_lens(SET.num_layers) | {"from": "de", "to": "ru"}))
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(run), "--lens", str(elsewhere), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    figures = re.findall(r'<figure id="([^"]+)"', page)
+    assert {"lens-depth.png", "lens-lens-fr-zh.png", "lens-de-ru.png"} <= set(figures)
+    assert "Latent language (logit lens)" in page and "same layer axis" in page
+    assert "m &lt;b&gt;" in page and "m <b>" not in page  # escaped by the templates
+    assert "KL(final" in page and "translation de→ru" in page
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "langneurons-ppl/1"}))
+    result = CliRunner().invoke(app, ["report", str(run), "--lens", str(bad), "-o", str(tmp_path / "r2.html")])
+    assert result.exit_code == 2 and "not a lens result" in result.output
+
+
+def test_lens_section_template_is_packaged():
+    from langneurons.reporting.html import environment
+    from langneurons.reporting.sections.lens import TEMPLATE
+
+    assert TEMPLATE in environment().list_templates()

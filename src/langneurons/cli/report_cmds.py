@@ -29,6 +29,7 @@ def report_cmd(
     neurons: list[Path] = typer.Option([], "--neurons", help="A neuron-set JSON kept elsewhere (repeatable)."),
     ppl: list[Path] = typer.Option([], "--ppl", help="A `ppl` result JSON kept elsewhere (repeatable)."),
     steer: list[Path] = typer.Option([], "--steer", help="A `steer` result JSON kept elsewhere (repeatable)."),
+    lens: list[Path] = typer.Option([], "--lens", help="A `lens` result JSON kept elsewhere (repeatable)."),
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Turn a run directory's result files into one self-contained HTML report (never loads a model)."""
@@ -37,5 +38,5 @@ def report_cmd(
     fmt = format.lower()
     out = out or run_dir / ("figures" if fmt == "png" else "report.html")
     check_out(out, overwrite)
-    paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer)
+    paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer, lens=lens)
     say(f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}" + (" …" if len(paths) > 4 else ""))

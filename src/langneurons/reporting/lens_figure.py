@@ -75,9 +75,12 @@ def lens_figure(result: dict[str, Any], title: str = "") -> bytes:
     return png(fig)
 
 
-def lens_depth_figure(results: list[dict[str, Any]], neurons: NeuronSet | None = None, title: str = "") -> bytes:
-    """One panel per lens result, and (with a neuron set) its class profile below, on one layer axis."""
-    panels = len(results) + (1 if neurons is not None else 0)
+def lens_depth_figure(results: list[dict[str, Any]], neurons: NeuronSet | None = None,
+                      routing: dict[str, Any] | None = None, title: str = "") -> bytes:  # fmt: skip
+    """One panel per lens result, (with a neuron set) its class profile, and (with an MoE ``routing`` result)
+    each language's routing divergence from English per MoE layer, all on one layer axis."""
+    has_routing = routing is not None and isinstance(routing.get("js_divergence"), dict)
+    panels = len(results) + (1 if neurons is not None else 0) + (1 if has_routing else 0)
     n = int(results[0]["num_layers"]) if results else neurons.num_layers  # type: ignore[union-attr]
     fig, axes = plt.subplots(panels, 1, figsize=(7.4, 2.3 * panels + 0.4), sharex=True, layout="constrained",
                              squeeze=False)  # fmt: skip
@@ -87,6 +90,16 @@ def lens_depth_figure(results: list[dict[str, Any]], neurons: NeuronSet | None =
         else:
             _draw_words(ax, result, curves=("target", "english"))
         ax.set_title(f"{result.get('lens', 'logit')} lens, {pair_label(result)}", fontsize=9)
+    if has_routing:
+        ax = axes[len(results), 0]
+        layers = routing["moe_layers"]  # type: ignore[index]
+        for i, (lang, values) in enumerate(routing["js_divergence"].items()):  # type: ignore[index]
+            if any(v for v in values):
+                ax.plot(layers, values, lw=1.3, marker="o", ms=2.5, color=TEXT_COLOURS[i % len(TEXT_COLOURS)],
+                        label=lang)  # fmt: skip
+        ax.set_ylabel(f"JS from {routing.get('reference', 'en')} (bits)")  # type: ignore[union-attr]
+        ax.legend(fontsize=7, frameon=False, loc="upper left", ncol=6)
+        ax.set_title("routing divergence per MoE layer", fontsize=9)
     if neurons is not None:
         ax = axes[-1, 0]
         bottom = np.zeros(neurons.num_layers)
