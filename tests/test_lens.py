@@ -336,3 +336,17 @@ def test_lens_section_template_is_packaged():
     from langneurons.reporting.sections.lens import TEMPLATE
 
     assert TEMPLATE in environment().list_templates()
+
+
+def test_api_lens_returns_a_result_with_a_short_repr(tmp_path):
+    import langneurons as ln
+
+    loaded = planted_lens_model()
+    words = _planted_words(tmp_path)
+    result = ln.lens(loaded, "translation", source="aa", to="bb", words=words.name, shots=2, bootstrap=50,
+                     progress=False)  # fmt: skip
+    text = repr(result)
+    assert text.startswith("Result(lens (logit) translation aa→bb, 6 prompts, 3 layers; peaks p_target 1.00@1")
+    assert len(text) < 200 and result.kind == "lens"
+    with pytest.raises(ln.LangneuronsError, match="needs to="):
+        ln.lens(loaded, "translation", source="aa", words=words.name, progress=False)
