@@ -350,3 +350,30 @@ def test_api_lens_returns_a_result_with_a_short_repr(tmp_path):
     assert len(text) < 200 and result.kind == "lens"
     with pytest.raises(ln.LangneuronsError, match="needs to="):
         ln.lens(loaded, "translation", source="aa", words=words.name, progress=False)
+
+
+def test_torchrun_lens_equals_one_process(tmp_path):
+    """Prompts split over 2 ranks in fixed batches: the same curves as one process, bit for bit."""
+    import json
+    import subprocess
+    import sys
+
+    from test_distributed import make_inputs, run_env
+
+    model, _ = make_inputs(tmp_path, sentences=2)
+    rows = []
+    for k in range(8):
+        rows += [(f"c{k}", "en", f"b{k}"), (f"c{k}", "aa", f"a{k}"), (f"c{k}", "bb", f"s{k}")]
+    words = _word_file(tmp_path / "w.jsonl", rows)
+    args = ["lens", "--model", model, "--from", "aa", "--to", "bb", "--words", words, "--shots", "2",
+            "--batch-size", "3", "--bootstrap", "50", "--device", "cpu", "--no-figure"]  # fmt: skip
+    one = subprocess.run([sys.executable, "-m", "langneurons", *args, "-o", str(tmp_path / "one.json")],
+                         capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    many = subprocess.run([*launcher, "-m", "langneurons", *args, "-o", str(tmp_path / "many.json")],
+                          capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
+    assert many.returncode == 0, many.stderr
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "many"))
+    assert a["mean"] == b["mean"] and a["ci"] == b["ci"] and a["prompts"] == b["prompts"]
+    assert len(a["prompts"]) == 8 and b["provenance"]["processes"] == 2
