@@ -39,7 +39,7 @@ class TunedLensSettings:
     top_k: int = 16  # final-distribution tokens per position kept in the step's vocabulary
     negatives: int = 2048  # uniformly drawn vocabulary tokens added per step
     validation_every: int = 5  # every n-th sentence of each language is held out for the reported KL
-    validation_positions: int = 256
+    validation_positions: int = 128
     max_length: int = 64
     batch_size: int = 8
     checkpoint_every: int = 25
