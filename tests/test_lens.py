@@ -377,3 +377,25 @@ def test_torchrun_lens_equals_one_process(tmp_path):
     a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "many"))
     assert a["mean"] == b["mean"] and a["ci"] == b["ci"] and a["prompts"] == b["prompts"]
     assert len(a["prompts"]) == 8 and b["provenance"]["processes"] == 2
+
+
+def test_cloze_and_repetition_prompts(tmp_path):
+    import json
+
+    from langneurons.analysis.lens import LensSettings, build_prompts, filter_concepts
+    from langneurons.data.words import load_words
+
+    lines = []
+    for k in range(4):
+        lines += [{"id": f"c{k}", "lang": "en", "word": "b7"},
+                  {"id": f"c{k}", "lang": "bb", "word": f"s{k}", "cloze": f"a{k} ___ a{k}"}]  # fmt: skip
+    path = tmp_path / "cloze.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    words = load_words(path)
+    s = LensSettings(task="cloze", source="bb", target="bb", shots=2)
+    kept, _ = filter_concepts(planted_lens_model().tokenizer, words, s)
+    prompts = build_prompts(words, kept, s)
+    last = prompts[0]["prompt"].splitlines()
+    assert len(last) == 3 and last[-1] == 'a0 ___ a0 Answer: "' and last[0].endswith('"')
+    rep = build_prompts(words, kept, LensSettings(task="repetition", target="bb", shots=2))
+    assert rep[1]["prompt"].splitlines()[-1] == 'bb: "s1" - bb: "'
