@@ -145,7 +145,7 @@ def test_planted_down_column_equal_to_an_unembedding_row_ranks_that_token_first(
     adapter = loaded.adapter
     lens = WriteLens(adapter)
     for word in ("b3", "a5", "s2"):
-        row = adapter.unembedding()[VOCAB.index(word)].clone()
+        row = adapter.unembedding_weight()[VOCAB.index(word)].clone()
         with torch.no_grad():
             adapter.down_weight(1)[:, 7] = row / lens.gain  # g ⊙ column = the token's unembedding row
         writes = neuron_writes(lens, _langs(loaded), 1, 7, k=5)
@@ -162,7 +162,7 @@ def test_scores_rank_like_the_final_norm_applied_to_the_column(family):
     scores = lens.scores(2, [5])[0]
     column = adapter.down_column(2, 5)
     with torch.no_grad():
-        through = adapter.unembedding() @ adapter.final_norm()(column[None, None])[0, 0]
+        through = adapter.unembedding_weight() @ adapter.final_norm()(column[None, None])[0, 0]
     assert torch.equal(torch.argsort(scores, descending=True), torch.argsort(through, descending=True))
 
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         explain,
         identify,
         intervene,
+        lens,
+        lens_train,
         load_corpus,
         load_model,
         load_neurons,
@@ -47,8 +49,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 __all__ = [
     "Adapter", "LangneuronsError", "NeuronSet", "PPLSettings", "RecordSettings", "Result", "Stats", "SteerSettings",
-    "__version__", "activate", "deactivate", "explain", "identify", "intervene", "load_corpus", "load_model",
-    "load_neurons",
+    "__version__", "activate", "deactivate", "explain", "identify", "intervene", "lens", "lens_train", "load_corpus",
+    "load_model", "load_neurons",
     "load_pooled", "load_result", "load_stats", "ppl", "ppl_matrix", "record", "register_adapter", "report",
     "similarity", "steer",
 ]  # fmt: skip

@@ -38,6 +38,8 @@ __all__ = [
     "explain",
     "identify",
     "intervene",
+    "lens",
+    "lens_train",
     "load_corpus",
     "load_model",
     "load_neurons",
@@ -178,6 +180,16 @@ def describe_result(data: dict[str, Any]) -> str:
             f"peak LRDS layer {(peaks.get('lrds') or {}).get('layer')}, "
             f"peak SADS layer {(peaks.get('sads') or {}).get('layer')}"
         )
+    if fmt.startswith("langneurons-lens"):
+        if data.get("task") == "text":
+            shares = data.get("share") or {}
+            last = ", ".join(f"{lang} {per['own'][-1]:.0%}" for lang, per in list(shares.items())[:6])
+            return f"lens ({data.get('lens')}) on text: own-language top-1 share at the last layer {last}"
+        peaks = data.get("peaks") or {}
+        shown = ", ".join(f"p_{k} {v['value']:.2f}@{v['layer']}" for k, v in peaks.items())
+        words = data.get("words") or {}
+        return (f"lens ({data.get('lens')}) {data.get('task')} {data.get('from')}→{data.get('to')}, "
+                f"{words.get('prompts')} prompts, {data.get('num_layers')} layers; peaks {shown}")  # fmt: skip
     return f"{fmt or 'unknown format'}, {len(data)} fields"
 
 
@@ -458,6 +470,67 @@ def explain(
     if out is not None:
         cards[0].save(out)
     return cards[0]
+
+
+@_api_errors
+def lens(
+    model: LoadedModel,
+    task: str = "translation",
+    *,
+    source: str | None = None,
+    to: str | None = None,
+    words: str | Path | None = None,
+    corpus: Corpus | None = None,
+    tuned: str | Path | None = None,
+    shots: int = 4,
+    prompts: int | None = None,
+    batch_size: int = 8,
+    max_length: int = 64,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> Result:
+    """Where the model thinks in which language (docs/methods.md §16). Word tasks (``translation``,
+    ``repetition``, ``cloze``): per layer the lens probability of the ``to`` word, its English translation
+    and the ``source`` word, with bootstrap intervals (``words``: a JSONL list, default the built-in
+    nouns). ``task="text"``: per layer and language of ``corpus``, the language share of the lens's top-1
+    tokens. ``tuned``: a tuned-lens file from :func:`lens_train`."""
+    from langneurons.analysis.lens import WORD_TASKS, LensSettings, word_task
+    from langneurons.analysis.lens_text import text_task
+    from langneurons.data.words import load_words
+    from langneurons.formats.tuned_lens import TunedLens
+
+    lens_maps = TunedLens.load(tuned) if tuned is not None else None
+    path = str(tuned) if tuned is not None else None
+    if task in WORD_TASKS:
+        settings = LensSettings(task=task, source=source, target=to, shots=shots, prompts=prompts,
+                                batch_size=batch_size, bootstrap=bootstrap, seed=seed)  # fmt: skip
+        result = word_task(model, load_words(words), settings, tuned=lens_maps, tuned_path=path, progress=progress)
+    elif task == "text":
+        if corpus is None:
+            raise LangneuronsError('lens(model, "text", corpus=...): give the texts (ln.load_corpus("ntrex:dev", ...))')
+        result = text_task(model, corpus, batch_size=batch_size, max_length=min(max_length, model.max_length),
+                           tuned=lens_maps, tuned_path=path, progress=progress)  # fmt: skip
+    else:
+        raise LangneuronsError(f"unknown task {task!r}; choose one of {', '.join((*WORD_TASKS, 'text'))}")
+    return Result(result)
+
+
+@_api_errors
+def lens_train(
+    model: LoadedModel,
+    corpus: Corpus,
+    out: str | Path | None = None,
+    *,
+    steps: int = 250,
+    seed: int = 0,
+    progress: bool = True,
+) -> Any:
+    """Fit a tuned lens (per-layer affine maps, §16) on ``corpus`` (every 5th sentence per language held out
+    for the reported KL); saved to ``out`` (``.safetensors``) when given, resuming from ``out.partial``."""
+    from langneurons.analysis.tuned_lens import TunedLensSettings, train_tuned_lens
+
+    return train_tuned_lens(model, corpus, TunedLensSettings(steps=steps, seed=seed), out=out, progress=progress)
 
 
 @_api_errors

@@ -6,8 +6,9 @@ Rule, for one token and the run's languages:
    word-boundary marks ``▁``/``Ġ`` are not letters; no letter: no language);
 2. the candidates = the run's languages written in that script (a language's script comes from its code:
    ``zh`` Han, ``ja`` kana or Han, ``ru`` Cyrillic, …, Latin for codes this table does not list);
-3. one candidate: that language; several: the one candidate whose corpus text (tokenised by the model)
-   contains the token, if exactly one does; otherwise (none, or shared): no language.
+3. one candidate of a non-Latin script: that language; several, or Latin script (§15: Latin-script tokens go
+   by corpus membership): the one candidate whose corpus text (tokenised by the model) contains the token,
+   if exactly one does; otherwise (none, or shared): no language.
 """
 
 from __future__ import annotations
@@ -81,19 +82,16 @@ def language_scripts(lang: str) -> tuple[str, ...]:
 
 
 class TokenLanguages:
-    """Token id → language (or None) for one tokenizer, the run's languages and their corpus text."""
+    """Token id → language (or None) for one tokenizer and the languages considered; which tokens each
+    language's text contains comes from ``texts`` (tokenised here) or, already as token-id sets, ``seen``."""
 
-    def __init__(self, tokenizer, languages: list[str], texts: dict[str, Iterable[str]] | None = None):
+    def __init__(self, tokenizer, languages: list[str], texts: dict[str, Iterable[str]] | None = None, *,
+                 seen: dict[str, set[int]] | None = None):  # fmt: skip
         self.tokenizer = tokenizer
         self.languages = list(languages)
-        self.seen: dict[str, set[int]] = {}
+        self.seen: dict[str, set[int]] = {lang: set(ids) for lang, ids in (seen or {}).items()}
         for lang, lang_texts in (texts or {}).items():
-            ids: set[int] = set()
-            batch = list(lang_texts)
-            for i in range(0, len(batch), 256):
-                for row in tokenizer(batch[i : i + 256], add_special_tokens=False)["input_ids"]:
-                    ids.update(row)
-            self.seen[lang] = ids
+            self.seen[lang] = self.seen.get(lang, set()) | corpus_vocabulary(tokenizer, list(lang_texts))
         self.special = set(getattr(tokenizer, "all_special_ids", []) or [])
         self._cache: dict[int, str | None] = {}
 
@@ -114,7 +112,7 @@ class TokenLanguages:
         if script is None:
             return None
         candidates = [lang for lang in self.languages if script in language_scripts(lang)]
-        if len(candidates) == 1:
+        if len(candidates) == 1 and script != "Latin":  # Latin-script tokens: by corpus membership only (§15)
             return candidates[0]
         having = [lang for lang in candidates if token_id in self.seen.get(lang, ())]
         return having[0] if len(having) == 1 else None
@@ -130,4 +128,13 @@ class TokenLanguages:
         return {lang: (n / len(ids) if ids else 0.0) for lang, n in counts.items()}
 
 
-__all__ = ["TokenLanguages", "char_script", "language_scripts", "token_script"]
+def corpus_vocabulary(tokenizer, texts: list[str]) -> set[int]:
+    """The token ids ``texts`` contain (no special tokens), tokenised in chunks of 256."""
+    ids: set[int] = set()
+    for i in range(0, len(texts), 256):
+        for row in tokenizer(texts[i : i + 256], add_special_tokens=False)["input_ids"]:
+            ids.update(int(t) for t in row)
+    return ids
+
+
+__all__ = ["TokenLanguages", "char_script", "corpus_vocabulary", "language_scripts", "token_script"]

@@ -27,7 +27,7 @@ class WriteLens:
 
     def __init__(self, adapter: Adapter):
         self.adapter = adapter
-        unembed = adapter.unembedding()
+        unembed = adapter.unembedding_weight()
         self.device = unembed.device
         self.unembed = unembed.to(torch.float32)
         self.gain = adapter.final_norm_gain().to(self.device, torch.float32)

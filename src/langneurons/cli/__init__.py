@@ -18,6 +18,7 @@ from langneurons.cli import translate_cmds  # noqa: E402,F401
 from langneurons.cli import benchmark_cmds  # noqa: E402,F401
 from langneurons.cli import analyze_cmds  # noqa: E402,F401
 from langneurons.cli import explain_cmds  # noqa: E402,F401
+from langneurons.cli import lens_cmds  # noqa: E402,F401
 from langneurons.cli import moe_cmds  # noqa: E402,F401
 from langneurons.cli import report_cmds  # noqa: E402,F401
 # isort: on

@@ -26,6 +26,7 @@ def report_cmd(
     neurons: list[Path] = typer.Option([], "--neurons", help="A neuron-set JSON kept elsewhere (repeatable)."),
     ppl: list[Path] = typer.Option([], "--ppl", help="A `ppl` result JSON kept elsewhere (repeatable)."),
     steer: list[Path] = typer.Option([], "--steer", help="A `steer` result JSON kept elsewhere (repeatable)."),
+    lens: list[Path] = typer.Option([], "--lens", help="A `lens` result JSON kept elsewhere (repeatable)."),
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Also replace a file at -o that is not a langneurons report.")
     ] = False,
@@ -36,7 +37,7 @@ def report_cmd(
     fmt = format.lower()
     out = out or run_dir / ("figures" if fmt == "png" else "report.html")
     replaced = check_derived(out, overwrite)  # a report is derived: regenerated from the result files each time
-    paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer)
+    paths = write_report(run_dir, out, fmt, neurons=neurons, ppl=ppl, steer=steer, lens=lens)
     note_output(*paths)
     say(f"wrote {len(paths)} file(s): {', '.join(str(p) for p in paths[:4])}" + (" …" if len(paths) > 4 else "")
         + (" (replaced the earlier one)" if replaced else ""))  # fmt: skip

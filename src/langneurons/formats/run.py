@@ -50,6 +50,7 @@ class Run:
     directions: dict[str, dict[str, Any]] = field(default_factory=dict)
     benchmark: dict[str, Any] | None = None
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # `explain` cards files, by stem
+    lens: dict[str, dict[str, Any]] = field(default_factory=dict)  # `lens` results (latent language, §16)
     skipped: dict[str, str] = field(default_factory=dict)  # file name → why it was not used
     stats_path: Path | None = None  # stats.safetensors beside manifest.json, when present
     given: list[str] = field(default_factory=list)  # names of the results given explicitly (shown first)
@@ -95,6 +96,7 @@ def load_run(
     neurons: Iterable[str | Path] = (),
     ppl: Iterable[str | Path] = (),
     steer: Iterable[str | Path] = (),
+    lens: Iterable[str | Path] = (),
 ) -> Run:
     """Read every result file of a run directory, plus result files kept elsewhere; no result is an error."""
     path = Path(path)
@@ -124,6 +126,8 @@ def load_run(
                 run.stability[file.stem] = data
             elif data.get("format") == "langneurons-directions/1":
                 run.directions[file.stem] = data
+            elif str(data.get("format", "")).startswith("langneurons-lens/"):
+                run.lens[file.stem] = data
             elif data.get("format") == "langneurons-benchmark/1":
                 run.benchmark = data
             elif data.get("format") == "langneurons-cards/1":
@@ -136,11 +140,11 @@ def load_run(
                 run.skipped[name] = "not a known result file"
         except LangneuronsError as exc:
             run.skipped[name] = str(exc)
-    for kind, files in (("neurons", neurons), ("ppl", ppl), ("steer", steer)):
+    for kind, files in (("neurons", neurons), ("ppl", ppl), ("steer", steer), ("lens", lens)):
         for file in files:
             _add_given(run, kind, Path(file))
     if not (run.manifest or run.pooled_manifest or run.similarity or run.neuron_sets or run.ppl or run.steer
-            or run.routing or run.stability or run.benchmark or run.cards):  # fmt: skip
+            or run.routing or run.stability or run.benchmark or run.cards or run.lens):  # fmt: skip
         raise LangneuronsError(f"{path} holds no langneurons results (manifest.json, similarity.json, neuron sets…)")
     return run
 
@@ -152,11 +156,12 @@ def _add_given(run: Run, kind: str, file: Path) -> None:
     data, why = _read_json(file)
     if data is None:
         raise LangneuronsError(f"{file} is {why}, not a {kind} result")
-    expected = {"neurons": NEURONSET_FORMAT, "ppl": "langneurons-ppl/", "steer": "langneurons-steer/"}[kind]
+    expected = {"neurons": NEURONSET_FORMAT, "ppl": "langneurons-ppl/", "steer": "langneurons-steer/",
+                "lens": "langneurons-lens/"}[kind]  # fmt: skip
     fmt = str(data.get("format", ""))
     if not fmt.startswith(expected):
         raise LangneuronsError(f"{file} is not a {kind} result (format {fmt or 'missing'}, expected {expected}…)")
-    target = {"neurons": run.neuron_sets, "ppl": run.ppl, "steer": run.steer}[kind]
+    target = {"neurons": run.neuron_sets, "ppl": run.ppl, "steer": run.steer, "lens": run.lens}[kind]
     same = file.resolve() == (run.path / file.name).resolve()  # the run's own file, named again
     name = file.stem if same or file.stem not in target else f"{file.parent.name}/{file.stem}"
     target.pop(name, None)

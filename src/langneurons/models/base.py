@@ -52,7 +52,7 @@ class Adapter:
     act_path: ClassVar[str] = "mlp.act_fn"  # relative to a layer
     down_path: ClassVar[str] = "mlp.down_proj"  # relative to a layer
     intermediate_attr: ClassVar[tuple[str, ...]] = ("intermediate_size",)
-    final_norm_path: ClassVar[str] = "model.norm"  # the norm before the LM head, relative to the model
+    final_norm_path: ClassVar[str] = "model.norm"  # after the last decoder layer, before the LM head (§15, §16)
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -96,22 +96,19 @@ class Adapter:
             raise LangneuronsError(f"neuron {neuron} is out of range 0..{width - 1}")
         return self.down_weight(layer)[:, neuron].detach()
 
-    def final_norm(self) -> nn.Module:
-        """The normalisation applied to the residual stream before the unembedding."""
-        return submodule(self.model, self.final_norm_path, self)
-
     def final_norm_gain(self) -> torch.Tensor:
         """The final norm's per-dimension gain ``g`` [hidden] (ones when it has none)."""
-        weight = getattr(self.final_norm(), "weight", None)
+        norm = self.final_norm()
+        weight = None if norm is None else getattr(norm, "weight", None)
         if weight is None:
             return torch.ones(self.hidden_size)
         return weight.detach()
 
-    def unembedding(self) -> torch.Tensor:
+    def unembedding_weight(self) -> torch.Tensor:
         """The unembedding ``W_U`` [vocab, hidden] (the LM head's weight, tied or not)."""
-        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
-        if head is None or getattr(head, "weight", None) is None:
-            raise LangneuronsError(f"{type(self).__name__}: this model has no LM head (a bare decoder?)")
+        head = self.unembedding()
+        if getattr(head, "weight", None) is None:
+            raise LangneuronsError(f"{type(self).__name__}: this model's LM head has no weight matrix")
         return head.weight.detach()
 
     def body(self) -> nn.Module:
@@ -158,6 +155,86 @@ class Adapter:
         for i in range(self.num_layers) if layers is None else layers:
             handles.append(self.layers[i].register_forward_hook(_residual_hook(i, fn)))
         return handles
+
+
+    @torch.no_grad()
+    def residual_stream(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """The residual stream after every decoder layer, float32: ``[B, L, T, H]``, or with ``last_only``
+        ``[B, L, H]`` at each row's last real token (right padding). Runs the body only (no LM head)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        last = attention_mask.sum(1) - 1
+        kept: dict[int, torch.Tensor] = {}
+
+        def keep(layer: int, hidden: torch.Tensor) -> None:
+            h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)] if last_only \
+                else hidden
+            kept[layer] = h.detach().float()
+
+        handles = self.hook_residual(keep)
+        try:
+            device = next(self.model.parameters()).device
+            self.body()(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+        first = kept[0].device
+        return torch.stack([kept[i].to(first) for i in range(self.num_layers)], dim=1)
+
+    # ---- the logit lens (docs/methods.md §16): residual stream → the model's own output distribution ----
+    def final_norm(self) -> nn.Module | None:
+        """The norm the model applies after its last decoder layer (None where the family has none)."""
+        obj = self.model
+        for part in self.final_norm_path.split("."):
+            if not hasattr(obj, part):
+                raise LangneuronsError(
+                    f"{type(self).__name__}: expected the final norm at {self.final_norm_path!r} in "
+                    f"{type(self.model).__name__}, missing {part!r}"
+                )
+            obj = getattr(obj, part)
+        return obj
+
+    def unembedding(self) -> nn.Module:
+        """The LM head (hidden → vocabulary logits)."""
+        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        if head is None:
+            raise LangneuronsError(f"{type(self.model).__name__} has no language-model head (logit lens)")
+        return head
+
+    def final_transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the model does to the last layer's output before the LM head: the final norm (and any
+        projection the family adds there). ``hidden [..., H]``."""
+        norm = self.final_norm()
+        return hidden if norm is None else norm(hidden)
+
+    def scale_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's own edits of the head's logits: Gemma-2/3 soft-capping, Cohere's ``logit_scale``,
+        Granite's ``logits_scaling``."""
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        scale = getattr(self.config, "logit_scale", None)
+        if scale and self.family == "cohere":
+            logits = logits * scale
+        scaling = getattr(self.config, "logits_scaling", None)
+        if scaling and self.family == "granite":
+            logits = logits / scaling
+        return logits
+
+    def lens_logits(self, hidden: torch.Tensor, transform: bool = True) -> torch.Tensor:
+        """The logit lens: ``W_U · norm_final(hidden)`` with the model's logit edits, float32 ``[..., V]``.
+
+        ``hidden`` is a residual stream after some decoder layer (:meth:`hook_residual`); for the last
+        layer this is the model's own output logits. ``transform=False`` skips the final norm (for an
+        input that is already normed)."""
+        head = self.unembedding()
+        x = self.final_transform(hidden) if transform else hidden
+        weight = head.weight
+        x = x.to(weight.dtype)
+        logits = head(x) if weight.device == x.device else head(x.to(weight.device))
+        return self.scale_logits(logits.float())
 
 
 class NonGatedAdapter(Adapter):

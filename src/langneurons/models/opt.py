@@ -10,3 +10,9 @@ class OPTAdapter(NonGatedAdapter):
     down_path = "fc2"
     intermediate_attr = ("ffn_dim",)
     final_norm_path = "model.decoder.final_layer_norm"
+
+    def final_transform(self, hidden):
+        """The final norm (absent in OPT-350m style models) and the ``project_out`` to the embedding width."""
+        hidden = super().final_transform(hidden)
+        project = getattr(self.model.model.decoder, "project_out", None)
+        return hidden if project is None else project(hidden)

@@ -61,12 +61,13 @@ def write_report(
     neurons: Iterable[str | Path] = (),
     ppl: Iterable[str | Path] = (),
     steer: Iterable[str | Path] = (),
+    lens: Iterable[str | Path] = (),
 ) -> list[Path]:
     """Write the report of ``run_dir`` (plus result files kept elsewhere): one HTML file (``fmt="html"``)
     or a folder of PNGs and captions.json (``fmt="png"``)."""
     if fmt not in ("html", "png"):
         raise LangneuronsError(f"unknown report format {fmt!r} (use html or png)")
-    run = load_run(run_dir, neurons=neurons, ppl=ppl, steer=steer)
+    run = load_run(run_dir, neurons=neurons, ppl=ppl, steer=steer, lens=lens)
     with warnings.catch_warnings():  # figures are checked by tests; nothing leaks into the terminal
         warnings.simplefilter("ignore")
         sections = build_sections(run)

@@ -7,6 +7,7 @@ from langneurons.formats.run import Run
 from langneurons.reporting.sections.benchmark import benchmark_section
 from langneurons.reporting.sections.common import Figure, Section, Table, describe_run
 from langneurons.reporting.sections.directions import directions_section
+from langneurons.reporting.sections.lens import lens_section
 from langneurons.reporting.sections.neuron_sets import neuron_set_section, set_order
 from langneurons.reporting.sections.neurons import neuron_browser_section
 from langneurons.reporting.sections.perplexity import ppl_section
@@ -32,6 +33,9 @@ def build_sections(run: Run) -> list[Section]:
         sections.append(similarity_section(run.similarity))
     if run.routing and isinstance(run.routing.get("usage"), dict):
         sections.append(routing_section(run.routing))
+    if run.lens:
+        main = run.neuron_sets[set_order(run)[0]] if run.neuron_sets else None
+        sections.append(lens_section(run.lens, main, run.routing))
     if run.stats_path is not None:
         sections.append(recording_section(run))
     return sections
