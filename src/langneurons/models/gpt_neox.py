@@ -6,3 +6,4 @@ from langneurons.models.base import NonGatedAdapter
 class GPTNeoXAdapter(NonGatedAdapter):
     model_types = ("gpt_neox",)
     layers_path = "gpt_neox.layers"
+    o_path = "attention.dense"

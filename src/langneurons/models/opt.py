@@ -9,3 +9,4 @@ class OPTAdapter(NonGatedAdapter):
     act_path = "activation_fn"
     down_path = "fc2"
     intermediate_attr = ("ffn_dim",)
+    o_path = "self_attn.out_proj"

@@ -8,3 +8,4 @@ class PhiAdapter(NonGatedAdapter):
     layers_path = "model.layers"
     act_path = "mlp.activation_fn"
     down_path = "mlp.fc2"
+    o_path = "self_attn.dense"
