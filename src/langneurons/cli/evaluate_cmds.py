@@ -35,7 +35,11 @@ def default_out(neurons: Path, kind: str) -> Path:
 @one_line_errors
 @opt.model_options
 def ppl_cmd(
-    neurons: opt.Neurons,
+    neurons: Annotated[Path | None, typer.Option("--neurons", help=opt.NEURONS_HELP)] = None,
+    heads: Annotated[
+        Path | None, typer.Option("--heads", help="Head-set JSON (`identify RUN --method attribution --unit heads`): "
+                                  "switch attention heads off instead of neurons.")
+    ] = None,
     out: Annotated[
         Path | None, opt.out_option("Result JSON to write (default: ppl-<set>.json next to the set).")
     ] = None,
@@ -68,7 +72,12 @@ def ppl_cmd(
     from langneurons.intervention.routing import parse_route, routing_warning
     from langneurons.recording.distributed import shutdown
 
-    out = out or default_out(neurons, "ppl")
+    if (neurons is None) == (heads is None):
+        raise LangneuronsError("give --neurons (a neuron set) or --heads (a head set)")
+    if heads is not None and (site is not None or any_site):
+        raise LangneuronsError("--site and --any-site apply to neuron sets; a head set acts on attention heads")
+    set_path: Path = neurons if neurons is not None else heads  # type: ignore[assignment]
+    out = out or default_out(set_path, "ppl")
     check_out(out, overwrite)
     if route is not None:
         parse_route(route)
@@ -78,7 +87,10 @@ def ppl_cmd(
     check_sentences(sentences)
     check_max_length(max_length)
     controls = _controls(controls, no_controls)
-    ns = NeuronSet.load(neurons)
+    ns = NeuronSet.load(set_path)
+    if (heads is not None) != (ns.site == "heads"):
+        raise LangneuronsError(f"{set_path} is a {'head' if ns.site == 'heads' else 'neuron'} set: pass it with "
+                               f"{'--heads' if ns.site == 'heads' else '--neurons'}")  # fmt: skip
     langs = parse_languages(languages) or list(ns.languages)
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
     model, world = model.join_world()
@@ -89,7 +101,7 @@ def ppl_cmd(
         settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
                                max_length=capped_max_length(max_length, loaded), any_site=any_site,
                                route=route)  # fmt: skip
-        result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(neurons), world=world)
+        result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(set_path), world=world)
     finally:
         shutdown(world)
     if result is None:  # another rank: rank 0 writes
@@ -100,7 +112,8 @@ def ppl_cmd(
             warn(f"{lang}: {message}")
     for lang, row in result["summary"].items():
         say(
-            f"  {lang} neurons off: ΔPPL on {lang} {_pct(row['self'])}, on the others (median) "
+            f"  {lang} {'heads' if heads is not None else 'neurons'} off: ΔPPL on {lang} {_pct(row['self'])}, "
+            "on the others (median) "
             f"{_pct(row.get('others_median'))}, "
             f"matched random control on {lang} {_pct(row['random_self'])}"
         )
