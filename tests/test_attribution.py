@@ -309,3 +309,16 @@ def test_identify_and_ppl_flags(tmp_path, planted):
     assert both.exit_code == 2 and "give --neurons" in both.output
     wrong = runner.invoke(app, ["ppl", "--neurons", str(hs), "--model", "embedded", "--sentences", "1"])
     assert wrong.exit_code == 2 and "pass it with --heads" in wrong.output
+
+
+def test_python_api(tmp_path):
+    import langneurons as ln
+
+    loaded = planted_attribution_model(neuron=5, head=2)
+    attr = ln.attribute(loaded, corpus(2), tmp_path / "attr", units="neurons,heads", batch_size=2, progress=False)
+    again = ln.load_attribution(tmp_path / "attr")
+    torch.testing.assert_close(again.scores("heads"), attr.scores("heads"))
+    heads = ln.identify(tmp_path / "attr", "attribution", unit="heads", per_language=1, out=tmp_path / "h.json")
+    assert heads.neurons["bb"][0] == [2] and (tmp_path / "h.json").exists()
+    with pytest.raises(LangneuronsError, match="no experts"):
+        ln.identify(attr, "attribution", unit="experts")
