@@ -322,3 +322,19 @@ def test_python_api(tmp_path):
     assert heads.neurons["bb"][0] == [2] and (tmp_path / "h.json").exists()
     with pytest.raises(LangneuronsError, match="no experts"):
         ln.identify(attr, "attribution", unit="experts")
+
+
+def test_an_interrupted_validation_resumes_without_estimating_again(tmp_path, monkeypatch):
+    from langneurons.recording.attribution import estimate
+
+    loaded = tiny_model("gpt2")
+    s = AttributionSettings(batch_size=2)
+    first = estimate(loaded, corpus(2), tmp_path / "a", s, progress=False)  # as if validation were then killed
+    assert (tmp_path / "a" / attribution_module.CHECKPOINT).exists()
+    calls = []
+    real = attribution_module.language_batches
+    monkeypatch.setattr(attribution_module, "language_batches", lambda *a: calls.append(1) or real(*a))
+    done = attribute(loaded, corpus(2), tmp_path / "a", AttributionSettings(batch_size=2, validate=2,
+                     validate_ablations=("zero",)), progress=False)  # fmt: skip
+    assert calls == [] and set(done.meta["validation"]["per_unit"]["heads"]) == {"units", "top_scored", "zero"}
+    torch.testing.assert_close(done.scores("neurons"), first.scores("neurons"))

@@ -29,6 +29,9 @@ def attribute_cmd(
         0, "--validate", help="Ablate this many sampled units per type exactly (half top-scored, half random) "
         "and report Spearman and the error on the largest effects."
     ),
+    validate_ablations: str = typer.Option(
+        "zero,mean", "--validate-ablations", help="Which ablations --validate runs exactly: zero, mean or both."
+    ),
     model: opt.ModelOptions = opt.ModelOptions(),
     batch_size: opt.BatchSize = 8,
     max_length: opt.MaxLength = opt.MAX_LENGTH,
@@ -38,7 +41,8 @@ def attribute_cmd(
     """Estimate, per language, how much each unit's ablation raises that language's NLL (attribution patching).
 
     Zero- and mean-ablation (the unit replaced by its mean on the other languages), in nats per token;
-    gradients reach only the sites. An interrupted run resumes after its last finished language.
+    gradients reach only the sites. An interrupted run resumes after its last finished language (an
+    interrupted --validate: straight at the validation).
     """
     check_sentences(sentences)
     check_max_length(max_length)
@@ -50,6 +54,7 @@ def attribute_cmd(
         units=tuple(u.strip() for u in units.split(",") if u.strip()), method=method,
         steps=steps if steps is not None else (4 if method == "ig" else 1), site=site, batch_size=batch_size,
         max_length=max_length, validate=validate, seed=seed,
+        validate_ablations=tuple(a.strip() for a in validate_ablations.split(",") if a.strip()),
     )  # fmt: skip
     settings.check()
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)

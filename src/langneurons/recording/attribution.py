@@ -59,6 +59,7 @@ class AttributionSettings:
     batch_size: int = 8
     max_length: int = 512
     validate: int = 0  # exact ablation of this many sampled units per unit type (0: none)
+    validate_ablations: tuple[str, ...] = ("zero", "mean")  # which ablations --validate runs exactly
     seed: int = 0
 
     def check(self, loaded: LoadedModel | None = None) -> None:
@@ -80,6 +81,10 @@ class AttributionSettings:
             raise LangneuronsError("--batch-size must be positive and --max-length greater than 1")
         if self.validate < 0:
             raise LangneuronsError(f"--validate must be 0 or more, got {self.validate}")
+        bad = [a for a in self.validate_ablations if a not in ("zero", "mean")] or ([] if self.validate_ablations
+                                                                                  else ["(none)"])  # fmt: skip
+        if bad:
+            raise LangneuronsError(f"--validate-ablations takes zero and/or mean, got {bad[0]!r}")
         if loaded is not None:
             if "experts" in self.units and not loaded.adapter.is_moe:
                 raise LangneuronsError("--units experts needs a mixture-of-experts model")
@@ -317,7 +322,7 @@ def estimate(
                 seen += int(batch.counted.sum())
                 bar.update(task, advance=len(batch.input_ids), tokens=seen)
             done[lang] = t
-            if out is not None and len(done) < len(corpus.languages):
+            if out is not None:  # the last language too: a validation that is interrupted keeps the estimate
                 sums = {k: v for lg, tt in done.items() for k, v in tt.to_dict(lg).items()}
                 write_safetensors(out / CHECKPOINT, sums, metadata={"fingerprint": fingerprint})
     totals = {lang: done[lang] for lang in corpus.languages}
@@ -437,8 +442,9 @@ def _layout(loaded: LoadedModel, s: AttributionSettings) -> dict[str, Any]:
 
 
 def _fingerprint(loaded: LoadedModel, corpus: Corpus, s: AttributionSettings, max_length: int) -> str:
+    schedule = {"validate": None, "validate_ablations": None}  # validation does not change the estimates
     key = {"model": loaded.describe(), "corpus": corpus.sha256(), "languages": corpus.languages,
-           "settings": {**asdict(s), "max_length": max_length, "validate": None}}  # fmt: skip
+           "settings": {**asdict(s), "max_length": max_length, **schedule}}  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 

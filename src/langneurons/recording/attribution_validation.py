@@ -144,7 +144,7 @@ def validate_attribution(loaded: LoadedModel, corpus: Corpus, result: Attributio
     batches = {lang: list(language_batches(loaded, corpus.texts(lang), s.batch_size, max_length))
                for lang in corpus.languages}  # fmt: skip
     langs = corpus.languages
-    kinds = ["zero"] + (["mean"] if len(langs) > 1 else [])
+    kinds = [k for k in s.validate_ablations if k == "zero" or len(langs) > 1]
 
     def mean_nll(lang: str, sites: Sites | None) -> float:
         total, tokens = 0.0, 0
