@@ -338,3 +338,17 @@ def test_an_interrupted_validation_resumes_without_estimating_again(tmp_path, mo
                      validate_ablations=("zero",)), progress=False)  # fmt: skip
     assert calls == [] and set(done.meta["validation"]["per_unit"]["heads"]) == {"units", "top_scored", "zero"}
     torch.testing.assert_close(done.scores("neurons"), first.scores("neurons"))
+
+
+def test_faithfulness_of_a_planted_head_set_is_complete(planted):
+    from langneurons.evaluation.faithfulness import faithfulness
+
+    loaded, r = planted
+    hs = attribution_set(r, unit="heads", per_language=1)
+    res = faithfulness(loaded, hs, corpus(), batch_size=2, progress=False)
+    bb = res["per_language"]["bb"]
+    assert bb["size"] == 1 and bb["layer_units"] == 4 and bb["delta_set"] > 0.05
+    assert bb["share"] == pytest.approx(1.0, rel=1e-5)  # the other heads of the layer write nothing
+    ns = attribution_set(r, unit="neurons", per_language=1)
+    aa = faithfulness(loaded, ns, corpus(), batch_size=2, progress=False)["per_language"]["aa"]
+    assert aa["layer_units"] == 48 and 0.5 < aa["share"] <= 1.0 + 1e-6

@@ -103,3 +103,48 @@ def _print_validation(validation: dict) -> None:
                       f(row["largest_mean_abs_error"], "{:.2e}"), f(row["largest_median_relative_error"]),
                       f(row["largest_median_ratio"]))  # fmt: skip
     Console(stderr=True).print(table)
+
+
+@app.command("faithfulness")
+@one_line_errors
+@opt.model_options
+def faithfulness_cmd(
+    neurons: Annotated[Path | None, typer.Option("--neurons", help=opt.NEURONS_HELP)] = None,
+    heads: Annotated[Path | None, typer.Option("--heads", help="Head-set JSON (site heads).")] = None,
+    out: Annotated[Path | None, opt.out_option("Result JSON (default: faithfulness-<set>.json by the set).")] = None,
+    model: opt.ModelOptions = opt.ModelOptions(),
+    corpus: opt.Corpus = "ntrex:dev",
+    texts: opt.Texts = None,
+    sentences: opt.Sentences = 50,
+    batch_size: opt.BatchSize = 8,
+    max_length: opt.MaxLength = opt.MAX_LENGTH,
+    overwrite: opt.Overwrite = False,
+) -> None:
+    """Share of the whole-layer effect a set recovers: its units off vs every unit of those layers off."""
+    from langneurons.cli.common import check_out, write_result
+    from langneurons.errors import LangneuronsError
+
+    if (neurons is None) == (heads is None):
+        raise LangneuronsError("give --neurons (a neuron set) or --heads (a head set)")
+    check_sentences(sentences)
+    check_max_length(max_length)
+    path: Path = neurons if neurons is not None else heads  # type: ignore[assignment]
+    out = out or path.with_name(f"faithfulness-{path.stem}.json")
+    check_out(out, overwrite)
+    from langneurons.data import load_corpus
+    from langneurons.evaluation.faithfulness import faithfulness
+    from langneurons.formats.neuronset import NeuronSet
+
+    ns = NeuronSet.load(path)
+    if (heads is not None) != (ns.site == "heads"):
+        raise LangneuronsError(f"{path} is a {'head' if ns.site == 'heads' else 'neuron'} set: pass it with "
+                               f"{'--heads' if ns.site == 'heads' else '--neurons'}")  # fmt: skip
+    text = load_corpus(pick_corpus(corpus, texts), list(ns.languages), sentences)
+    loaded = model.load()
+    result = faithfulness(loaded, ns, text, batch_size=batch_size, max_length=capped_max_length(max_length, loaded),
+                          neurons_path=str(path))  # fmt: skip
+    write_result(out, result)
+    for lang, row in result["per_language"].items():
+        share = "–" if row["share"] is None else f"{100 * row['share']:.0f} %"
+        say(f"  {lang}: {row['size']} of {row['layer_units']} units in {len(row['layers'])} layers; ΔNLL set "
+            f"{row['delta_set']:+.4f}, whole layers {row['delta_layers']:+.4f} nats/token; share {share}")
