@@ -155,3 +155,50 @@ def steerable_model() -> LoadedModel:
         head[index["b0"], V + 1] = 6.0
         model.lm_head.weight.copy_(head / hidden**0.5)  # the final RMSNorm scales a one-hot by √hidden
     return wrap_model(model, word_tokenizer(), "steerable-llama")
+
+
+def planted_attribution_model(neuron: int = 5, head: int = 2) -> LoadedModel:
+    """A one-layer LLaMA where MLP neuron ``neuron`` carries language aa and attention head ``head`` carries
+    bb, by construction (ground truth for attribution).
+
+    Residual = one-hot of the token plus two mode dimensions (aa at V, bb at V + 1). Queries and keys are
+    zero, so every head attends uniformly to the prefix; only ``head``'s values are non-zero: 1 on b-words,
+    so its output is the share of b-words so far, written into the bb mode. Only ``neuron`` fires (on
+    a-words; every other gate is −1) and writes into the aa mode. The LM head adds 3 × the aa mode to every
+    a-word and 3 × the bb mode to every b-word: without the neuron aa text is predicted worse, without the
+    head bb text is. Every other neuron and head has a zero output column (its ablation changes nothing).
+    """
+    hidden, n_heads = V + 4, 4
+    d = hidden // n_heads
+    config = AutoConfig.for_model(
+        "llama", **COMMON, hidden_size=hidden, intermediate_size=F, num_hidden_layers=1,
+        num_attention_heads=n_heads, num_key_value_heads=n_heads, head_dim=d, max_position_embeddings=128,
+        rms_norm_eps=1e-12, tie_word_embeddings=False,
+    )
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    a_cols = [VOCAB.index(w) for w in WORDS["aa"]]
+    b_cols = [VOCAB.index(w) for w in WORDS["bb"]]
+    scale = hidden**0.5  # the RMSNorm turns a one-hot into √hidden · one-hot
+    with torch.no_grad():
+        embed = torch.zeros(V, hidden)
+        embed[:, :V] = torch.eye(V)
+        model.model.embed_tokens.weight.copy_(embed)
+        attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+        attn.q_proj.weight.zero_()
+        attn.k_proj.weight.zero_()
+        attn.v_proj.weight.zero_()
+        attn.v_proj.weight[head * d, b_cols] = 1.0 / scale
+        attn.o_proj.weight.zero_()
+        attn.o_proj.weight[V + 1, head * d] = 1.0
+        gate = -torch.ones(F, hidden) / scale
+        gate[neuron, a_cols] = 1.0 / scale
+        mlp.gate_proj.weight.copy_(gate)
+        mlp.up_proj.weight.copy_(torch.ones(F, hidden) / scale)
+        down = torch.zeros(hidden, F)
+        down[V, neuron] = 1.0 / 4
+        mlp.down_proj.weight.copy_(down)
+        lm = torch.zeros(V, hidden)
+        lm[a_cols, V] = 3.0 / scale
+        lm[b_cols, V + 1] = 3.0 / scale
+        model.lm_head.weight.copy_(lm)
+    return wrap_model(model.eval(), word_tokenizer(), "planted-attribution-llama")

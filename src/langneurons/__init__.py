@@ -2,7 +2,8 @@
 
 ``import langneurons as ln`` gives the pipeline as plain functions (``langneurons.api``): ``ln.load_model``
 (a spec or a model you already loaded), ``ln.load_corpus``, ``ln.record``, ``ln.load_stats``,
-``ln.identify``, ``ln.load_neurons``, ``ln.intervene``, ``ln.deactivate``, ``ln.activate``, ``ln.ppl``,
+``ln.identify``, ``ln.attribute``, ``ln.load_attribution``, ``ln.load_neurons``, ``ln.intervene``,
+``ln.deactivate``, ``ln.activate``, ``ln.ppl``,
 ``ln.steer``, ``ln.similarity``, ``ln.report``. See ``examples/notebook.ipynb`` and docs/api.md.
 
 The names are imported on first use (PEP 562), so ``import langneurons`` and the command line start
@@ -21,12 +22,14 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from langneurons.api import (
         Result,
         activate,
+        attribute,
         deactivate,
         explain,
         identify,
         intervene,
         lens,
         lens_train,
+        load_attribution,
         load_corpus,
         load_model,
         load_neurons,
@@ -49,7 +52,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 __all__ = [
     "Adapter", "LangneuronsError", "NeuronSet", "PPLSettings", "RecordSettings", "Result", "Stats", "SteerSettings",
-    "__version__", "activate", "deactivate", "explain", "identify", "intervene", "lens", "lens_train", "load_corpus",
+    "__version__", "activate", "attribute", "deactivate", "explain", "identify", "intervene", "lens", "lens_train",
+    "load_attribution", "load_corpus",
     "load_model", "load_neurons",
     "load_pooled", "load_result", "load_stats", "ppl", "ppl_matrix", "record", "register_adapter", "report",
     "similarity", "steer",

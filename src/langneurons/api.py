@@ -23,6 +23,8 @@ from langneurons.errors import LangneuronsError
 from langneurons.evaluation.ppl import PPLSettings
 from langneurons.evaluation.steer import SteerSettings
 from langneurons.formats.atomic import read_json, write_json
+from langneurons.formats.attribution import Attribution, is_attribution_run
+from langneurons.formats.attribution import load_attribution as load_attribution_run
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.pooled import Pooled, load_pooled
 from langneurons.formats.stats import Stats, load_stats
@@ -34,6 +36,7 @@ from langneurons.recording import RecordSettings
 __all__ = [
     "Result",
     "activate",
+    "attribute",
     "deactivate",
     "explain",
     "identify",
@@ -41,6 +44,7 @@ __all__ = [
     "lens",
     "lens_train",
     "load_corpus",
+    "load_attribution",
     "load_model",
     "load_neurons",
     "load_pooled",
@@ -295,8 +299,47 @@ def record(
 
 
 @_api_errors
+def attribute(
+    model: LoadedModel,
+    corpus: Corpus,
+    out: str | Path | None = None,
+    *,
+    units: str | Sequence[str] = "neurons,heads",
+    method: str = "patching",
+    steps: int | None = None,
+    site: str = "act",
+    validate: int = 0,
+    batch_size: int = 8,
+    max_length: int = 512,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Attribution:
+    """Causal scores: per language, the estimated increase of its mean NLL (nats per token) when each unit
+    (``neurons``, ``heads``, MoE ``experts``) is zero- or mean-ablated, by attribution patching (``method="ig"``:
+    integrated gradients with ``steps``, default 4). ``validate`` N: N sampled units per type ablated exactly
+    beside their estimates. Saved to ``out`` when given (resumable)."""
+    from langneurons.recording.attribute import attribute as attribute_run
+    from langneurons.recording.attribution import AttributionSettings
+
+    names = [u.strip() for u in units.split(",")] if isinstance(units, str) else list(units)
+    settings = AttributionSettings(
+        units=tuple(u for u in names if u), method=method, steps=steps if steps is not None else
+        (4 if method == "ig" else 1), site=site, batch_size=batch_size, max_length=min(max_length, model.max_length),
+        validate=validate, seed=seed,
+    )  # fmt: skip
+    return attribute_run(model, corpus, out, settings, overwrite=overwrite, progress=progress)
+
+
+@_api_errors
+def load_attribution(path: str | Path) -> Attribution:
+    """An `attribute` run (its folder), with ``.score(unit, lang)`` and ``.scores(unit)``."""
+    return load_attribution_run(path)
+
+
+@_api_errors
 def identify(
-    stats: Stats | str | Path,
+    stats: Stats | Attribution | str | Path,
     method: str = "lape",
     *,
     languages: str | Sequence[str] | None = None,
@@ -305,9 +348,22 @@ def identify(
 ) -> NeuronSet:
     """Language neurons from statistics (a :class:`Stats` or a run folder) by ``method`` (``lape``,
     ``entropy-lambda``; ``params`` are the method's, e.g. ``top_rate=0.01``, ``lam="auto"``); saved to
-    ``out`` when given."""
+    ``out`` when given. From an `attribute` run: ``method="attribution"``, ``unit="neurons"|"heads"|"experts"``
+    (a head or expert set), ``ablation``, ``top_rate`` or ``per_language``."""
     from langneurons.identification import identify as identify_neurons
 
+    if isinstance(stats, Attribution) or (not isinstance(stats, Stats) and is_attribution_run(stats)):
+        attr = stats if isinstance(stats, Attribution) else load_attribution_run(stats)
+        if languages is not None:
+            params["languages"] = _languages(languages)
+        from langneurons.identification.attribution import attribution_set
+
+        ns = attribution_set(attr, **params)
+        if attr.path:
+            ns.source["run"] = str(Path(attr.path).resolve())
+        if out is not None:
+            ns.save(out)
+        return ns
     if not isinstance(stats, Stats):
         stats = load_stats(stats)
     ns = identify_neurons(stats, method, languages=_languages(languages), **params)

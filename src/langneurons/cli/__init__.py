@@ -11,6 +11,7 @@ from langneurons.errors import LangneuronsError
 # Importing a module registers its commands on `app`, in pipeline order (the help lists them so).
 # isort: off
 from langneurons.cli import record_cmds  # noqa: E402,F401
+from langneurons.cli import attribute_cmds  # noqa: E402,F401
 from langneurons.cli import identify_cmds  # noqa: E402,F401
 from langneurons.cli import stability_cmds  # noqa: E402,F401
 from langneurons.cli import evaluate_cmds  # noqa: E402,F401

@@ -105,7 +105,8 @@ def capped_max_length(max_length: int, loaded: Any) -> int:
 def peek_set(path: Path, flag: str) -> dict[str, Any]:
     """The header of the neuron set (``--neurons``) or direction set (``--directions``) at ``path``, read as plain
     JSON without torch, so a wrong file fails at once (before any output is checked or the model loads)."""
-    want, other = (NEURONSET_KIND, DIRECTIONS_KIND) if flag == "--neurons" else (DIRECTIONS_KIND, NEURONSET_KIND)
+    neuron_flag = flag in ("--neurons", "--heads")  # a head set is a neuron set whose site is "heads"
+    want, other = (NEURONSET_KIND, DIRECTIONS_KIND) if neuron_flag else (DIRECTIONS_KIND, NEURONSET_KIND)
     what = {NEURONSET_KIND: "a neuron set", DIRECTIONS_KIND: "a direction set"}
     if not path.is_file():
         raise LangneuronsError(f"{flag} {path}: no such file")
@@ -115,7 +116,7 @@ def peek_set(path: Path, flag: str) -> dict[str, Any]:
         raise LangneuronsError(f"{flag} {path} is not valid JSON ({str(exc).splitlines()[0]})") from None
     kind = str(data.get("format", "")).split("/")[0] if isinstance(data, dict) else ""
     if kind == other:
-        swap = "--directions" if flag == "--neurons" else "--neurons"
+        swap = "--directions" if neuron_flag else "--neurons"
         origin = "identify --method diffmean" if other == DIRECTIONS_KIND else f"identify --method {data.get('method')}"
         raise LangneuronsError(f"{flag} {path} is {what[other]} (from `{origin}`), not {what[want]}: pass it as {swap}")
     if kind != want:

@@ -41,7 +41,11 @@ def default_out(neurons: Path, kind: str) -> Path:
 @one_line_errors
 @opt.model_options
 def ppl_cmd(
-    neurons: opt.Neurons,
+    neurons: Annotated[Path | None, typer.Option("--neurons", help=opt.NEURONS_HELP)] = None,
+    heads: Annotated[
+        Path | None, typer.Option("--heads", help="Head-set JSON (`identify RUN --method attribution --unit heads`): "
+                                  "switch attention heads off instead of neurons.")
+    ] = None,
     out: Annotated[
         Path | None, opt.out_option("Result JSON to write (default: ppl-<set>.json next to the set).")
     ] = None,
@@ -70,29 +74,39 @@ def ppl_cmd(
     """
     from langneurons.data import load_corpus, parse_languages
 
+    if (neurons is None) == (heads is None):
+        raise LangneuronsError("give --neurons (a neuron set) or --heads (a head set)")
+    if heads is not None and (site is not None or any_site):
+        raise LangneuronsError("--site and --any-site apply to neuron sets; a head set acts on attention heads")
+    set_path: Path = neurons if neurons is not None else heads  # type: ignore[assignment]
+    flag = "--neurons" if neurons is not None else "--heads"
     if any_site and site is None:
         raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
     # Inputs first (the set's header is read without torch), then the output, then the model.
-    header = peek_set(neurons, "--neurons")
-    check_site(site, any_site, header.get("site"), neurons)
+    header = peek_set(set_path, flag)
+    check_site(site, any_site, header.get("site"), set_path)
     check_positive(batch_size=batch_size)
     check_sentences(sentences)
     check_max_length(max_length)
     controls = _controls(controls, no_controls)
+    if (heads is not None) != (header.get("site") == "heads"):
+        kind = "head" if header.get("site") == "heads" else "neuron"
+        right = "--heads" if kind == "head" else "--neurons"
+        raise LangneuronsError(f"{set_path} is a {kind} set: pass it with {right}")
     langs = parse_languages(languages) or list(header.get("languages") or [])
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
     if route is not None:
         from langneurons.intervention.routing import parse_route
 
         parse_route(route)
-    out = out or default_out(neurons, "ppl")
+    out = out or default_out(set_path, "ppl")
     check_out(out, overwrite)
     from langneurons.evaluation.ppl import PPLSettings, identification_text_warning, ppl_matrix
     from langneurons.formats.neuronset import NeuronSet
     from langneurons.intervention.routing import routing_warning
     from langneurons.recording.distributed import shutdown
 
-    ns = NeuronSet.load(neurons)
+    ns = NeuronSet.load(set_path)
     model, world = model.join_world()
     try:
         if world.is_main and (trap := identification_text_warning(ns, text)):
@@ -101,7 +115,7 @@ def ppl_cmd(
         settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
                                max_length=capped_max_length(max_length, loaded), any_site=any_site,
                                route=route)  # fmt: skip
-        result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(neurons), world=world)
+        result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(set_path), world=world)
     finally:
         shutdown(world)
     if result is None:  # another rank: rank 0 writes
@@ -112,8 +126,8 @@ def ppl_cmd(
             warn(f"{lang}: {message}")
     for lang, row in result["summary"].items():
         say(
-            f"  {lang} neurons off: PPL on {lang} {_ratio(row['self'])}, on the others (median) "
-            f"{_ratio(row.get('others_median'))}, "
+            f"  {lang} {'heads' if heads is not None else 'neurons'} off: PPL on {lang} {_ratio(row['self'])}, "
+            f"on the others (median) {_ratio(row.get('others_median'))}, "
             f"matched random control on {lang} {_ratio(row['random_self'])}"
         )
     for message in (result.get("significance") or {}).get("warnings") or []:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 CLASSES = ("specific", "related", "agnostic", "unassigned")
 STATS_METHODS = (
     "lape, entropy-lambda or diffmean (residual directions, a direction set; key-neurons and ap: "
-    "`identify-sentences`)"
+    "`identify-sentences`); attribution on an `attribute` run (--unit neurons|heads|experts)"
 )
 
 import_app = typer.Typer(help="Import neuron sets written by other tools.", no_args_is_help=True)
@@ -144,7 +144,8 @@ def describe(ns: NeuronSet) -> str:
 @app.command("identify")
 @one_line_errors
 def identify_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory (stats.safetensors + manifest.json).")],
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (stats.safetensors + manifest.json; attribution: "
+                                                 "an `attribute` folder).")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"{STATS_METHODS}.")],
     out: Annotated[
         Path | None,
@@ -169,9 +170,27 @@ def identify_cmd(
         help="MoE runs: unconditional (p = count / tokens, the default) or routed (p = count / tokens routed "
         "to the neuron's expert).",
     ),
+    unit: str | None = typer.Option(
+        None, "--unit", help="attribution: neurons (default), heads or experts (a head / expert set)."
+    ),
+    ablation: str | None = typer.Option(
+        None, "--ablation", help="attribution: the scores of zero (default) or mean ablation."
+    ),
+    match: Path | None = typer.Option(
+        None, "--match", help="attribution: take each language's count from this neuron set (e.g. LAPE's)."
+    ),
 ) -> None:
     """Find language neurons in recorded statistics and write a neuron-set file (diffmean: residual
-    directions, a direction-set file)."""
+    directions, a direction-set file; attribution: an `attribute` run, a neuron, head or expert set)."""
+    if method.strip().lower() == "attribution":
+        if any(v is not None for v in (filter_rate, bar_ratio, lam, lambda_range, condition)):
+            raise LangneuronsError("method attribution takes --unit, --ablation, --top-rate or --match only")
+        _identify_attribution(run_dir, out, overwrite, languages, unit or "neurons", ablation or "zero", top_rate,
+                              match)  # fmt: skip
+        return
+    for flag, value in (("--unit", unit), ("--ablation", ablation), ("--match", match)):
+        if value is not None:
+            raise LangneuronsError(f"{flag} applies to method attribution only")
     if method.strip().lower() == "diffmean":
         if condition is not None:
             raise LangneuronsError("--condition does not apply to method diffmean")
@@ -270,6 +289,47 @@ def _lambda_range(text: str, method: str, lam: str | None) -> dict[str, float]:
     if not (math.isfinite(hi) and 0 <= lo < hi):
         raise LangneuronsError(f"--lambda-range must be LO,HI with 0 ≤ LO < HI, got {text!r}")
     return {"sweep_lo": lo, "sweep_hi": hi}
+
+
+def _identify_attribution(run_dir: Path, out: Path | None, overwrite: bool, languages: str | None, unit: str,
+                          ablation: str, top_rate: float | None, match: Path | None) -> None:  # fmt: skip
+    from langneurons.formats.attribution import UNITS, load_attribution
+    from langneurons.formats.neuronset import load_neuronset
+    from langneurons.identification.attribution import attribution_set, matched_budget
+    from langneurons.identification.common import check_rate
+
+    if unit not in UNITS:
+        raise LangneuronsError(f"--unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    if ablation not in ("zero", "mean"):
+        raise LangneuronsError(f"--ablation must be zero or mean, got {ablation!r}")
+    if top_rate is not None:
+        check_rate("top_rate", top_rate)
+        if match is not None:
+            raise LangneuronsError("give --top-rate or --match, not both")
+    out = out or run_dir / f"{unit}.json"
+    if out.name == "attribution.json" and out.parent.resolve() == run_dir.resolve():
+        raise LangneuronsError(f"{out} is the attribution run's own file; write the set elsewhere")
+    check_out(out, overwrite)
+    attr = load_attribution(run_dir)
+    per_language = matched_budget(load_neuronset(match)) if match is not None else None
+    ns = attribution_set(attr, unit=unit, ablation=ablation, top_rate=top_rate, per_language=per_language,
+                         languages=split_languages(languages))  # fmt: skip
+    ns.source["run"] = str(run_dir.resolve())
+    ns.save(out)
+    console = make_console()
+    table = Table(title=escape(f"attribution ({unit}, {ablation} ablation) on {run_dir}"))
+    for col in ("language", unit, "summed effect on own language (nats/token)"):
+        table.add_column(col)
+    for lang in ns.languages:
+        table.add_row(escape(lang), str(ns.count(lang)), f"{ns.params['selected_effect'][lang]:.4f}")
+    console.print(table)
+    short = ns.params.get("short") or {}
+    if short:
+        warn("fewer units with a positive selectivity than the budget: " +
+             ", ".join(f"{lang} {n} short" for lang, n in short.items()))  # fmt: skip
+    console.print(f"wrote {escape(str(out))}", highlight=False)
+    flag = "--neurons" if unit == "neurons" else f"--{unit}"
+    next_hint(f"langneurons ppl {flag} {out}")
 
 
 def _identify_diffmean(run_dir: Path, out: Path | None, overwrite: bool, languages: str | None,

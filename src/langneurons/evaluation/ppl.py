@@ -54,13 +54,21 @@ def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Inte
     rows += [(f"neurons:{lang}", deactivate(neurons.mask(lang), s.strength, site=site, label=lang)) for lang in langs]
     if s.controls:
         rows += [
-            (
-                f"random:{lang}",
-                deactivate(random_control(neurons, lang, s.seed), s.strength, site=site, label=lang),
-            )
+            (f"random:{lang}", deactivate(_control(neurons, lang, s), s.strength, site=site, label=lang))
             for lang in langs
         ]
     return rows
+
+
+def _control(neurons: NeuronSet, lang: str, s: PPLSettings):
+    """The matched disjoint control; for a head set (few heads per layer, where a disjoint draw can run out of
+    free heads) the first null draw past the significance draws instead (`null_control`, nothing excluded)."""
+    try:
+        return random_control(neurons, lang, s.seed)
+    except LangneuronsError:
+        if neurons.site != "heads":
+            raise
+        return null_control(neurons, lang, s.seed, max(int(s.controls), 1))
 
 
 def ppl_matrix(
@@ -151,7 +159,10 @@ def ppl_matrix(
             "settings": asdict(s),
             "processes": world.size,
             "controls": "random:<lang> = seeded random neurons, same count per layer as <lang>'s, "
-            "disjoint from every selected/language neuron of the set",
+            "disjoint from every selected/language neuron of the set"
+            + (" (head sets: where a layer has too few free heads, a uniform draw of the same per-layer "
+               "counts, nothing excluded)" if site == "heads" else ""),
+            "units": "attention heads" if site == "heads" else "neurons",
             "wall_seconds": round(time.time() - started, 3),
             "created": now(),
             **software(),

@@ -13,11 +13,12 @@ from typing import Any
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
-from langneurons.identification import ap, entropy_lambda, key_neurons, lape
+from langneurons.identification import ap, attribution, entropy_lambda, key_neurons, lape
 from langneurons.identification.common import CONDITIONS, Method, conditioned, subset_languages
 
-# lape and entropy-lambda take recorded statistics; key-neurons and ap take pooled sentence vectors.
-_BUILTIN = (lape.METHOD, entropy_lambda.METHOD, key_neurons.METHOD, ap.METHOD)
+# lape and entropy-lambda take recorded statistics; key-neurons and ap take pooled sentence vectors;
+# attribution takes an `attribute` run.
+_BUILTIN = (lape.METHOD, entropy_lambda.METHOD, key_neurons.METHOD, ap.METHOD, attribution.METHOD)
 METHODS: dict[str, Method] = {m.name: m for m in _BUILTIN}
 # Parameter spellings accepted besides the function's own names.
 _ALIASES = {"lambda": "lam", "activation_bar_ratio": "bar_ratio"}

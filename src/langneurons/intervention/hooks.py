@@ -17,6 +17,7 @@ from langneurons.errors import LangneuronsError
 from langneurons.intervention.directions import DirectionIntervention, apply_direction
 from langneurons.intervention.spec import Intervention
 from langneurons.intervention.tracker import Tracker
+from langneurons.models.base import HEADS
 from langneurons.models.loading import LoadedModel
 
 
@@ -29,14 +30,16 @@ class _Edit:
     batch_rows: tuple[int, int] | None = None
 
 
-def _compile(interventions: Sequence[Intervention], num_layers: int, size: int, device, dtype):
+def _compile(interventions: Sequence[Intervention], num_layers: int, size: int, device, dtype,
+             heads: int | None = None):  # fmt: skip
     """Per site, per layer: the list of edits (index tensors on the model's device and dtype)."""
     plan: dict[str, dict[int, list[_Edit]]] = {}
     for iv in interventions:
-        if tuple(iv.mask.shape) != (num_layers, size):
+        width = heads if iv.site == HEADS else size
+        if tuple(iv.mask.shape) != (num_layers, width):
             raise LangneuronsError(
-                f"intervention {iv.label or ''} is for {tuple(iv.mask.shape)} neurons but the model has "
-                f"{num_layers} layers × {size} neurons"
+                f"intervention {iv.label or ''} is for {tuple(iv.mask.shape)} {iv.site} units but the model has "
+                f"{num_layers} layers × {width}"
             )
         for layer in iv.mask.any(1).nonzero().reshape(-1).tolist():
             idx = iv.mask[layer].nonzero().reshape(-1)
@@ -69,7 +72,8 @@ def intervene(
     adapter = loaded.adapter
     dtype = next(loaded.model.parameters()).dtype
     device = next(loaded.model.parameters()).device
-    plan = _compile(list(interventions), adapter.num_layers, adapter.intermediate_size, device, dtype)
+    heads = adapter.num_heads if any(iv.site == HEADS for iv in interventions) else None
+    plan = _compile(list(interventions), adapter.num_layers, adapter.intermediate_size, device, dtype, heads)
     residual_layers = sorted({layer for iv in directions for layer in iv.vectors})
     for layer in residual_layers:
         if not 0 <= layer < adapter.num_layers:
@@ -123,7 +127,9 @@ def intervene(
     try:
         handles.append(loaded.model.register_forward_pre_hook(pre, with_kwargs=True))
         for site, edits in plan.items():
-            if adapter.is_moe:  # experts arrive as sparse blocks of routed rows
+            if site == HEADS:  # attention heads: [..., H, d], a head is a slice of the output projection's input
+                handles += adapter.hook_heads(_head_fn(edits, tracker), layers=sorted(edits))
+            elif adapter.is_moe:  # experts arrive as sparse blocks of routed rows
                 handles += adapter.hook_blocks(site, _block_fn(site, edits, tracker), layers=sorted(edits))
             else:
                 handles += adapter.hook(site, make_fn(site, edits), layers=sorted(edits))
@@ -160,6 +166,24 @@ def _block_fn(site: str, edits_by_layer: dict[int, list[_Edit]], tracker: Tracke
             if limit is not None:
                 where = where & limit.unsqueeze(1)
             out = torch.where(where, out * a.index_select(0, index) + b.index_select(0, index), out)
+        return out
+
+    return fn
+
+
+def _head_fn(edits_by_layer: dict[int, list[_Edit]], tracker: Tracker):
+    """Scale the chosen heads of each layer (``z [..., H, d]``; a head's d values share its scale)."""
+
+    def fn(layer: int, z: torch.Tensor) -> torch.Tensor:
+        tracker.fired.add((HEADS, layer))
+        out = z.clone()
+        for e in edits_by_layer[layer]:
+            old = out.index_select(-2, e.idx)
+            new = old * e.scale.to(old.dtype).unsqueeze(-1)
+            where = tracker.where(e.positions, e.batch_rows, z.flatten(-2))
+            if where is not None:
+                new = torch.where(where.unsqueeze(-1), new, old)
+            out.index_copy_(-2, e.idx, new)
         return out
 
     return fn

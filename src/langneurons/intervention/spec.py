@@ -20,7 +20,7 @@ import torch
 from langneurons.errors import LangneuronsError
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.stats import Stats
-from langneurons.models.base import SITES
+from langneurons.models.base import HEADS, SITES
 from langneurons.models.loading import LoadedModel
 
 MODES = ("deactivate", "replace", "add", "diffmean", "force")
@@ -42,8 +42,10 @@ class Intervention:
 
     def __post_init__(self) -> None:
         check_rows(self.rows)
-        if self.site not in SITES:
-            raise LangneuronsError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
+        if self.site not in (*SITES, HEADS):
+            raise LangneuronsError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)} (or {HEADS})")
+        if self.site == HEADS and bool(self.shift[self.mask].ne(0).any()):
+            raise LangneuronsError("an intervention on attention heads scales them (deactivate); it cannot add a shift")
         if self.positions not in POSITIONS:
             raise LangneuronsError(
                 f"unknown positions {self.positions!r}; choose one of {', '.join(POSITIONS)}"
@@ -196,5 +198,11 @@ def check_neurons(loaded: LoadedModel, neurons: NeuronSet, site: str | None = No
     """
     site = site or neurons.site or "act"
     adapter = loaded.adapter
+    if HEADS in (site, neurons.site):  # a head set (site "heads"): its units are attention heads
+        if site != neurons.site:
+            raise LangneuronsError("a head set is applied to attention heads only (and a neuron set never to heads)")
+        adapter.check_heads()
+        neurons.check_compatible(adapter.num_layers, adapter.num_heads, site, loaded.name)
+        return site
     neurons.check_compatible(adapter.num_layers, adapter.intermediate_size, None if any_site else site, loaded.name)
     return site

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from langneurons.errors import LangneuronsError
-from langneurons.models.base import SITES, Adapter, BlockFn, Rows, SiteFn
+from langneurons.models.base import HEADS, SITES, Adapter, BlockFn, Rows, SiteFn
 from langneurons.models.bloom import BloomAdapter
 from langneurons.models.deepseek import DeepseekV2Adapter, DeepseekV3Adapter
 from langneurons.models.falcon import FalconAdapter
@@ -79,5 +79,5 @@ def get_adapter(model: nn.Module) -> Adapter:
     )
 
 
-__all__ = ["ADAPTERS", "SITES", "Adapter", "BlockFn", "Rows", "SiteFn", "get_adapter", "register_adapter",
+__all__ = ["ADAPTERS", "HEADS", "SITES", "Adapter", "BlockFn", "Rows", "SiteFn", "get_adapter", "register_adapter",
            "supported_model_types"]

@@ -5,6 +5,11 @@ A neuron is one coordinate of a layer's MLP intermediate vector. Two capture sit
 gated MLPs) and ``down_in`` = the input of the down projection (``act * up`` for gated MLPs;
 the same tensor as ``act`` for non-gated ones). Every other module reads and edits neurons
 only through :meth:`Adapter.hook`.
+
+An attention *head*'s output is its slice of the input of the attention output projection
+(``o_proj`` in LLaMA-style families): that input is ``[B, T, heads · head_dim]``, head-major, and
+:meth:`Adapter.hook_heads` hands it on as ``[B, T, heads, head_dim]``. Zeroing head h there equals
+zeroing the output projection's input columns ``h·d .. h·d+d-1`` (tests/test_heads.py).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch.utils.hooks import RemovableHandle
 from langneurons.errors import LangneuronsError
 from langneurons.modelspec import SITES
 
+HEADS = "heads"  # the site of attention heads: the output projection's input, split into heads
 # fn(layer_index, activation [..., F]) -> replacement tensor, or None to leave it unchanged.
 SiteFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
@@ -53,6 +59,8 @@ class Adapter:
     down_path: ClassVar[str] = "mlp.down_proj"  # relative to a layer
     intermediate_attr: ClassVar[tuple[str, ...]] = ("intermediate_size",)
     final_norm_path: ClassVar[str] = "model.norm"  # after the last decoder layer, before the LM head (§15, §16)
+    o_path: ClassVar[str] = "self_attn.o_proj"  # attention output projection, relative to a layer
+    heads_attr: ClassVar[tuple[str, ...]] = ("num_attention_heads", "n_head", "num_heads")
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -236,6 +244,62 @@ class Adapter:
         logits = head(x) if weight.device == x.device else head(x.to(weight.device))
         return self.scale_logits(logits.float())
 
+    # -- attention heads -------------------------------------------------------------------------------
+
+    @property
+    def num_heads(self) -> int:
+        """Attention (query) heads per layer."""
+        for attr in self.heads_attr:
+            value = getattr(self.config, attr, None)
+            if value:
+                return int(value)
+        raise LangneuronsError(f"{type(self).__name__}: the config names no number of attention heads")
+
+    def head_module(self, layer: int) -> nn.Module | None:
+        """The attention output projection of a layer (its input holds the heads); None where the layer
+        has no softmax attention (e.g. the linear-attention layers of hybrid models)."""
+        obj = self.layers[layer]
+        for part in self.o_path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj
+
+    @property
+    def head_layers(self) -> list[int]:
+        """Layers that have attention heads (all of them, for most families)."""
+        return [i for i in range(self.num_layers) if self.head_module(i) is not None]
+
+    def head_dim(self, layer: int) -> int:
+        """Width of one head's output at a layer (the output projection's input width / heads)."""
+        module = self.head_module(layer)
+        if module is None:
+            raise LangneuronsError(f"layer {layer} has no attention heads")
+        width = module.in_features if hasattr(module, "in_features") else module.weight.shape[0]  # Conv1D: [in, out]
+        if int(width) % self.num_heads:
+            raise LangneuronsError(
+                f"{type(self).__name__}: the attention output projection takes {width} inputs, not a multiple "
+                f"of {self.num_heads} heads"
+            )
+        return int(width) // self.num_heads
+
+    def check_heads(self) -> None:
+        """Refuse, with one line, a variant whose head outputs never pass the output projection's forward."""
+        if not self.head_layers:
+            raise LangneuronsError(f"{type(self).__name__}: no layer with attention heads found")
+
+    def hook_heads(self, fn: SiteFn, layers: list[int] | None = None) -> list[RemovableHandle]:
+        """Call ``fn(layer, heads [..., H, d])`` on the input of each layer's attention output projection,
+        split into its H heads; a returned tensor (same shape) replaces it. Layers without heads are skipped."""
+        self.check_heads()
+        handles = []
+        for i in self.head_layers if layers is None else layers:
+            module = self.head_module(i)
+            if module is None:
+                continue
+            handles.append(module.register_forward_pre_hook(_heads_hook(i, fn, self.num_heads)))
+        return handles
+
 
 class NonGatedAdapter(Adapter):
     """A non-gated MLP (up → act → down; ``down_in`` = ``act``), by default in the GPT-style layout
@@ -246,6 +310,7 @@ class NonGatedAdapter(Adapter):
     act_path: ClassVar[str] = "mlp.act"
     down_path: ClassVar[str] = "mlp.dense_4h_to_h"
     final_norm_path: ClassVar[str] = "transformer.ln_f"
+    o_path: ClassVar[str] = "self_attention.dense"
 
 
 def _residual_hook(layer: int, fn: SiteFn):
@@ -255,6 +320,15 @@ def _residual_hook(layer: int, fn: SiteFn):
         if new is None:
             return None
         return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return hook
+
+
+def _heads_hook(layer: int, fn: SiteFn, heads: int):
+    def hook(_module, args):
+        x = args[0]
+        new = fn(layer, x.unflatten(-1, (heads, x.shape[-1] // heads)))
+        return None if new is None else (new.flatten(-2), *args[1:])
 
     return hook
 

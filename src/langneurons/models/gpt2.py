@@ -7,6 +7,7 @@ class GPT2Adapter(NonGatedAdapter):
     model_types = ("gpt2",)
     down_path = "mlp.c_proj"
     intermediate_attr = ("n_inner",)
+    o_path = "attn.c_proj"  # Conv1D: weight [in, out]
 
     def down_weight(self, layer: int):
         return self.down_module(layer).weight.T  # Conv1D keeps [in, out]

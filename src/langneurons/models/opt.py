@@ -10,6 +10,7 @@ class OPTAdapter(NonGatedAdapter):
     down_path = "fc2"
     intermediate_attr = ("ffn_dim",)
     final_norm_path = "model.decoder.final_layer_norm"
+    o_path = "self_attn.out_proj"
 
     def final_transform(self, hidden):
         """The final norm (absent in OPT-350m style models) and the ``project_out`` to the embedding width."""

@@ -9,3 +9,4 @@ class PhiAdapter(NonGatedAdapter):
     act_path = "mlp.activation_fn"
     down_path = "mlp.fc2"
     final_norm_path = "model.final_layernorm"
+    o_path = "self_attn.dense"
