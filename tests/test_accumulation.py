@@ -77,10 +77,12 @@ def test_a_failing_fused_update_falls_back_once_and_says_so(tmp_path, monkeypatc
     loaded = tiny_model("llama")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fused = record(loaded, corpus(), tmp_path / "f", RecordSettings(compile=True, batch_size=2, max_length=64), progress=False)
+        settings = RecordSettings(compile=True, batch_size=2, max_length=64)
+        fused = record(loaded, corpus(), tmp_path / "f", settings, progress=False)
     messages = [str(w.message) for w in caught if "fused counting update failed" in str(w.message)]
     assert len(messages) == 1 and "RuntimeError: no C compiler here" in messages[0]
-    eager = record(loaded, corpus(), tmp_path / "e", RecordSettings(compile=False, batch_size=2, max_length=64), progress=False)
+    settings = RecordSettings(compile=False, batch_size=2, max_length=64)
+    eager = record(loaded, corpus(), tmp_path / "e", settings, progress=False)
     assert torch.equal(fused.count, eager.count)
     assert torch.allclose(fused.sum, eager.sum, rtol=1e-5, atol=1e-5)
     assert fused.manifest["counting_update"].startswith("eager after the fused one failed (RuntimeError")
