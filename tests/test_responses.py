@@ -285,3 +285,40 @@ def test_builtin_tasks_are_prompts_in_every_language():
     assert only.ids("zh") == [f"arithmetic-{k}" for k in range(4)] and only.texts("zh")[0].startswith("问题：安娜")
     with pytest.raises(LangneuronsError, match="unknown task kind"):
         load_corpus("tasks:poetry")
+
+
+def test_ppl_of_the_response_given_the_prompt_is_full_minus_prefix(tmp_path):
+    from langneurons.evaluation.nll import sentence_nll
+    from langneurons.recording.spans import span_arguments
+
+    loaded = tiny_model("qwen2")
+    qa = load_corpus(qa_file(tmp_path))
+    for lang, pairs in TURNS.items():
+        nll, tokens = sentence_nll(loaded, qa.texts(lang), 2, 64, None, **span_arguments(qa, lang, "response"))
+        full, full_tokens = sentence_nll(loaded, [p + r for p, r in pairs], 2, 64)
+        prefix, prefix_tokens = sentence_nll(loaded, [p for p, _ in pairs], 2, 64)
+        assert tokens.tolist() == [len(r.split()) for _, r in pairs] == (full_tokens - prefix_tokens).tolist()
+        assert torch.allclose(nll, full - prefix, atol=1e-4)
+        assert span_arguments(plain({lang: ["a1"]}), lang, "response") == {}
+
+
+def test_ppl_command_counts_the_response(tmp_path, saved_model):
+    import langneurons as ln
+    from langneurons.models.loading import load_model
+
+    qa = qa_file(tmp_path)
+    stats = record(load_model(saved_model, device="cpu", dtype="float32"), load_corpus(qa), tmp_path / "run",
+                   settings(count="response"), progress=False)  # fmt: skip
+    ln.identify(stats, "lape", out=tmp_path / "set.json", top_rate=0.1)
+    out = tmp_path / "ppl.json"
+    args = ["ppl", "--neurons", str(tmp_path / "set.json"), "--model", saved_model, "--corpus", qa, "-o", str(out)]
+    (tmp_path / "txt").mkdir()
+    for lang in TURNS:
+        (tmp_path / "txt" / f"{lang}.txt").write_text("a1 a2\n")
+    result = cli(*args, "--corpus", str(tmp_path / "txt"), "--count", "response")  # plain text
+    assert result.exit_code != 0 and "prompt/response corpus" in result.output and "loading model" not in result.output
+    result = cli(*args, "--count", "response")
+    assert result.exit_code == 0, result.output
+    ppl = json.loads(out.read_text())
+    assert ppl["tokens"] == {lang: sum(len(r.split()) for _, r in TURNS[lang]) for lang in TURNS}
+    assert ppl["provenance"]["settings"]["count"] == "response"

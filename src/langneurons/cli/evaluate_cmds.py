@@ -56,6 +56,13 @@ def ppl_cmd(
     route: str | None = typer.Option(
         None, "--route", help="MoE: also a row with this routing edit, e.g. 'mask:*:3,bias:12:5:-2' (LAYER:EXPERT)."
     ),
+    count: str = typer.Option(
+        "all", "--count", help="Prompt/response corpora: perplexity of all tokens, the response given the prompt "
+        "(response) or the prompt (docs/responses.md)."
+    ),
+    chat_template: bool = typer.Option(
+        False, "--chat-template", help="Format each prompt/response record with the tokenizer's chat template."
+    ),
 ) -> None:
     """Perplexity of each language with each language's neurons (and a random control) deactivated.
 
@@ -67,6 +74,7 @@ def ppl_cmd(
     from langneurons.formats.neuronset import NeuronSet
     from langneurons.intervention.routing import parse_route, routing_warning
     from langneurons.recording.distributed import shutdown
+    from langneurons.recording.spans import apply_chat_template, check_responses
 
     out = out or default_out(neurons, "ppl")
     check_out(out, overwrite)
@@ -81,14 +89,17 @@ def ppl_cmd(
     ns = NeuronSet.load(neurons)
     langs = parse_languages(languages) or list(ns.languages)
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
+    check_responses(text, count, chat_template=chat_template)
     model, world = model.join_world()
     try:
         if world.is_main and (trap := identification_text_warning(ns, text)):
             warn(trap)
         loaded = model.load()
+        if chat_template:
+            text = apply_chat_template(text, loaded.tokenizer)
         settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
                                max_length=capped_max_length(max_length, loaded), any_site=any_site,
-                               route=route)  # fmt: skip
+                               route=route, count=count)  # fmt: skip
         result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(neurons), world=world)
     finally:
         shutdown(world)

@@ -215,6 +215,14 @@ def encode_spans(tokenizer, texts, spans, count: str, templated: bool, max_lengt
     return Batch(enc["input_ids"], enc["attention_mask"], counted)
 
 
+def span_arguments(corpus: Corpus, lang: str, count: str) -> dict:
+    """Keyword arguments telling a token reader (evaluation/nll.py) which of ``lang``'s tokens ``count``
+    means: none for a plain-text corpus (every token), else the spans, the count and the template flag."""
+    if corpus.spans is None:
+        return {}
+    return {"spans": corpus.spans[lang], "count": count, "templated": corpus.templated}
+
+
 def counted_description(count: str, templated: bool) -> str:
     """The manifest's words for what was counted."""
     if count == "all":
