@@ -322,3 +322,18 @@ def test_ppl_command_counts_the_response(tmp_path, saved_model):
     ppl = json.loads(out.read_text())
     assert ppl["tokens"] == {lang: sum(len(r.split()) for _, r in TURNS[lang]) for lang in TURNS}
     assert ppl["provenance"]["settings"]["count"] == "response"
+
+
+def test_similarity_pools_over_the_response(tmp_path):
+    from langneurons.recording.pooled import record_pooled
+
+    loaded = tiny_model("gemma3_text")
+    qa = load_corpus(qa_file(tmp_path))
+    pooled = record_pooled(loaded, qa, None, batch_size=2, max_length=64, count="response", progress=False)
+    assert pooled.n_tokens.tolist() == [len(r.split()) for lang in TURNS for _, r in TURNS[lang]]
+    assert pooled.manifest["settings"]["count"] == "response"
+    stats = record(loaded, qa, None, settings(count="response"), progress=False)
+    for k, lang in enumerate(TURNS):
+        rows = [i for i, row_lang in enumerate(pooled.row_languages) if row_lang == lang]
+        total = (pooled.pooled[rows].double() * pooled.n_tokens[rows].view(-1, 1, 1)).sum(0)
+        assert torch.allclose(total, stats.sum[k], rtol=1e-4, atol=1e-3)
