@@ -337,3 +337,18 @@ def test_similarity_pools_over_the_response(tmp_path):
         rows = [i for i, row_lang in enumerate(pooled.row_languages) if row_lang == lang]
         total = (pooled.pooled[rows].double() * pooled.n_tokens[rows].view(-1, 1, 1)).sum(0)
         assert torch.allclose(total, stats.sum[k], rtol=1e-4, atol=1e-3)
+
+
+def test_api_answer_then_record_the_response(tmp_path, saved_model):
+    import langneurons as ln
+
+    model = ln.load_model(saved_model, device="cpu", dtype="float32")
+    prompts = ln.load_corpus(write_jsonl(tmp_path / "p.jsonl", [{"lang": "aa", "prompt": "a1 a2"},
+                                                                 {"lang": "bb", "prompt": "b1"}]))  # fmt: skip
+    answered = ln.answer(model, prompts, tmp_path / "own", max_new_tokens=4, progress=False)
+    assert answered.has_responses and (tmp_path / "own" / "answers.jsonl").exists()
+    assert ln.answer(model, prompts, tmp_path / "own", max_new_tokens=4, progress=False).turns == answered.turns
+    stats = ln.record(model, answered, count="response", chat_template=True, residual=False, progress=False)
+    expected = [len(model.tokenizer(t.response.strip(), add_special_tokens=False)["input_ids"])
+                for lang in answered.languages for t in answered.turns[lang]]  # fmt: skip
+    assert stats.n_tokens.tolist() == expected

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from langneurons.api import (
         Result,
         activate,
+        answer,
         deactivate,
         identify,
         intervene,
@@ -46,9 +47,9 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 __all__ = [
     "Adapter", "LangneuronsError", "NeuronSet", "PPLSettings", "RecordSettings", "Result", "Stats", "SteerSettings",
-    "__version__", "activate", "deactivate", "identify", "intervene", "load_corpus", "load_model", "load_neurons",
-    "load_pooled", "load_result", "load_stats", "ppl", "ppl_matrix", "record", "register_adapter", "report",
-    "similarity", "steer",
+    "__version__", "activate", "answer", "deactivate", "identify", "intervene", "load_corpus", "load_model",
+    "load_neurons", "load_pooled", "load_result", "load_stats", "ppl", "ppl_matrix", "record", "register_adapter",
+    "report", "similarity", "steer",
 ]  # fmt: skip
 # the module that defines each lazily imported name (every other name of __all__ is defined here)
 _HOME = {
