@@ -352,3 +352,28 @@ def test_api_answer_then_record_the_response(tmp_path, saved_model):
     expected = [len(model.tokenizer(t.response.strip(), add_special_tokens=False)["input_ids"])
                 for lang in answered.languages for t in answered.turns[lang]]  # fmt: skip
     assert stats.n_tokens.tolist() == expected
+
+
+def test_torchrun_ranks_share_the_answers(tmp_path, saved_model):
+    """Two ranks answer their shares of the batches: the same answers and counts as one process."""
+    import subprocess
+    import sys
+
+    from test_distributed import run_env
+
+    from langneurons.formats.stats import load_stats
+
+    records = [{"lang": lang, "prompt": p} for lang, v in TURNS.items() for p, _ in v] * 2
+    prompts = write_jsonl(tmp_path / "p.jsonl", records)
+    args = ["record", "--model", saved_model, "--corpus", prompts, "--generate", "--max-new-tokens", "4",
+            "--count", "response", "--batch-size", "2", "--no-residual", "--device", "cpu"]  # fmt: skip
+    one = subprocess.run([sys.executable, "-m", "langneurons", *args, "-o", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    many = subprocess.run([*launcher, "-m", "langneurons", *args, "-o", str(tmp_path / "many")],
+                          capture_output=True, text=True, env=run_env(), timeout=300)  # fmt: skip
+    assert many.returncode == 0, many.stderr
+    assert (tmp_path / "one" / "answers.jsonl").read_text() == (tmp_path / "many" / "answers.jsonl").read_text()
+    a, b = load_stats(tmp_path / "one"), load_stats(tmp_path / "many")
+    assert torch.equal(a.count, b.count) and torch.equal(a.n_tokens, b.n_tokens)

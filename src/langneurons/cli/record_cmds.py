@@ -114,7 +114,7 @@ def record_cmd(
             check_chat_template(loaded.tokenizer, model.model)
         if generate:
             texts_ = answer(loaded, texts_, out, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                            chat_template=chat_template, progress=world.is_main)  # fmt: skip
+                            chat_template=chat_template, progress=world.is_main, world=world)  # fmt: skip
             if world.is_main:
                 say(f"answers: {out / ANSWERS_FILE}")
         if chat_template:

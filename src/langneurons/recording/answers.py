@@ -22,6 +22,7 @@ from langneurons.formats.atomic import write_bytes, write_json
 from langneurons.formats.provenance import now, software
 from langneurons.models.generation import greedy_answers
 from langneurons.progress import progress_bar
+from langneurons.recording.distributed import World, barrier, broadcast_object, gather_to_main, share
 from langneurons.recording.spans import check_chat_template, generation_prompt
 
 ANSWERS_FILE = "answers.jsonl"
@@ -37,8 +38,13 @@ def answer(
     batch_size: int = 8,
     chat_template: bool = False,
     progress: bool = True,
+    world: World | None = None,
 ) -> Corpus:
-    """``corpus`` with each prompt's response replaced by the model's greedy answer (saved under ``out``)."""
+    """``corpus`` with each prompt's response replaced by the model's greedy answer (saved under ``out``).
+
+    Under torchrun (``world`` of several processes) each rank answers its share of the batches; every rank
+    gets all answers and rank 0 saves them (the same answers as one process: the batches are the same).
+    """
     if corpus.turns is None:
         raise LangneuronsError(f"--generate needs prompts (.jsonl records with 'prompt'); {corpus.name} is plain text")
     if max_new_tokens <= 0:
@@ -51,21 +57,39 @@ def answer(
     meta = {"model": loaded.name, "revision": loaded.revision, "decoding": "greedy", "max_new_tokens": max_new_tokens,
             "chat_template": chat_template, "prompts_sha256": digest, "dtype": str(loaded.dtype)}  # fmt: skip
     out = None if out is None else Path(out)
-    responses = _saved(out, meta, corpus)
+    world = world or World()
+    responses = broadcast_object(_saved(out, meta, corpus) if world.is_main else None, world)
     if responses is None:
         started = time.time()
-        responses = {}
-        bar = progress_bar(progress, "prompts")
+        # the batches one process would run (each language's prompts longest first), shared out round-robin:
+        # every batch is the same under torchrun, so the answers are too
+        batches = []
+        for lang in corpus.languages:
+            order = sorted(range(len(prompts[lang])), key=lambda i: (-len(prompts[lang][i]), i))
+            batches += [(lang, order[b : b + batch_size]) for b in range(0, len(order), batch_size)]
+        mine = [batches[i] for i in share(len(batches), world)]
+        done = []
+        bar = progress_bar(progress and world.is_main, "prompts")
         with bar:
-            task = bar.add_task("answering", total=sum(len(p) for p in prompts.values()))
-            for lang in corpus.languages:
+            task = bar.add_task("answering", total=sum(len(rows) for _, rows in mine))
+            for lang, rows in mine:
                 bar.update(task, description=f"answering {lang}")
-                responses[lang] = greedy_answers(loaded, prompts[lang], max_new_tokens=max_new_tokens,
-                                                 batch_size=batch_size, add_special_tokens=not chat_template,
-                                                 on_batch=lambda n: bar.advance(task, n))  # fmt: skip
-        if out is not None:
+                texts = greedy_answers(loaded, [prompts[lang][i] for i in rows], max_new_tokens=max_new_tokens,
+                                       batch_size=len(rows), add_special_tokens=not chat_template)  # fmt: skip
+                done.append((lang, rows, texts))
+                bar.advance(task, len(rows))
+        parts = gather_to_main(done, world)
+        if parts is not None:
+            responses = {lang: [""] * len(prompts[lang]) for lang in corpus.languages}
+            for part in parts:
+                for lang, rows, texts in part:
+                    for i, text in zip(rows, texts, strict=True):
+                        responses[lang][i] = text
+        responses = broadcast_object(responses, world)
+        if out is not None and world.is_main:
             _save(out, corpus, responses, meta | {"wall_seconds": round(time.time() - started, 3), "created": now(),
                                                   **software()})  # fmt: skip
+        barrier(world)
     turns = {
         lang: [(sid, replace(t, response=r))
                for (sid, _), t, r in zip(corpus.items[lang], corpus.turns[lang], responses[lang], strict=True)]
