@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from langneurons.api import (
         Result,
         activate,
+        answer,
         attribute,
         deactivate,
         explain,
@@ -52,9 +53,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 __all__ = [
     "Adapter", "LangneuronsError", "NeuronSet", "PPLSettings", "RecordSettings", "Result", "Stats", "SteerSettings",
-    "__version__", "activate", "attribute", "deactivate", "explain", "identify", "intervene", "lens", "lens_train",
-    "load_attribution", "load_corpus",
-    "load_model", "load_neurons",
+    "__version__", "activate", "answer", "attribute", "deactivate", "explain", "identify", "intervene", "lens",
+    "lens_train", "load_attribution", "load_corpus", "load_model", "load_neurons",
     "load_pooled", "load_result", "load_stats", "ppl", "ppl_matrix", "record", "register_adapter", "report",
     "similarity", "steer",
 ]  # fmt: skip

@@ -36,6 +36,7 @@ from langneurons.recording import RecordSettings
 __all__ = [
     "Result",
     "activate",
+    "answer",
     "attribute",
     "deactivate",
     "explain",
@@ -277,6 +278,8 @@ def record(
     tokens: int | None = None,
     shards: int | None = None,
     residual: bool = True,
+    count: str = "all",
+    chat_template: bool = False,
     settings: RecordSettings | None = None,
     reuse: bool = True,
     overwrite: bool = False,
@@ -288,12 +291,20 @@ def record(
     ``out=None`` records in memory; with ``out``, a finished run of the same model, corpus and settings
     there is returned as it is (``reuse``). ``settings`` (a :class:`RecordSettings`) replaces the keyword
     settings when given. ``max_length`` is capped at the model's own maximum.
+
+    A prompt/response corpus (docs/responses.md) counts ``count``'s tokens: ``"all"``, ``"response"`` (Zhang
+    et al.'s full − prefix) or ``"prompt"``; ``chat_template=True`` formats each record with the model's chat
+    template first (the template's own tokens never count as prompt or response).
     """
     from langneurons.recording import record as record_run
 
+    if chat_template:
+        from langneurons.recording.spans import apply_chat_template
+
+        corpus = apply_chat_template(corpus, model.tokenizer)
     if settings is None:
         settings = RecordSettings(site=site, batch_size=batch_size, max_length=max_length, tokens=tokens,
-                                  shards=shards, residual=residual)  # fmt: skip
+                                  shards=shards, residual=residual, count=count)  # fmt: skip
     settings = dataclasses.replace(settings, max_length=min(settings.max_length, model.max_length))
     return record_run(model, corpus, out, settings, overwrite=overwrite, reuse=reuse, progress=progress)
 
@@ -335,6 +346,27 @@ def attribute(
 def load_attribution(path: str | Path) -> Attribution:
     """An `attribute` run (its folder), with ``.score(unit, lang)`` and ``.scores(unit)``."""
     return load_attribution_run(path)
+
+
+@_api_errors
+def answer(
+    model: LoadedModel,
+    corpus: Corpus,
+    out: str | Path | None = None,
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    chat_template: bool = False,
+    progress: bool = True,
+) -> Corpus:
+    """The model's own greedy answers to a corpus of prompts (``load_corpus("tasks")``, or ``.jsonl`` records
+    with ``prompt``): the same corpus with each response replaced by the answer, ready for
+    ``record(..., count="response")``. With ``out``, the answers are saved there as ``answers.jsonl`` (and
+    ``answers.json``) and read back by a later call with the same model, prompts and settings."""
+    from langneurons.recording.answers import answer as answer_prompts
+
+    return answer_prompts(model, corpus, out, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          chat_template=chat_template, progress=progress)  # fmt: skip
 
 
 @_api_errors

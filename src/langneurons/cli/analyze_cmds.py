@@ -48,6 +48,12 @@ def similarity_cmd(
     reuse: bool = typer.Option(
         False, "--reuse", help="Recompute the scores from an existing pooled file only (no model)."
     ),
+    count: str = typer.Option(
+        "all", "--count", help="Prompt/response corpora: pool over all, the response's or the prompt's tokens."
+    ),
+    chat_template: bool = typer.Option(
+        False, "--chat-template", help="Format each prompt/response record with the tokenizer's chat template."
+    ),
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Pool each sentence's activations per layer and score language (LRDS) vs meaning (SADS) similarity.
@@ -60,6 +66,7 @@ def similarity_cmd(
     from langneurons.formats.pooled import POOLED_MANIFEST, load_pooled
     from langneurons.recording.distributed import shutdown
     from langneurons.recording.pooled import record_pooled
+    from langneurons.recording.spans import apply_chat_template, check_responses
 
     if site not in ("act", "down_in"):
         raise LangneuronsError(f"unknown site {site!r}; choose act or down_in")
@@ -72,9 +79,12 @@ def similarity_cmd(
         check_positive(batch_size=batch_size)
         check_max_length(max_length)
         text = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+        check_responses(text, count, chat_template=chat_template)
         model, world = model.join_world()
         try:
             loaded = model.load()
+            if chat_template:
+                text = apply_chat_template(text, loaded.tokenizer)
             pooled = record_pooled(
                 loaded,
                 text,
@@ -86,6 +96,7 @@ def similarity_cmd(
                 store_dtype=store_dtype,
                 overwrite=overwrite,
                 world=world,
+                count=count,
             )
         finally:
             shutdown(world)

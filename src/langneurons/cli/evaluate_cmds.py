@@ -66,6 +66,13 @@ def ppl_cmd(
     route: str | None = typer.Option(
         None, "--route", help="MoE: also a row with this routing edit, e.g. 'mask:*:3,bias:12:5:-2' (LAYER:EXPERT)."
     ),
+    count: str = typer.Option(
+        "all", "--count", help="Prompt/response corpora: perplexity of all tokens, the response given the prompt "
+        "(response) or the prompt (docs/responses.md)."
+    ),
+    chat_template: bool = typer.Option(
+        False, "--chat-template", help="Format each prompt/response record with the tokenizer's chat template."
+    ),
 ) -> None:
     """Perplexity of each language with each language's neurons (and a random control) deactivated.
 
@@ -95,6 +102,9 @@ def ppl_cmd(
         raise LangneuronsError(f"{set_path} is a {kind} set: pass it with {right}")
     langs = parse_languages(languages) or list(header.get("languages") or [])
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
+    from langneurons.recording.spans import check_responses
+
+    check_responses(text, count, chat_template=chat_template)
     if route is not None:
         from langneurons.intervention.routing import parse_route
 
@@ -105,6 +115,7 @@ def ppl_cmd(
     from langneurons.formats.neuronset import NeuronSet
     from langneurons.intervention.routing import routing_warning
     from langneurons.recording.distributed import shutdown
+    from langneurons.recording.spans import apply_chat_template
 
     ns = NeuronSet.load(set_path)
     model, world = model.join_world()
@@ -112,9 +123,11 @@ def ppl_cmd(
         if world.is_main and (trap := identification_text_warning(ns, text)):
             warn(trap)
         loaded = model.load()
+        if chat_template:
+            text = apply_chat_template(text, loaded.tokenizer)
         settings = PPLSettings(site=site, strength=strength, controls=controls, seed=seed, batch_size=batch_size,
                                max_length=capped_max_length(max_length, loaded), any_site=any_site,
-                               route=route)  # fmt: skip
+                               route=route, count=count)  # fmt: skip
         result = ppl_matrix(loaded, ns, text, settings, neurons_path=str(set_path), world=world)
     finally:
         shutdown(world)

@@ -32,7 +32,10 @@ from langneurons.cli.common import say
 from langneurons.errors import LangneuronsError
 
 MODEL_HELP = "'embedded' (Gemma-3-270M, offline), a hub id, a local model folder or a .gguf file"
-CORPUS_HELP = "ntrex[:identify|dev|all], a <lang>.txt folder, a .jsonl, or hf:NAME[:SPLIT]"
+CORPUS_HELP = (
+    "ntrex[:identify|dev|all], a <lang>.txt folder, a .jsonl (text, or prompt/response records), hf:NAME[:SPLIT], "
+    "or tasks[:translate|continue|arithmetic] (built-in prompts)"
+)
 NEURONS_HELP = "Neuron-set JSON (from `identify`)."
 MAX_LENGTH = 512
 

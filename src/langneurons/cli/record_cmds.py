@@ -70,6 +70,19 @@ def record_cmd(
     examples: int = typer.Option(
         0, "--examples", help="Also keep each neuron's K top activating examples per language (examples.safetensors)."
     ),
+    count: str = typer.Option(
+        "all", "--count", help="Which tokens count: all, response or prompt (prompt/response corpora; "
+        "docs/responses.md)."
+    ),
+    chat_template: bool = typer.Option(
+        False, "--chat-template", help="Format each record with the tokenizer's chat template (user = prompt, "
+        "assistant = response); the template's own tokens never count with --count response/prompt."
+    ),
+    generate: bool = typer.Option(
+        False, "--generate", help="Let the model answer each prompt first (greedy); the answers are saved as "
+        "answers.jsonl in the run folder and counted."
+    ),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="--generate: the longest answer in tokens."),
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Count how often every MLP neuron fires on each language's text.
@@ -81,17 +94,22 @@ def record_cmd(
     from langneurons.data import load_corpus, parse_languages
     from langneurons.formats.stats import MANIFEST_FILE
     from langneurons.recording import RecordSettings, record
+    from langneurons.recording.answers import ANSWERS_FILE, answer
     from langneurons.recording.distributed import shutdown
+    from langneurons.recording.spans import apply_chat_template, check_chat_template, check_responses
 
     settings = RecordSettings(
         site=site, batch_size=batch_size, max_length=max_length, count_bos=count_bos, tokens=tokens,
         chunk_batches=chunk_batches, checkpoint_minutes=checkpoint_minutes,
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing, shards=shards,
-        residual=residual, examples=examples,
+        residual=residual, examples=examples, count=count,
     )  # fmt: skip
     settings.validate()  # before the corpus and the model load: bad input fails at once
     check_max_length(max_length)
+    if generate and max_new_tokens <= 0:
+        raise LangneuronsError(f"--max-new-tokens must be positive, got {max_new_tokens}")
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)  # inputs first
+    check_responses(texts_, count, generate=generate, chat_template=chat_template, packing=packing, tokens=tokens)
     if out.exists() and not out.is_dir():
         raise LangneuronsError(f"{out} exists and is not a directory")
     finished = None if overwrite else _created(out / MANIFEST_FILE)  # a re-run: reused if the same job
@@ -101,6 +119,15 @@ def record_cmd(
     try:
         loaded = model.load()
         settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))
+        if chat_template:
+            check_chat_template(loaded.tokenizer, model.model)
+        if generate:
+            texts_ = answer(loaded, texts_, out, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            chat_template=chat_template, progress=world.is_main, world=world)  # fmt: skip
+            if world.is_main:
+                say(f"answers: {out / ANSWERS_FILE}")
+        if chat_template:
+            texts_ = apply_chat_template(texts_, loaded.tokenizer)
         try:
             stats = record(loaded, texts_, out, settings, overwrite=overwrite, reuse=True, world=world)
         except KeyboardInterrupt:

@@ -8,6 +8,7 @@ import torch
 
 from langneurons.models.loading import LoadedModel
 from langneurons.recording.plan import encode
+from langneurons.recording.spans import encode_spans
 
 
 def sequence_nll(
@@ -49,17 +50,27 @@ def sentence_nll(
     batch_size: int,
     max_length: int,
     on_batch: Callable[[int, int], None] | None = None,
+    spans: list | None = None,
+    count: str = "all",
+    templated: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per text, in input order: summed NLL (float64) and predicted tokens (int64), for bootstraps over texts.
 
-    ``on_batch(sentences, tokens)`` is called after each batch (progress).
+    ``on_batch(sentences, tokens)`` is called after each batch (progress). With ``spans`` (a prompt/response
+    corpus's, ``Corpus.spans[lang]``) only ``count``'s tokens are predicted: ``count="response"`` gives the
+    NLL of the response given the prompt (recording/spans.py has the token rule).
     """
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     nll = torch.zeros(len(texts), dtype=torch.float64)
     tokens = torch.zeros(len(texts), dtype=torch.int64)
     for i in range(0, len(order), batch_size):
         rows = torch.tensor(order[i : i + batch_size])
-        b = encode(loaded.tokenizer, [texts[j] for j in rows.tolist()], max_length, count_bos=False)
+        chosen = [texts[j] for j in rows.tolist()]
+        if spans is None:
+            b = encode(loaded.tokenizer, chosen, max_length, count_bos=False)
+        else:
+            b = encode_spans(loaded.tokenizer, chosen, [spans[j] for j in rows.tolist()], count, templated,
+                             max_length, False)  # fmt: skip
         nll[rows] = sequence_nll(loaded, b.input_ids, b.attention_mask, b.counted)
         tokens[rows] = b.counted[:, 1:].sum(1)
         if on_batch is not None:

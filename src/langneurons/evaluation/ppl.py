@@ -26,6 +26,7 @@ from langneurons.intervention.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.distributed import World, gather_to_main, share
+from langneurons.recording.spans import check_count, span_arguments
 from langneurons.summaries import summarise_ratios
 
 PPL_FORMAT = "langneurons-ppl/1"
@@ -46,6 +47,7 @@ class PPLSettings:
     any_site: bool = False
     languages: list[str] | None = None  # whose neurons to deactivate (default: all of the set)
     route: str | None = None  # MoE: a routing edit ("mask:L:E,bias:L:E:V"), evaluated as its own row "route"
+    count: str = "all"  # prompt/response corpora: predict all / response / prompt tokens (docs/responses.md)
 
 
 def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Intervention | None]]:
@@ -88,6 +90,7 @@ def ppl_matrix(
     return None). Every cell is computed exactly as in one process, so the numbers are identical.
     """
     s = settings or PPLSettings()
+    check_count(corpus, s.count)
     site = check_neurons(loaded, neurons, s.site, s.any_site)
     if not corpus.languages:
         raise LangneuronsError("no evaluation texts")
@@ -119,7 +122,8 @@ def ppl_matrix(
             bar.update(task, description=f"ppl {name} on {lang}")
             routing = steer_routing(loaded, route) if name == "route" else nullcontext()
             with intervene(loaded, [] if iv is None else [iv]), routing as effect:
-                done[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch)
+                done[name, lang] = sentence_nll(loaded, corpus.texts(lang), s.batch_size, max_length, on_batch,
+                                                **span_arguments(corpus, lang, s.count))  # fmt: skip
             if effect is not None:
                 effects[lang] = effect.summary()
     gathered = gather_to_main((done, effects), world)  # per-sentence NLLs too: rank 0 computes the p-values

@@ -85,7 +85,12 @@ def load_model(
     trust_remote_code: bool = False,
     device_map: str | None = None,
 ) -> LoadedModel:
-    """Load ``spec`` (``embedded``, ``*.gguf``, a local directory or a hub id) in eval mode."""
+    """Load ``spec`` (``embedded``, ``*.gguf``, a local directory, a hub id, or a LoRA adapter folder) in eval
+    mode. A folder holding ``adapter_config.json`` (peft) loads its base model (the config's
+    ``base_model_name_or_path``: any spec above) and merges the adapter into it."""
+    if (Path(spec).expanduser() / "adapter_config.json").is_file():
+        return _load_lora(Path(spec).expanduser(), revision=revision, device=device, dtype=dtype,
+                          trust_remote_code=trust_remote_code, device_map=device_map)  # fmt: skip
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     if spec == EMBEDDED or spec.endswith(".gguf"):
@@ -105,6 +110,31 @@ def load_model(
     adapter = get_adapter(model)
     _prepare_tokenizer(tokenizer)
     return LoadedModel(model, tokenizer, adapter, name, revision, dev, torch_dtype)
+
+
+def _load_lora(folder: Path, **kwargs) -> LoadedModel:
+    """The base model of a peft LoRA adapter folder with the adapter merged into its weights."""
+    import json
+
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise LangneuronsError(f"{folder}/adapter_config.json names no base_model_name_or_path") from None
+    if not base:
+        raise LangneuronsError(f"{folder}/adapter_config.json names no base_model_name_or_path")
+    loaded = load_model(str(base), **kwargs)
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise LangneuronsError("a LoRA adapter folder needs peft: pip install peft") from None
+    try:
+        merged = PeftModel.from_pretrained(loaded.model, str(folder)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise LangneuronsError(f"cannot apply the adapter in {folder}: {_first_line(exc)}") from None
+    merged.eval().requires_grad_(False)
+    name = f"{loaded.name} + LoRA {folder}"
+    return LoadedModel(merged, loaded.tokenizer, get_adapter(merged), name, loaded.revision, loaded.device,
+                       loaded.dtype)  # fmt: skip
 
 
 def quiet_transformers() -> None:

@@ -27,6 +27,7 @@ from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.distributed import World, gather_to_main, share
 from langneurons.recording.plan import encode
+from langneurons.recording.spans import check_count, counted_description, encode_spans
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -44,8 +45,12 @@ def record_pooled(
     progress: bool = True,
     overwrite: bool = False,
     world: World | None = None,
+    count: str = "all",
 ) -> Pooled | None:
     """Mean-pool every sentence of ``corpus`` at ``site`` per layer; write ``out``/pooled.* when given.
+
+    ``count`` (prompt/response corpora, docs/responses.md): pool over all, the response's or the prompt's
+    tokens only.
 
     Under torchrun (``world`` of several processes) the batches are shared out round-robin and rank 0
     gathers the rows, writes the file and returns it (the other ranks return None); every batch is
@@ -68,8 +73,10 @@ def record_pooled(
             )
         if out.exists() and not out.is_dir():
             raise LangneuronsError(f"{out} exists and is not a directory")
+    check_count(corpus, count)
     adapter = loaded.adapter
     rows = [(lang, sid, text) for lang in corpus.languages for sid, text in corpus.items[lang]]
+    row_spans = None if corpus.spans is None else [span for lang in corpus.languages for span in corpus.spans[lang]]
     n, n_layers, width = len(rows), adapter.num_layers, adapter.intermediate_size
     pooled = torch.zeros(n, n_layers, width, dtype=STORE_DTYPES[store_dtype])
     n_tokens = torch.zeros(n, dtype=torch.int64)
@@ -121,7 +128,11 @@ def record_pooled(
             for start in starts:
                 chunk = order[start : start + batch_size]
                 mine += chunk
-                batch = encode(loaded.tokenizer, [rows[i][2] for i in chunk], max_length, count_bos)
+                if row_spans is None:
+                    batch = encode(loaded.tokenizer, [rows[i][2] for i in chunk], max_length, count_bos)
+                else:
+                    batch = encode_spans(loaded.tokenizer, [rows[i][2] for i in chunk], [row_spans[i] for i in chunk],
+                                         count, corpus.templated, max_length, count_bos)  # fmt: skip
                 counted = batch.counted.to(torch.float32)
                 lengths = counted.sum(1)
                 state["weights"] = (counted / lengths.clamp_min(1).unsqueeze(1)).to(loaded.device)
@@ -147,6 +158,9 @@ def record_pooled(
         for index, rows_, counts in parts:
             pooled[index], n_tokens[index] = rows_, counts
     manifest = _manifest(loaded, corpus, site, batch_size, max_length, count_bos, store_dtype)
+    if corpus.spans is not None:
+        manifest["counted"] = counted_description(count, corpus.templated) or manifest["counted"]
+        manifest["settings"]["count"] = count
     manifest["wall_seconds"] = round(time.time() - started, 3)
     manifest["processes"] = world.size
     manifest["empty_sentences"] = int((n_tokens == 0).sum())

@@ -39,6 +39,7 @@ from langneurons.recording.distributed import (
 )
 from langneurons.recording.examples import ExampleTracker, batch_positions
 from langneurons.recording.plan import Unit, packed_batches, plan_units, unit_batches
+from langneurons.recording.spans import check_spans, counted_description, span_batches
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 # Seconds to sleep after each unit: lets tests interrupt a real run at a known point. Not for users.
@@ -63,6 +64,7 @@ class RecordSettings:
     shards: int | None = None  # also keep per-shard counts (formats/shards.py); None: no shards
     residual: bool = True  # also sum the residual stream after each decoder layer (DiffMean, docs/methods.md)
     examples: int = 0  # also keep each neuron's top-K activating examples per language (recording/examples.py)
+    count: str = "all"  # all / response / prompt tokens of a prompt/response corpus (recording/spans.py)
 
     def validate(self) -> None:
         """Refuse impossible settings with a one-line error (callable before any model is loaded)."""
@@ -85,6 +87,8 @@ class RecordSettings:
         if self.examples and self.packing:
             raise LangneuronsError("--examples needs unpacked sentences (a token's position is within its sentence); "
                                    "drop --packing")
+        if self.count not in ("all", "response", "prompt"):
+            raise LangneuronsError(f"--count must be all, response or prompt, got {self.count!r}")
 
 
 # Settings that change when/how fast work is saved, never the recorded numbers (kept out of the
@@ -121,6 +125,7 @@ def record(
         _check_max_length(loaded, settings)
     else:
         _check(loaded, settings, out, overwrite, world)
+    check_spans(corpus, settings)
     units = _plan(corpus, loaded, settings)
     manifest = _manifest(loaded, corpus, settings, units, world)
     per_language = _check_shards(corpus, settings, manifest)
@@ -250,6 +255,9 @@ def _run_unit(
     """Count one unit; ``on_batch(n)`` after each batch with the unit's texts done so far (the progress bar)."""
     texts = corpus.texts(corpus.languages[unit.lang])[unit.start : unit.stop]
     batches = packed_batches if s.packing else unit_batches
+    if corpus.spans is not None:  # prompt/response texts: count s.count's tokens (recording/spans.py)
+        batches = span_batches(corpus.spans[corpus.languages[unit.lang]][unit.start : unit.stop], s.count,
+                               corpus.templated)  # fmt: skip
     shard_of_text = None
     if s.shards:
         shard_of_text = shard_of_sentences(per_language[unit.lang], s.shards, unit.start, unit.stop)
@@ -489,11 +497,20 @@ def _manifest(loaded: LoadedModel, corpus: Corpus, s: RecordSettings, units: lis
         "sentences": sentences,
         "sentence_ranges": {lang: id_ranges(corpus.ids(lang)[:n]) for lang, n in sentences.items()},
         "sentence_hashes": {lang: corpus.sentence_hashes(lang, n) for lang, n in sentences.items()},
-        "counted": "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
-        "settings": asdict(s) | dict.fromkeys(_SCHEDULE_ONLY),
+        "counted": counted_description(s.count, corpus.templated)
+        or "every real text token" + (" and BOS" if s.count_bos else "; BOS, EOS and padding excluded"),
+        "settings": _settings(s),
         **({"filters": corpus.filters} if corpus.filters else {}),
         **software(),
     }
+
+
+def _settings(s: RecordSettings) -> dict:
+    """The manifest's settings; ``count`` only when not ``all`` (older runs, without it, stay reusable)."""
+    out = asdict(s) | dict.fromkeys(_SCHEDULE_ONLY)
+    if s.count == "all":
+        del out["count"]
+    return out
 
 
 def _counted_sha256(corpus: Corpus, lang: str, n: int) -> str:
