@@ -399,3 +399,20 @@ def test_cloze_and_repetition_prompts(tmp_path):
     assert len(last) == 3 and last[-1] == 'a0 ___ a0 Answer: "' and last[0].endswith('"')
     rep = build_prompts(words, kept, LensSettings(task="repetition", target="bb", shots=2))
     assert rep[1]["prompt"].splitlines()[-1] == 'bb: "s1" - bb: "'
+
+
+def test_depth_figure_with_moe_routing_panel():
+    import warnings
+
+    from test_analyze import SET
+
+    from langneurons.reporting.lens_figure import lens_depth_figure
+
+    n = SET.num_layers
+    routing = {"reference": "en", "moe_layers": list(range(n)),
+               "js_divergence": {"en": [0.0] * n, "fr": [0.1 * i / n for i in range(n)]}}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = lens_depth_figure([_fake_lens(n), _fake_lens(n, "text") | {"share": {"fr": {
+            "own": [0.5] * n, "en": [0.1] * n}}}], SET, routing)  # fmt: skip
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -73,19 +73,26 @@ def collect(loaded: LoadedModel, texts: list[str], s: TunedLensSettings, bar=Non
     return torch.cat(out)
 
 
-def full_kl(loaded: LoadedModel, hidden: torch.Tensor, lens: TunedLens | None) -> list[float]:
+def full_kl(loaded: LoadedModel, hidden: torch.Tensor, lens: TunedLens | None, bar=None, task=None) -> list[float]:
     """Mean KL(final ‖ lens) per layer over the rows of ``hidden [N, L, H]``, full vocabulary, in nats."""
     total = torch.zeros(hidden.shape[1], dtype=torch.float64)
     for chunk in hidden.split(32):
         x = lens.apply(chunk) if lens is not None else chunk
         logp = torch.log_softmax(loaded.adapter.lens_logits(x), -1)
         total += kl_to_final(logp).double().sum(0).cpu()
+        if bar is not None:
+            bar.update(task, advance=chunk.shape[0])
     return (total / max(hidden.shape[0], 1)).tolist()
 
 
-def _top_tokens(loaded: LoadedModel, final: torch.Tensor, k: int) -> torch.Tensor:
+def _top_tokens(loaded: LoadedModel, final: torch.Tensor, k: int, bar=None, task=None) -> torch.Tensor:
     """Top-``k`` token ids of the final distribution at each row of ``final [N, H]`` (the last layer)."""
-    return torch.cat([loaded.adapter.lens_logits(c).topk(k, -1).indices.cpu() for c in final.split(64)])
+    out = []
+    for chunk in final.split(64):
+        out.append(loaded.adapter.lens_logits(chunk).topk(k, -1).indices.cpu())
+        if bar is not None:
+            bar.update(task, advance=chunk.shape[0])
+    return torch.cat(out)
 
 
 def train_tuned_lens(
@@ -115,9 +122,10 @@ def train_tuned_lens(
         task = bar.add_task("lens-train: residuals", total=len(train_texts) + len(val_texts))
         train = collect(loaded, train_texts, s, bar, task)
         val = collect(loaded, val_texts, s, bar, task)
-    gen = torch.Generator().manual_seed(s.seed)
-    val = val[torch.randperm(val.shape[0], generator=gen)[: s.validation_positions]]
-    top = _top_tokens(loaded, train[:, -1], s.top_k)  # [N, k]
+        gen = torch.Generator().manual_seed(s.seed)
+        val = val[torch.randperm(val.shape[0], generator=gen)[: s.validation_positions]]
+        task = bar.add_task("lens-train: top tokens of the output", total=int(train.shape[0]))
+        top = _top_tokens(loaded, train[:, -1], s.top_k, bar, task)  # [N, k]
     weight = adapter.unembedding().weight.detach().float().cpu()
     head_bias = getattr(adapter.unembedding(), "bias", None)
     head_bias = head_bias.detach().float().cpu() if head_bias is not None else None
@@ -168,7 +176,10 @@ def train_tuned_lens(
         lens_weight[:-1] += delta.detach()
         lens_bias[:-1] = bias.detach()
     lens = TunedLens(lens_weight, lens_bias, {})
-    kl_logit, kl_tuned = full_kl(loaded, val, None), full_kl(loaded, val, lens)
+    bar = progress_bar(progress, "positions")
+    with bar:
+        task = bar.add_task("lens-train: held-out KL", total=2 * int(val.shape[0]))
+        kl_logit, kl_tuned = full_kl(loaded, val, None, bar, task), full_kl(loaded, val, lens, bar, task)
     lens.info = {
         **loaded.describe(),
         "num_layers": n_layers,
