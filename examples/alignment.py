@@ -86,9 +86,9 @@ def train_lora(model, records: list[dict], steps: int, batch_size: int, lr: floa
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % max(1, steps // 10) == 0 or step == steps - 1:
-            print(f"  step {step + 1}/{steps}: loss {float(loss):.3f}", flush=True)
+            print(f"  step {step + 1}/{steps}: loss {losses[-1]:.3f}", flush=True)
     peft_model.eval()
     return peft_model, losses
 
