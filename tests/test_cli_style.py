@@ -468,3 +468,21 @@ def test_the_parser_check_catches_an_unknown_option():
     with pytest.raises(click_exceptions.UsageError):
         parse_only(["recrod", "-o", "x"])
     parse_only(["record", "--sentences", "N", "-o", "RUN"])  # a placeholder value is fine
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+def test_a_direction_sweep_is_drawn_as_an_alpha_by_layer_heatmap():
+    import langneurons.reporting.evaluation as ev
+    from langneurons.reporting.sections.steering import steer_section
+
+    strengths = {f"{a} @ layer {layer}": {"steered": {"success": a * layer / 10, "n": 4}, "random": {"success": 0.0}}
+                 for a in (0.1, 0.5) for layer in (2, 4, 6)}  # fmt: skip
+    data = {"results": {"fr": {"strengths": strengths, "baseline": {"success": 0.25, "n": 4}}}}
+    sweep = ev.direction_sweep(data)
+    assert sweep["alphas"] == [0.1, 0.5] and sweep["layers"] == [2, 4, 6]
+    assert sweep["targets"]["fr"]["steered"] == [[0.02, 0.1], [0.04, 0.2], [0.06, 0.3]]
+    assert sweep["targets"]["fr"]["baseline"] == 0.25
+    section = steer_section("steer-diffmean", data)
+    assert [f.name for f in section.figures] == ["steer-diffmean-sweep.png"]
+    assert section.figures[0].png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ev.direction_sweep({"results": {"fr": {"strengths": {"1.0": {}}}}}) is None  # neuron steering: bars
