@@ -480,7 +480,7 @@ def test_a_direction_sweep_is_drawn_as_an_alpha_by_layer_heatmap():
     data = {"results": {"fr": {"strengths": strengths, "baseline": {"success": 0.25, "n": 4}}}}
     sweep = ev.direction_sweep(data)
     assert sweep["alphas"] == [0.1, 0.5] and sweep["layers"] == [2, 4, 6]
-    assert sweep["targets"]["fr"]["steered"] == [[0.02, 0.1], [0.04, 0.2], [0.06, 0.3]]
+    assert [round(v, 6) for row in sweep["targets"]["fr"]["steered"] for v in row] == [0.02, 0.1, 0.04, 0.2, 0.06, 0.3]
     assert sweep["targets"]["fr"]["baseline"] == 0.25
     section = steer_section("steer-diffmean", data)
     assert [f.name for f in section.figures] == ["steer-diffmean-sweep.png"]
