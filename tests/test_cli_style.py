@@ -486,3 +486,51 @@ def test_a_direction_sweep_is_drawn_as_an_alpha_by_layer_heatmap():
     assert [f.name for f in section.figures] == ["steer-diffmean-sweep.png"]
     assert section.figures[0].png[:8] == b"\x89PNG\r\n\x1a\n"
     assert ev.direction_sweep({"results": {"fr": {"strengths": {"1.0": {}}}}}) is None  # neuron steering: bars
+
+
+# ---- similarity: bootstrap bands, peaks only where they stand out ------------------------------------------
+def test_a_weighted_resample_equals_the_scores_of_the_drawn_rows():
+    import torch
+    from test_similarity import meaning_data
+
+    from langneurons.analysis.similarity import SIDES, cosine_matrix, pair_masks, resample_weights, resampled_scores
+
+    langs, ids, x = meaning_data(n_lang=3, n_sent=5)
+    sim = cosine_matrix(x[:, 0])
+    masks = pair_masks(langs, ids)
+    w = resample_weights(ids, 4, seed=3)
+    pairs = {name: ((w @ masks[name].double()) * w).sum(1) for name in SIDES}
+    got = resampled_scores(sim, masks, w, pairs)
+    for b in range(4):  # the drawn rows written out, copies of one row never paired with each other
+        rows = [i for i in range(len(ids)) for _ in range(int(w[b, i]))]
+        sums = dict.fromkeys(SIDES, 0.0)
+        counts = dict.fromkeys(SIDES, 0)
+        for p in range(len(rows)):
+            for q in range(len(rows)):
+                i, j = rows[p], rows[q]
+                for name in SIDES:
+                    if i != j and masks[name][i, j]:
+                        sums[name] += float(sim[i, j])
+                        counts[name] += 1
+        mean = {name: sums[name] / counts[name] for name in SIDES}
+        assert float(got["lrds"][b]) == pytest.approx(mean["same_language"] - mean["different_language"], abs=1e-12)
+        assert float(got["sads"][b]) == pytest.approx(mean["same_meaning"] - mean["different_meaning"], abs=1e-12)
+    assert torch.equal(w.sum(1), torch.full((4,), float(len(ids))))  # every resample draws as many rows
+
+
+def test_a_peak_is_claimed_only_where_it_stands_outside_the_bands():
+    import torch
+    from test_similarity import meaning_data, synthetic
+
+    from langneurons.analysis.similarity import similarity
+
+    langs, ids, x = meaning_data(n_lang=3, n_sent=30)
+    base, noise = x[:, 0], torch.randn(x.shape[0], 6, x.shape[2], generator=torch.Generator().manual_seed(5))
+    peaked = torch.stack([(2.0 if layer == 3 else 0.15) * base + noise[:, layer] for layer in range(6)], 1)
+    flat = torch.stack([0.5 * base + noise[:, layer] for layer in range(6)], 1)
+    one = similarity(synthetic(langs, ids, peaked), bootstrap=100)
+    assert one["peaks"]["sads"]["layer"] == 3 and one["peaks"]["sads"]["stands_out"] is True
+    lo, hi = one["per_layer_ci95"]["sads"][3]
+    assert lo < one["per_layer"]["sads"][3] < hi and one["bootstrap"]["resamples"] == 100
+    assert similarity(synthetic(langs, ids, flat), bootstrap=100)["peaks"]["sads"]["stands_out"] is False
+    assert "stands_out" not in similarity(synthetic(langs, ids, flat), bootstrap=0)["peaks"]["sads"]
