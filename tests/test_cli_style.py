@@ -122,6 +122,8 @@ INPUT_FIRST = {
     "unknown device": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--device", "gpu"],
                        "unknown device 'gpu'"),  # fmt: skip
     "missing set": ([*STEER, "--neurons", "{d}/nope.json", "--to", "aa"], "--neurons"),
+    "record, corpus missing": (["record", "--corpus", "{d}/missing.jsonl", "-o", "{d}"], "does not exist"),
+    "record, codes without commas": (["record", "--languages", "en fr", "-o", "{d}"], "separate language codes"),
     "ppl site of another set": (["ppl", "--model", "{d}", "--neurons", "{d}/lape.json", "--site", "down_in"],
                                 "--any-site"),  # fmt: skip
 }

@@ -72,8 +72,15 @@ def record_cmd(
     each process takes its share of the work and the totals equal a one-process run bit for bit.
     """
     check_sentences(sentences)
+    check_max_length(max_length)
     from langneurons.data import load_corpus, parse_languages
-    from langneurons.formats.stats import MANIFEST_FILE
+
+    # The text first (read without torch: a missing corpus or a bad language code fails in well under 2 s) ...
+    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+    finished = None if overwrite else _created(out / "manifest.json")  # formats.stats.MANIFEST_FILE (imports torch)
+    # ... then the settings (their checks live with the recorder, which imports torch), then the model.
     from langneurons.recording import RecordSettings, record
     from langneurons.recording.distributed import shutdown
 
@@ -83,12 +90,7 @@ def record_cmd(
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing, shards=shards,
         residual=residual,
     )  # fmt: skip
-    settings.validate()  # before the corpus and the model load: bad input fails at once
-    check_max_length(max_length)
-    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)  # inputs first
-    if out.exists() and not out.is_dir():
-        raise LangneuronsError(f"{out} exists and is not a directory")
-    finished = None if overwrite else _created(out / MANIFEST_FILE)  # a re-run: reused if the same job
+    settings.validate()
     if lid_filter:
         texts_ = _lid_filter(texts_, lid_threshold)
     model, world = model.join_world()
