@@ -121,6 +121,10 @@ INPUT_FIRST = {
     "unknown dtype": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--dtype", "fp8"], "unknown dtype 'fp8'"),
     "unknown device": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--device", "gpu"],
                        "unknown device 'gpu'"),  # fmt: skip
+    "unknown mode": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--from", "bb", "--mode", "foo"],
+                     "unknown --mode 'foo'"),  # fmt: skip
+    "source not in the set": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa"],
+                              "source 'en' is not in the neuron set: pass --keep-source"),  # fmt: skip
     "missing set": ([*STEER, "--neurons", "{d}/nope.json", "--to", "aa"], "--neurons"),
     "record, corpus missing": (["record", "--corpus", "{d}/missing.jsonl", "-o", "{d}"], "does not exist"),
     "record, codes without commas": (["record", "--languages", "en fr", "-o", "{d}"], "separate language codes"),
@@ -164,8 +168,8 @@ def test_dtype_alias_reaches_the_model_load(tmp_path, monkeypatch):
 
     monkeypatch.setattr(opt.ModelOptions, "load", load)
     write_sets(tmp_path)
-    result = cli("steer", "--model", tmp_path, "--neurons", tmp_path / "lape.json", "--to", "aa", "--mode", "none",
-                 "--dtype", "bf16", "-o", tmp_path / "new.json")  # fmt: skip
+    result = cli("steer", "--model", tmp_path, "--neurons", tmp_path / "lape.json", "--to", "aa", "--keep-source",
+                 "--mode", "none", "--dtype", "bf16", "-o", tmp_path / "new.json")  # fmt: skip
     assert result.exit_code == 0 and seen == {"dtype": "bfloat16"}, result.output
 
 

@@ -31,6 +31,8 @@ from langneurons.cli.common import (
 from langneurons.errors import LangneuronsError
 from langneurons.modelspec import model_flag
 
+STEER_MODES = ("replace", "add", "diffmean", "force", "none")  # evaluation.steer's (checked before torch loads)
+
 
 def default_out(neurons: Path, kind: str) -> Path:
     """``runs/x/lape.json`` → ``runs/x/<kind>-lape.json`` (where `report runs/x` finds it)."""
@@ -264,7 +266,14 @@ def steer_cmd(
         return
     check_site(site, any_site, header.get("site"), path)
     mode = mode or "replace"
+    if mode not in STEER_MODES:
+        raise LangneuronsError(f"unknown --mode {mode!r}; choose {', '.join(STEER_MODES)}")
+    if positions not in ("all", "prompt", "generated"):
+        raise LangneuronsError(f"--positions must be all, prompt or generated, got {positions!r}")
     deactivate_source = True if deactivate_source is None else deactivate_source
+    if deactivate_source and (source or "en") not in (header.get("languages") or []):
+        raise LangneuronsError(f"source {source or 'en'!r} is not in the neuron set: pass --keep-source or another "
+                               f"--from (the set has {', '.join(header.get('languages') or [])})")  # fmt: skip
     route_positions = route_positions or "all"
     if route_positions not in ("all", "prompt", "generated"):
         raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
