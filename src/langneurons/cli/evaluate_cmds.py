@@ -271,15 +271,15 @@ def steer_cmd(
     if positions not in ("all", "prompt", "generated"):
         raise LangneuronsError(f"--positions must be all, prompt or generated, got {positions!r}")
     deactivate_source = True if deactivate_source is None else deactivate_source
-    if deactivate_source and (source or "en") not in (header.get("languages") or []):
-        raise LangneuronsError(f"source {source or 'en'!r} is not in the neuron set: pass --keep-source or another "
-                               f"--from (the set has {', '.join(header.get('languages') or [])})")  # fmt: skip
     route_positions = route_positions or "all"
     if route_positions not in ("all", "prompt", "generated"):
         raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     controls = _controls(controls, no_controls)
     strengths = _floats(strength or "1")
+    if deactivate_source and (source or "en") not in (header.get("languages") or []):
+        raise LangneuronsError(f"source {source or 'en'!r} is not in the neuron set: pass --keep-source or another "
+                               f"--from (the set has {', '.join(header.get('languages') or [])})")  # fmt: skip
     from langneurons.data.prompts import load_prompts
 
     prompt_list = load_prompts(prompts, source or "en")
