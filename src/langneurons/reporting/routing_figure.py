@@ -45,12 +45,13 @@ def routing_figure(data: dict[str, Any]) -> bytes:
     others = [lang for lang in langs if lang != data["reference"]]
     js = {lang: np.asarray(data["js_divergence"][lang], dtype=float) for lang in others}
     if len(layers) < 6:  # a line through two or three points says less than bars with their values
-        width = 0.8 / max(len(others), 1)
+        width = min(0.8 / max(len(others), 1), 0.3)
         for k, lang in enumerate(others):
             xs = np.arange(len(layers)) + (k - (len(others) - 1) / 2) * width
             bars = ax.bar(xs, js[lang], width=width * 0.92, label=lang)
             ax.bar_label(bars, fmt="%.3f", fontsize=6.5, padding=1)
         ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+        ax.set_xlim(-0.7, len(layers) - 0.3)
         ax.set_xlabel("MoE layer")
     else:
         for lang in others:
