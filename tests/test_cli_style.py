@@ -121,7 +121,13 @@ INPUT_FIRST = {
     "unknown dtype": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--dtype", "fp8"], "unknown dtype 'fp8'"),
     "unknown device": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--device", "gpu"],
                        "unknown device 'gpu'"),  # fmt: skip
+    "unknown mode": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa", "--from", "bb", "--mode", "foo"],
+                     "unknown --mode 'foo'"),  # fmt: skip
+    "source not in the set": ([*STEER, "--neurons", "{d}/lape.json", "--to", "aa"],
+                              "source 'en' is not in the neuron set: pass --keep-source"),  # fmt: skip
     "missing set": ([*STEER, "--neurons", "{d}/nope.json", "--to", "aa"], "--neurons"),
+    "record, corpus missing": (["record", "--corpus", "{d}/missing.jsonl", "-o", "{d}"], "does not exist"),
+    "record, codes without commas": (["record", "--languages", "en fr", "-o", "{d}"], "separate language codes"),
     "ppl site of another set": (["ppl", "--model", "{d}", "--neurons", "{d}/lape.json", "--site", "down_in"],
                                 "--any-site"),  # fmt: skip
 }
@@ -162,8 +168,8 @@ def test_dtype_alias_reaches_the_model_load(tmp_path, monkeypatch):
 
     monkeypatch.setattr(opt.ModelOptions, "load", load)
     write_sets(tmp_path)
-    result = cli("steer", "--model", tmp_path, "--neurons", tmp_path / "lape.json", "--to", "aa", "--mode", "none",
-                 "--dtype", "bf16", "-o", tmp_path / "new.json")  # fmt: skip
+    result = cli("steer", "--model", tmp_path, "--neurons", tmp_path / "lape.json", "--to", "aa", "--keep-source",
+                 "--mode", "none", "--dtype", "bf16", "-o", tmp_path / "new.json")  # fmt: skip
     assert result.exit_code == 0 and seen == {"dtype": "bfloat16"}, result.output
 
 
@@ -468,3 +474,69 @@ def test_the_parser_check_catches_an_unknown_option():
     with pytest.raises(click_exceptions.UsageError):
         parse_only(["recrod", "-o", "x"])
     parse_only(["record", "--sentences", "N", "-o", "RUN"])  # a placeholder value is fine
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+def test_a_direction_sweep_is_drawn_as_an_alpha_by_layer_heatmap():
+    import langneurons.reporting.evaluation as ev
+    from langneurons.reporting.sections.steering import steer_section
+
+    strengths = {f"{a} @ layer {layer}": {"steered": {"success": a * layer / 10, "n": 4}, "random": {"success": 0.0}}
+                 for a in (0.1, 0.5) for layer in (2, 4, 6)}  # fmt: skip
+    data = {"results": {"fr": {"strengths": strengths, "baseline": {"success": 0.25, "n": 4}}}}
+    sweep = ev.direction_sweep(data)
+    assert sweep["alphas"] == [0.1, 0.5] and sweep["layers"] == [2, 4, 6]
+    assert [round(v, 6) for row in sweep["targets"]["fr"]["steered"] for v in row] == [0.02, 0.1, 0.04, 0.2, 0.06, 0.3]
+    assert sweep["targets"]["fr"]["baseline"] == 0.25
+    section = steer_section("steer-diffmean", data)
+    assert [f.name for f in section.figures] == ["steer-diffmean-sweep.png"]
+    assert section.figures[0].png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ev.direction_sweep({"results": {"fr": {"strengths": {"1.0": {}}}}}) is None  # neuron steering: bars
+
+
+# ---- similarity: bootstrap bands, peaks only where they stand out ------------------------------------------
+def test_a_weighted_resample_equals_the_scores_of_the_drawn_rows():
+    import torch
+    from test_similarity import meaning_data
+
+    from langneurons.analysis.similarity import SIDES, cosine_matrix, pair_masks, resample_weights, resampled_scores
+
+    langs, ids, x = meaning_data(n_lang=3, n_sent=5)
+    sim = cosine_matrix(x[:, 0])
+    masks = pair_masks(langs, ids)
+    w = resample_weights(ids, 4, seed=3)
+    pairs = {name: ((w @ masks[name].double()) * w).sum(1) for name in SIDES}
+    got = resampled_scores(sim, masks, w, pairs)
+    for b in range(4):  # the drawn rows written out, copies of one row never paired with each other
+        rows = [i for i in range(len(ids)) for _ in range(int(w[b, i]))]
+        sums = dict.fromkeys(SIDES, 0.0)
+        counts = dict.fromkeys(SIDES, 0)
+        for p in range(len(rows)):
+            for q in range(len(rows)):
+                i, j = rows[p], rows[q]
+                for name in SIDES:
+                    if i != j and masks[name][i, j]:
+                        sums[name] += float(sim[i, j])
+                        counts[name] += 1
+        mean = {name: sums[name] / counts[name] for name in SIDES}
+        assert float(got["lrds"][b]) == pytest.approx(mean["same_language"] - mean["different_language"], abs=1e-12)
+        assert float(got["sads"][b]) == pytest.approx(mean["same_meaning"] - mean["different_meaning"], abs=1e-12)
+    assert torch.equal(w.sum(1), torch.full((4,), float(len(ids))))  # every resample draws as many rows
+
+
+def test_a_peak_is_claimed_only_where_it_stands_outside_the_bands():
+    import torch
+    from test_similarity import meaning_data, synthetic
+
+    from langneurons.analysis.similarity import similarity
+
+    langs, ids, x = meaning_data(n_lang=3, n_sent=30)
+    base, noise = x[:, 0], torch.randn(x.shape[0], 6, x.shape[2], generator=torch.Generator().manual_seed(5))
+    peaked = torch.stack([(2.0 if layer == 3 else 0.15) * base + noise[:, layer] for layer in range(6)], 1)
+    flat = torch.stack([0.5 * base + noise[:, layer] for layer in range(6)], 1)
+    one = similarity(synthetic(langs, ids, peaked), bootstrap=100)
+    assert one["peaks"]["sads"]["layer"] == 3 and one["peaks"]["sads"]["stands_out"] is True
+    lo, hi = one["per_layer_ci95"]["sads"][3]
+    assert lo < one["per_layer"]["sads"][3] < hi and one["bootstrap"]["resamples"] == 100
+    assert similarity(synthetic(langs, ids, flat), bootstrap=100)["peaks"]["sads"]["stands_out"] is False
+    assert "stands_out" not in similarity(synthetic(langs, ids, flat), bootstrap=0)["peaks"]["sads"]

@@ -315,8 +315,10 @@ def test_identify_diffmean_default_out_and_steer_directions_refused_under_torchr
     assert res.exit_code == 0, res.output
     dm = tmp_path / "run" / "diffmean.json"
     assert dm.exists()
-    again = runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean"])
-    assert again.exit_code == 2 and "--overwrite" in again.output
+    again = runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean"])  # the same: kept
+    assert again.exit_code == 0 and "is up to date (same statistics); kept it" in again.output, again.output
+    other = runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "--languages", "bb,aa"])
+    assert other.exit_code == 2 and "of other inputs: languages" in other.output and "--overwrite" in other.output
     monkeypatch.setenv("WORLD_SIZE", "2")
     res = runner.invoke(app, ["steer", "--directions", str(dm), "--to", "aa"])
     assert res.exit_code == 2 and "without torchrun" in res.output

@@ -254,8 +254,8 @@ def test_results_kept_elsewhere_join_the_report_and_the_main_set_comes_first(tmp
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     ids = re.findall(r'<section id="([^"]+)"', page)
     assert ids == ["set-lape", "set-entropy", "ppl-p", "steer-s", "recording"]  # given order first
-    again = CliRunner().invoke(app, args)  # the one overwrite policy
-    assert again.exit_code == 2 and "--overwrite" in again.output
+    again = CliRunner().invoke(app, args)  # a report is derived: regenerated without --overwrite
+    assert again.exit_code == 0 and "(replaced the earlier one)" in again.output, again.output
     # without --neurons, the set the ppl result used comes first
     run2 = write_run(tmp_path / "run2", SET, manifest(LANGS), {"ppl.json": ppl_file(neurons_path="/x/entropy.json")})
     other.save(run2 / "entropy.json")

@@ -94,14 +94,50 @@ def language_matrix(sim: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
     return torch.where(pairs > 0, totals / pairs.clamp_min(1), torch.full_like(totals, math.nan))
 
 
-def similarity(pooled: Pooled, *, progress: bool = False) -> dict[str, Any]:
-    """LRDS/SADS and the four pair means, whole-model and per layer, plus the K×K language matrix."""
+BOOTSTRAP = 200  # resamples of the meaning groups behind the per-layer 95 % bands
+
+
+def resample_weights(ids: list[str], resamples: int, seed: int = 0) -> torch.Tensor:
+    """Float64 ``[B, N]``: how often each row is drawn in each bootstrap resample of the meaning groups (sentence
+    ids drawn with replacement; the rows of one id, its translations, move together)."""
+    codes = {x: i for i, x in enumerate(dict.fromkeys(ids))}
+    group = torch.tensor([codes[x] for x in ids])
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(len(codes), (resamples, len(codes)), generator=gen)
+    counts = torch.zeros(resamples, len(codes), dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(resamples, len(codes), dtype=torch.float64)
+    )
+    return counts[:, group]
+
+
+def resampled_scores(sim: torch.Tensor, masks: dict[str, torch.Tensor], weights: torch.Tensor,
+                     pairs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # fmt: skip
+    """LRDS and SADS ``[B]`` of each resample: pair means weighted by w_i · w_j (a row drawn twice pairs with the
+    other rows twice, never with itself); ``pairs`` the weighted pair counts of each side (the same every layer)."""
+    means = {}
+    for name in SIDES:
+        total = ((weights @ (sim * masks[name])) * weights).sum(1)
+        means[name] = torch.where(pairs[name] > 0, total / pairs[name].clamp_min(1e-12), torch.nan)
+    return {"lrds": means["same_language"] - means["different_language"],
+            "sads": means["same_meaning"] - means["different_meaning"]}  # fmt: skip
+
+
+def similarity(pooled: Pooled, *, progress: bool = False, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """LRDS/SADS and the four pair means, whole-model and per layer, plus the K×K language matrix; with
+    ``bootstrap`` > 0 also 95 % percentile bands of LRDS/SADS per layer over resampled meaning groups, and a peak
+    is called one only where it stands above the bands of the layers away from it."""
     x = pooled.pooled
     n, n_layers, _ = x.shape
     if n < 2:
         raise LangneuronsError("similarity needs at least 2 sentences")
+    if bootstrap < 0:
+        raise LangneuronsError(f"bootstrap must be 0 or more, got {bootstrap}")
     masks = pair_masks(pooled.row_languages, pooled.ids)
     per_layer: dict[str, list[float]] = {name: [] for name in (*SIDES, "lrds", "sads")}
+    bands: dict[str, list[list[float]]] = {"lrds": [], "sads": []}
+    weights = resample_weights(pooled.ids, bootstrap, seed) if bootstrap else None
+    pairs = ({name: ((weights @ masks[name].to(torch.float64)) * weights).sum(1) for name in SIDES}
+             if weights is not None else {})  # fmt: skip
     total = torch.zeros(n, n, dtype=torch.float64)
     with progress_bar(progress, "layers", transient=True) as bar:
         task = bar.add_task("similarity per layer", total=n_layers)
@@ -109,8 +145,15 @@ def similarity(pooled: Pooled, *, progress: bool = False) -> dict[str, Any]:
             h = x[:, layer].to(torch.float64)
             gram = h @ h.T
             total += gram
-            for name, value in pair_scores(cosine_from_gram(gram), masks).items():
+            sim = cosine_from_gram(gram)
+            for name, value in pair_scores(sim, masks).items():
                 per_layer[name].append(value)
+            if weights is not None:
+                for name, values in resampled_scores(sim, masks, weights, pairs).items():
+                    finite = values[torch.isfinite(values)]
+                    band = torch.quantile(finite, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist() \
+                        if finite.numel() else [math.nan, math.nan]  # fmt: skip
+                    bands[name].append(band)
             bar.update(task, advance=1)
     whole_sim = cosine_from_gram(total)
     whole = pair_scores(whole_sim, masks)
@@ -133,7 +176,12 @@ def similarity(pooled: Pooled, *, progress: bool = False) -> dict[str, Any]:
         "definitions": DEFINITIONS,
         "whole_model": whole,
         "per_layer": per_layer,
-        "peaks": {name: _peak(per_layer[name]) for name in ("lrds", "sads")},
+        "peaks": {name: _peak(per_layer[name], bands[name] if bootstrap else None) for name in ("lrds", "sads")},
+        **({"per_layer_ci95": bands, "bootstrap": {
+            "resamples": bootstrap, "seed": seed, "unit": "meaning group (sentence id, with its translations)",
+            "interval": "2.5th-97.5th percentile of the resampled values",
+            "peak_rule": "a peak is claimed when its lower bound is above the upper bound of every layer at least "
+                         "2 layers away"}} if bootstrap else {}),
         "language_matrix": matrix.tolist(),
         "pooling": m.get("pooling"),
         "source": {key: m.get(key) for key in ("dtype", "store_dtype", "settings", "langneurons_version")},
@@ -141,12 +189,19 @@ def similarity(pooled: Pooled, *, progress: bool = False) -> dict[str, Any]:
     }
 
 
-def _peak(values: list[float]) -> dict[str, Any]:
+def _peak(values: list[float], bands: list[list[float]] | None = None) -> dict[str, Any]:
+    """The highest layer; with bootstrap bands, whether it stands out: its lower bound above the upper bound of
+    every layer at least 2 layers away (a plateau or a noisy bump is no peak)."""
     finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
     if not finite:
         return {"layer": None, "value": None}
     value, layer = max(finite)
-    return {"layer": layer, "value": value, "relative_depth": (layer + 0.5) / len(values)}
+    out: dict[str, Any] = {"layer": layer, "value": value, "relative_depth": (layer + 0.5) / len(values)}
+    if bands is not None:
+        low = bands[layer][0]
+        away = [hi for i, (_, hi) in enumerate(bands) if abs(i - layer) >= 2 and not math.isnan(hi)]
+        out["stands_out"] = bool(away) and not math.isnan(low) and low > max(away)
+    return out
 
 
 def save_similarity(path: str | Path, result: dict[str, Any]) -> None:

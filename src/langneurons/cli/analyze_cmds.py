@@ -54,6 +54,10 @@ def similarity_cmd(
     chat_template: bool = typer.Option(
         False, "--chat-template", help="Format each prompt/response record with the tokenizer's chat template."
     ),
+    bootstrap: int = typer.Option(
+        200, "--bootstrap", help="Resamples of the sentences (meaning groups) for 95 % bands per layer (0: none)."
+    ),
+    seed: opt.Seed = 0,
     overwrite: opt.Overwrite = False,
 ) -> None:
     """Pool each sentence's activations per layer and score language (LRDS) vs meaning (SADS) similarity.
@@ -71,6 +75,8 @@ def similarity_cmd(
     if site not in ("act", "down_in"):
         raise LangneuronsError(f"unknown site {site!r}; choose act or down_in")
     check_sentences(sentences)
+    if bootstrap < 0:
+        raise LangneuronsError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if reuse:
         pooled = load_pooled(out)
     else:
@@ -102,7 +108,7 @@ def similarity_cmd(
             shutdown(world)
         if pooled is None:  # another rank: rank 0 writes
             return
-    result = similarity(pooled, progress=True)
+    result = similarity(pooled, progress=True, bootstrap=bootstrap, seed=seed)
     save_similarity(out / SIMILARITY_FILE, result)
     console = make_console()
     table = Table(title=escape(f"similarity: {result['model']}, site {result['site']}, {result['corpus']}"))
@@ -119,8 +125,8 @@ def similarity_cmd(
     peaks = result["peaks"]
     wall = pooled.manifest.get("wall_seconds")
     console.print(
-        f"peak LRDS layer {peaks['lrds']['layer']} ({_fmt(peaks['lrds']['value'])}), peak SADS layer "
-        f"{peaks['sads']['layer']} ({_fmt(peaks['sads']['value'])}); "
+        f"highest LRDS at layer {peaks['lrds']['layer']} ({_fmt(peaks['lrds']['value'])}{_stands(peaks['lrds'])}), "
+        f"highest SADS at layer {peaks['sads']['layer']} ({_fmt(peaks['sads']['value'])}{_stands(peaks['sads'])}); "
         + (f"pooling {wall:.1f} s; " if wall else "")
         + escape(f"wrote {out / SIMILARITY_FILE}"),
         highlight=False,
@@ -242,6 +248,13 @@ def compare_cmd(
              "(run `langneurons identify RUN --method lape` on each run to compare neuron sets)")  # fmt: skip
     note_output(*(out / w for w in written))
     console.print(escape(f"wrote {', '.join(str(out / w) for w in written)}"), highlight=False)
+
+
+def _stands(peak: dict) -> str:
+    """Whether the bootstrap bands let the highest layer be called a peak (nothing said without bands)."""
+    if "stands_out" not in peak:
+        return ""
+    return ", a peak outside the other layers' 95 % bands" if peak["stands_out"] else ", not a clear peak"
 
 
 def _fmt(value: float | None) -> str:

@@ -31,6 +31,8 @@ from langneurons.cli.common import (
 from langneurons.errors import LangneuronsError
 from langneurons.modelspec import model_flag
 
+STEER_MODES = ("replace", "add", "diffmean", "force", "none")  # evaluation.steer's (checked before torch loads)
+
 
 def default_out(neurons: Path, kind: str) -> Path:
     """``runs/x/lape.json`` → ``runs/x/<kind>-lape.json`` (where `report runs/x` finds it)."""
@@ -291,6 +293,10 @@ def steer_cmd(
         return
     check_site(site, any_site, header.get("site"), path)
     mode = mode or "replace"
+    if mode not in STEER_MODES:
+        raise LangneuronsError(f"unknown --mode {mode!r}; choose {', '.join(STEER_MODES)}")
+    if positions not in ("all", "prompt", "generated"):
+        raise LangneuronsError(f"--positions must be all, prompt or generated, got {positions!r}")
     deactivate_source = True if deactivate_source is None else deactivate_source
     route_positions = route_positions or "all"
     if route_positions not in ("all", "prompt", "generated"):
@@ -298,6 +304,9 @@ def steer_cmd(
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     controls = _controls(controls, no_controls)
     strengths = _floats(strength or "1")
+    if deactivate_source and (source or "en") not in (header.get("languages") or []):
+        raise LangneuronsError(f"source {source or 'en'!r} is not in the neuron set: pass --keep-source or another "
+                               f"--from (the set has {', '.join(header.get('languages') or [])})")  # fmt: skip
     from langneurons.data.prompts import load_prompts
 
     prompt_list = load_prompts(prompts, source or "en")

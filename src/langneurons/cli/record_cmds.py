@@ -91,8 +91,15 @@ def record_cmd(
     each process takes its share of the work and the totals equal a one-process run bit for bit.
     """
     check_sentences(sentences)
+    check_max_length(max_length)
     from langneurons.data import load_corpus, parse_languages
-    from langneurons.formats.stats import MANIFEST_FILE
+
+    # The text first (read without torch: a missing corpus or a bad language code fails in well under 2 s) ...
+    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+    if out.exists() and not out.is_dir():
+        raise LangneuronsError(f"{out} exists and is not a directory")
+    finished = None if overwrite else _created(out / "manifest.json")  # formats.stats.MANIFEST_FILE (imports torch)
+    # ... then the settings (their checks live with the recorder, which imports torch), then the model.
     from langneurons.recording import RecordSettings, record
     from langneurons.recording.answers import ANSWERS_FILE, answer
     from langneurons.recording.distributed import shutdown
@@ -104,15 +111,10 @@ def record_cmd(
         checkpoint_every_units=checkpoint_every_units, compile=compile_, packing=packing, shards=shards,
         residual=residual, examples=examples, count=count,
     )  # fmt: skip
-    settings.validate()  # before the corpus and the model load: bad input fails at once
-    check_max_length(max_length)
+    settings.validate()
     if generate and max_new_tokens <= 0:
         raise LangneuronsError(f"--max-new-tokens must be positive, got {max_new_tokens}")
-    texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)  # inputs first
     check_responses(texts_, count, generate=generate, chat_template=chat_template, packing=packing, tokens=tokens)
-    if out.exists() and not out.is_dir():
-        raise LangneuronsError(f"{out} exists and is not a directory")
-    finished = None if overwrite else _created(out / MANIFEST_FILE)  # a re-run: reused if the same job
     if lid_filter:
         texts_ = _lid_filter(texts_, lid_threshold)
     model, world = model.join_world()

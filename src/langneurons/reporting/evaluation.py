@@ -7,6 +7,7 @@ as ratios (×2.01 = perplexity doubled) and percentages with 95 % Wilson interva
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,6 +237,69 @@ def steer_figure(bars: list[SteerBar], title: str) -> bytes:
     return png(fig)
 
 
+SWEEP_KEY = re.compile(r"^\s*([-+0-9.eE]+)\s*@\s*layer\s*(\d+)\s*$")  # "0.1 @ layer 6" (steer --directions)
+
+
+def direction_sweep(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A `steer --directions` result as α × layer grids per target: ``{"alphas", "layers", "targets": {target:
+    {"steered": [[rate]], "random": [[rate]], "baseline": rate}}}`` (rows layers, columns α); None if not a sweep."""
+    results = data.get("results")
+    if not isinstance(results, dict) or not results:
+        return None
+    cells: dict[str, dict[tuple[float, int], dict[str, float]]] = {}
+    for target, entry in results.items():
+        for key, kinds in ((entry or {}).get("strengths") or {}).items():
+            match = SWEEP_KEY.match(str(key))
+            if match is None:
+                return None
+            rates = {k: float(v["success"]) for k, v in (kinds or {}).items()
+                     if isinstance(v, dict) and _num(v.get("success")) is not None}  # fmt: skip
+            cells.setdefault(str(target), {})[(float(match[1]), int(match[2]))] = rates
+    alphas = sorted({a for grid in cells.values() for a, _ in grid})
+    layers = sorted({layer for grid in cells.values() for _, layer in grid})
+    if len(alphas) * len(layers) < 2:
+        return None
+    out: dict[str, Any] = {"alphas": alphas, "layers": layers, "targets": {}}
+    for target, grid in cells.items():
+        base = _num(((results[target] or {}).get("baseline") or {}).get("success"))
+        out["targets"][target] = {
+            kind: [[grid.get((a, layer), {}).get(kind, math.nan) for a in alphas] for layer in layers]
+            for kind in ("steered", "random")
+        } | {"baseline": base}
+    return out
+
+
+def direction_sweep_figure(sweep: dict[str, Any], title: str) -> bytes:
+    """One heatmap per target: success of the steered model over α (columns) × layer (rows), cells labelled in
+    %, one colour scale (0–100 %) for all panels; the panel title gives the unsteered baseline and the best
+    random-direction control."""
+    import matplotlib.pyplot as plt
+
+    targets = list(sweep["targets"])
+    alphas, layers = sweep["alphas"], sweep["layers"]
+    width = 1.2 + 0.55 * len(alphas)
+    fig, axes = plt.subplots(1, len(targets), figsize=(0.9 + width * len(targets), 1.6 + 0.32 * len(layers)),
+                             layout="constrained", squeeze=False)  # fmt: skip
+    im = None
+    for ax, target in zip(axes[0], targets, strict=True):
+        grid = np.array(sweep["targets"][target]["steered"], dtype=float) * 100
+        im = ax.imshow(grid, aspect="auto", cmap=masked_cmap("viridis"), vmin=0, vmax=100)
+        label_cells(ax, im, grid, lambda v: f"{v:.0f}", fontsize=6.5 if len(alphas) > 8 else 7.5)
+        ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas], fontsize=7.5)
+        ax.set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=7.5)
+        ax.set_xlabel("α (× mean residual norm)", fontsize=8)
+        rnd = np.array(sweep["targets"][target]["random"], dtype=float)
+        base = sweep["targets"][target]["baseline"]
+        notes = [] if base is None else [f"no steering {100 * base:.0f} %"]
+        if np.isfinite(rnd).any():
+            notes.append(f"random direction ≤ {100 * np.nanmax(rnd):.0f} %")
+        ax.set_title(f"→ {target}" + (f"\n({', '.join(notes)})" if notes else ""), fontsize=8.5)
+    axes[0][0].set_ylabel("layer", fontsize=8)
+    fig.colorbar(im, ax=list(axes[0]), label="success (% of generations)", shrink=0.9)
+    fig.suptitle(title, fontsize=10)
+    return png(fig)
+
+
 def _has_rates(bars: list[SteerBar]) -> bool:
     return any(b.measure == "language_rate" for b in bars)
 
@@ -302,6 +366,8 @@ __all__ = [
     "ppl_ratio_figure",
     "ppl_ratios",
     "ppl_summary",
+    "direction_sweep",
+    "direction_sweep_figure",
     "ratio_text",
     "steer_bars",
     "steer_examples",

@@ -165,36 +165,37 @@ def matrix_figure(
 
 
 def similarity_figure(sim: dict[str, Any], title: str = "") -> bytes:
-    """LRDS and SADS per layer (whole-model values as dashed lines), with the peaks marked."""
+    """LRDS and SADS per layer with their bootstrap 95 % bands (where the file has them), the whole-model values
+    as dashed lines, and the highest layer marked as a peak only where it stands outside the other layers' bands."""
     per = sim["per_layer"]
-    fig, ax = new_figure(7.6, 3.4)
+    bands = sim.get("per_layer_ci95") or {}
+    fig, ax = new_figure(7.6, 3.6)
     for key, colour, name in (("lrds", "#1f77b4", "LRDS (language)"), ("sads", "#d62728", "SADS (meaning)")):
         values = np.array([np.nan if v is None else v for v in per.get(key) or []], dtype=float)
         if not values.size:
             continue
         layers = np.arange(values.size)
+        band = np.array([[np.nan, np.nan] if b is None else [np.nan if v is None else v for v in b]
+                         for b in bands.get(key) or []], dtype=float)  # fmt: skip
+        if band.shape == (values.size, 2):
+            ax.fill_between(layers, band[:, 0], band[:, 1], color=colour, alpha=0.18, lw=0,
+                            label=f"{key.upper()} 95 % band")  # fmt: skip
         ax.plot(layers, values, marker="o", ms=3.5, color=colour, label=name)
         whole = (sim.get("whole_model") or {}).get(key)
         if whole is not None:
-            ax.axhline(whole, color=colour, ls="--", lw=0.8, alpha=0.7)
-        if np.isfinite(values).any():
+            ax.axhline(whole, color=colour, ls="--", lw=0.8, alpha=0.7, label=f"{key.upper()} of the whole model")
+        peak = (sim.get("peaks") or {}).get(key) or {}
+        if np.isfinite(values).any() and peak.get("stands_out", band.shape != (values.size, 2)):
             best = int(np.nanargmax(values))
-            ax.annotate(
-                f"{values[best]:.3f}",
-                (best, values[best]),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=7,
-                color=colour,
-            )
+            ax.annotate(f"peak {values[best]:.3f}", (best, values[best]), textcoords="offset points", xytext=(0, 7),
+                        ha="center", fontsize=7, color=colour)  # fmt: skip
     ax.axhline(0, color="black", lw=0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.margins(y=0.12)
     ax.set_xlabel("layer")
     ax.set_ylabel("difference of mean cosine")
     ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(title or "LRDS and SADS per layer (dashed: whole model)", fontsize=10)
+    ax.set_title(title or "LRDS and SADS per layer", fontsize=10)
     return png(fig)
 
 

@@ -28,6 +28,9 @@ def activation_rate_figure(summary: dict[str, Any], title: str = "") -> bytes:
     return png(fig)
 
 
+MIN_SPAN = 0.05  # the colour scale of the correlation map covers at least the mean ± this
+
+
 def profile_correlation_figure(summary: dict[str, Any], title: str = "") -> bytes:
     """Language × language correlation of activation-probability profiles (diagonal masked)."""
     corr = np.array(summary["profile_correlation"], dtype=float)
@@ -36,17 +39,18 @@ def profile_correlation_figure(summary: dict[str, Any], title: str = "") -> byte
     off = corr.copy()
     np.fill_diagonal(off, np.nan)
     finite = off[np.isfinite(off)]
-    lo = float(finite.min()) if finite.size else 0.0
-    hi = float(finite.max()) if finite.size else 1.0
-    if hi - lo < 1e-3:
-        lo, hi = lo - 5e-4, hi + 5e-4
-    fig, ax = new_figure(2.2 + 0.62 * k, 1.5 + 0.55 * k)
-    im = ax.imshow(off, cmap=masked_cmap("viridis"), vmin=lo, vmax=hi)
+    # A diverging map around a stated reference, the mean over the pairs, with at least ±MIN_SPAN: pairs more
+    # (red) or less (blue) alike than the typical pair stand out, and a spread of 0.73-0.78 is not stretched
+    # over the whole colour range as if it were large. The cells carry the values.
+    ref = float(finite.mean()) if finite.size else 0.0
+    span = max(float(np.abs(finite - ref).max()) if finite.size else 0.0, MIN_SPAN)
+    fig, ax = new_figure(2.4 + 0.62 * k, 1.5 + 0.55 * k)
+    im = ax.imshow(off, cmap=masked_cmap("RdBu_r"), vmin=ref - span, vmax=ref + span)
     ax.set_xticks(range(k), langs)
     ax.set_yticks(range(k), langs)
     if k <= 16:
         label_cells(ax, im, off, lambda v: f"{v:.3f}", fontsize=7.0 if k <= 10 else 5.5)
-    fig.colorbar(im, ax=ax, label="Pearson r over all neurons", shrink=0.9)
+    fig.colorbar(im, ax=ax, label=f"Pearson r over all neurons\n(white: mean of the pairs, {ref:.3f})", shrink=0.9)
     ax.set_title(title or "how alike languages make neurons fire", fontsize=10)
     return png(fig)
 

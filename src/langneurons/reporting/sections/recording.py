@@ -39,7 +39,8 @@ def recording_section(run: Run) -> Section:
                 "How alike languages make neurons fire",
                 f"Pearson correlation between two languages' activation probabilities over all "
                 f"{stats.num_layers} × {stats.intermediate_size} neurons (1 = the same neurons fire equally "
-                f"often; diagonal masked); {where}.",
+                f"often; diagonal masked). Colour: red pairs are more alike, blue ones less alike than the mean "
+                f"pair (white), on a scale of at least ±0.05 so small differences stay pale; {where}.",
             )
         )
     figures.append(

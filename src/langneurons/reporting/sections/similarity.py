@@ -21,8 +21,10 @@ def similarity_section(sim: dict[str, Any]) -> Section:
         f"translation pairs (same sentence id, different language) − different-id pairs in different "
         f"languages; self-pairs excluded; mean-pooled activations at site {sim.get('site')}; model "
         f"{sim.get('model')}; corpus {sim.get('corpus')} (sha256 {str(sim.get('corpus_sha256'))[:12]}…), "
-        f"{_sentences_text(sim)}; pairs per side: {json.dumps(pairs)}. Peaks: LRDS layer "
-        f"{(peaks.get('lrds') or {}).get('layer')}, SADS layer {(peaks.get('sads') or {}).get('layer')}."
+        f"{_sentences_text(sim)}; pairs per side: {json.dumps(pairs)}. Dashed lines: the same scores for the "
+        f"whole model (all layers' vectors joined). {_bands_text(sim)}"
+        f"Highest: LRDS at layer {(peaks.get('lrds') or {}).get('layer')}{_peak_text(peaks.get('lrds'))}, "
+        f"SADS at layer {(peaks.get('sads') or {}).get('layer')}{_peak_text(peaks.get('sads'))}."
     )
     intro = (
         "Whole model: " + ", ".join(f"{k.upper()} {number_text(v)}" for k, v in whole.items()) + "."
@@ -36,6 +38,20 @@ def similarity_section(sim: dict[str, Any]) -> Section:
         intro,
         [Figure("similarity.png", fig.similarity_figure(sim), "LRDS and SADS per layer", text)],
     )
+
+
+def _bands_text(sim: dict[str, Any]) -> str:
+    boot = sim.get("bootstrap") or {}
+    if not boot:
+        return "No bootstrap bands (similarity run with --bootstrap 0): peaks are not tested. "
+    return (f"Shaded: 95 % bands over {boot.get('resamples')} resamples of the {boot.get('unit', 'sentences')}; "
+            f"{boot.get('peak_rule', '')}. ")  # fmt: skip
+
+
+def _peak_text(peak: dict[str, Any] | None) -> str:
+    if not peak or "stands_out" not in peak:
+        return ""
+    return " (a peak: outside the other layers' bands)" if peak["stands_out"] else " (not a clear peak)"
 
 
 def _sentences_text(sim: dict[str, Any]) -> str:

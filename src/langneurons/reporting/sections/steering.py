@@ -30,6 +30,24 @@ def steer_section(name: str, data: dict[str, Any]) -> Section:
     )
     success = f"Success = {rule}." if rule else "Success = identified as the target language."
     section.intro = f"{what} {success}"
+    sweep = ev.direction_sweep(data)
+    if sweep is not None:  # steer --directions: α × layer, one heatmap per target instead of a forest of bars
+        prompts = prov.get("prompts") or "default prompts"
+        section.intro = (f"Generations from {prov.get('n_prompts', '?')} prompts ({prompts}) with α · r · d/‖d‖ added "
+                         f"to the residual stream at one layer; model {prov.get('model', '?')}. {success}")  # fmt: skip
+        section.figures.append(
+            Figure(
+                f"{file_stem(name)}-sweep.png",
+                ev.direction_sweep_figure(sweep, f"{name}: steering success over α × layer"),
+                f"{name}: steering success over α × layer",
+                f"Share of generations that succeed when the target language's direction is added with strength "
+                f"α (columns; α times the layer's mean residual norm) at one layer (rows), one panel per target; "
+                f"the panel titles give the unsteered model and the best random direction of the same norm. "
+                f"{success} From {name}.json; exact counts and intervals in the table.",
+            )
+        )
+        section.data = {"table": steer_table(data, bars), "examples": steer_examples(data)}
+        return section
     section.figures.append(
         Figure(
             f"{file_stem(name)}-success.png",
