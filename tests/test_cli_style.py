@@ -40,8 +40,8 @@ def commands() -> list[tuple[str, object, object]]:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["record", "--corpu", "x"],
-         "error: no such option --corpu (did you mean --corpus?); see 'langneurons record --help'"),
+        (["record", "--corpsu", "x"],
+         "error: no such option --corpsu (did you mean --corpus?); see 'langneurons record --help'"),
         (["steer", "--direction", "x"], "error: no such option --direction (did you mean --directions?)"),
         (["record", "--bogus", "x"], "error: no such option --bogus; see 'langneurons record --help'"),
         (["recrd"], "error: no such command recrd (did you mean record?); see 'langneurons --help'"),
