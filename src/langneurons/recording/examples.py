@@ -36,6 +36,41 @@ def block_topk(x: torch.Tensor, row_keys: torch.Tensor, k: int) -> tuple[torch.T
     return torch.cat([v1, v2]), torch.cat([k1_keys, k2_keys])
 
 
+def threshold_merge(
+    block: torch.Tensor, keys: torch.Tensor, old_v: torch.Tensor, old_k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge a block ``[N, C]`` (row keys ``[N]``) into the lists ``old_v``/``old_k`` ``[k, C]``, exactly: only
+    entries ≥ a column's k-th value can enter (ties included), so after the first batches a few hundred
+    candidates are sorted instead of the whole block. One sort by (column, value ↓, key ↑) of the lists and
+    the candidates, then the first k of each column."""
+    k, c = old_v.shape
+    mask = block >= old_v[-1].to(block.dtype)
+    if int(mask.sum()) > block.numel() // 8:  # an early batch: most entries qualify; topk is cheaper
+        values, cand_keys = block_topk(block, keys, k)
+        return merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), k)
+    rows, cols = mask.nonzero(as_tuple=True)
+    touched = torch.unique(cols)  # only the columns some candidate reaches change
+    n = int(touched.numel())
+    if n == 0:
+        return old_v, old_k
+    local = torch.full((c,), -1, dtype=torch.long)
+    local[touched] = torch.arange(n)
+    col = torch.cat([torch.arange(n).repeat(k), local[cols]])
+    val = torch.cat([old_v[:, touched].reshape(-1), block[rows, cols].to(torch.float32)])
+    key = torch.cat([old_k[:, touched].reshape(-1), keys[rows]])
+    bits = val.view(torch.int32).to(torch.int64)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order as integers (no NaN here)
+    packed = (col << 32) | (2**31 - 1 - ordered)  # column ↑, then value ↓, in one int64
+    order = torch.argsort(key, stable=True)
+    order = order[torch.argsort(packed[order], stable=True)]
+    counts = torch.bincount(col, minlength=n)
+    take = (torch.cumsum(counts, 0) - counts)[:, None] + torch.arange(k)  # the first k of each column
+    chosen = order[take].T
+    new_v, new_k = old_v.clone(), old_k.clone()
+    new_v[:, touched], new_k[:, touched] = val[chosen], key[chosen]
+    return new_v, new_k
+
+
 class ExampleTracker:
     """Hooks at a site that keep, per language, layer and tracked neuron, the ``k`` top examples.
 
@@ -123,21 +158,20 @@ class ExampleTracker:
                 return
             block = block.index_select(1, keep.to(block.device))
             idx = slots[keep]
-        values, cand_keys = block_topk(block, keys, self.k)
         key = (self.batch["lang"], layer)
         if key not in self.state:
             n = len(self.columns[layer])
             self.state[key] = (torch.full((self.k, n), float("-inf"), device=block.device),
                                torch.full((self.k, n), EMPTY_KEY, dtype=torch.int64, device=block.device))  # fmt: skip
         state_v, state_k = self.state[key]
-        if idx is None:
-            idx_dev = slice(start, start + w)
-        else:
-            idx_dev = idx.to(block.device)
+        idx_dev = slice(start, start + w) if idx is None else idx.to(block.device)
         old_v, old_k = state_v[:, idx_dev], state_k[:, idx_dev]
-        new_v, new_k = merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), self.k)
-        state_v[:, idx_dev] = new_v
-        state_k[:, idx_dev] = new_k
+        if block.device.type == "cpu":  # only tokens at or above each neuron's current k-th value can enter
+            new = threshold_merge(block, keys, old_v, old_k)
+        else:  # on a GPU: no host sync (topk of the block, then a merge)
+            values, cand_keys = block_topk(block, keys, self.k)
+            new = merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), self.k)
+        state_v[:, idx_dev], state_k[:, idx_dev] = new
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The state on the host: ``values.<lang>.<layer>`` / ``keys.<lang>.<layer>`` (for checkpoints)."""
