@@ -44,10 +44,15 @@ def threshold_merge(
     candidates are sorted instead of the whole block. One sort by (column, value ↓, key ↑) of the lists and
     the candidates, then the first k of each column."""
     k, c = old_v.shape
-    mask = block >= old_v[-1].to(block.dtype)
-    if int(mask.sum()) > block.numel() // 8:  # an early batch: most entries qualify; topk is cheaper
-        values, cand_keys = block_topk(block, keys, k)
-        return merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), k)
+    floor = old_v[-1]
+    mask = block >= floor.to(block.dtype)
+    if int(mask.sum()) > block.numel() // 8:  # an early batch: raise the floor by a strided subsample's k-th
+        step = 2 if block.shape[0] >= 8 * k else 1  # value (a lower bound of the block's k-th: stays exact)
+        if step < 2:
+            values, cand_keys = block_topk(block, keys, k)
+            return merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), k)
+        sample = torch.topk(block[::step], k, dim=0).values[-1].to(torch.float32)
+        mask = block >= torch.maximum(floor, sample).to(block.dtype)
     rows, cols = mask.nonzero(as_tuple=True)
     touched = torch.unique(cols)  # only the columns some candidate reaches change
     n = int(touched.numel())
