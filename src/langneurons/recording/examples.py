@@ -41,39 +41,46 @@ def threshold_merge(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge a block ``[N, C]`` (row keys ``[N]``) into the lists ``old_v``/``old_k`` ``[k, C]``, exactly: only
     entries ≥ a column's k-th value can enter (ties included), so after the first batches a few hundred
-    candidates are sorted instead of the whole block. One sort by (column, value ↓, key ↑) of the lists and
-    the candidates, then the first k of each column."""
+    candidates are sorted (by column, value ↓, key ↑) instead of the whole block; each candidate's place in its
+    column is its rank among the candidates plus the list entries that beat it, each list entry moves down
+    by the candidates that beat it, and whatever passes place k falls off."""
     k, c = old_v.shape
     floor = old_v[-1]
-    mask = block >= floor.to(block.dtype)
-    if int(mask.sum()) > block.numel() // 8:  # an early batch: raise the floor by a strided subsample's k-th
-        step = 2 if block.shape[0] >= 8 * k else 1  # value (a lower bound of the block's k-th: stays exact)
+    empty = bool(torch.isneginf(floor).any())  # a list not yet full: its column would take every token
+    flat = None if empty else (block >= floor.to(block.dtype)).reshape(-1).nonzero().squeeze(1)
+    if flat is None or flat.numel() > block.numel() // 8:  # early: raise the floor by a half-sample's k-th value
+        step = 2 if block.shape[0] >= 8 * k else 1  # (a lower bound of the block's k-th: still exact)
         if step < 2:
             values, cand_keys = block_topk(block, keys, k)
             return merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), k)
         sample = torch.topk(block[::step], k, dim=0).values[-1].to(torch.float32)
-        mask = block >= torch.maximum(floor, sample).to(block.dtype)
-    rows, cols = mask.nonzero(as_tuple=True)
-    touched = torch.unique(cols)  # only the columns some candidate reaches change
-    n = int(touched.numel())
-    if n == 0:
+        flat = (block >= torch.maximum(floor, sample).to(block.dtype)).reshape(-1).nonzero().squeeze(1)
+    m = int(flat.numel())
+    if m == 0:
         return old_v, old_k
-    local = torch.full((c,), -1, dtype=torch.long)
-    local[touched] = torch.arange(n)
-    col = torch.cat([torch.arange(n).repeat(k), local[cols]])
-    val = torch.cat([old_v[:, touched].reshape(-1), block[rows, cols].to(torch.float32)])
-    key = torch.cat([old_k[:, touched].reshape(-1), keys[rows]])
-    bits = val.view(torch.int32).to(torch.int64)
+    rows, cols = flat // c, flat % c
+    cand_v, cand_k = block.reshape(-1)[flat].to(torch.float32), keys[rows]
+    bits = cand_v.view(torch.int32).to(torch.int64)
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order as integers (no NaN here)
-    packed = (col << 32) | (2**31 - 1 - ordered)  # column ↑, then value ↓, in one int64
-    order = torch.argsort(key, stable=True)
-    order = order[torch.argsort(packed[order], stable=True)]
-    counts = torch.bincount(col, minlength=n)
-    take = (torch.cumsum(counts, 0) - counts)[:, None] + torch.arange(k)  # the first k of each column
-    chosen = order[take].T
-    new_v, new_k = old_v.clone(), old_k.clone()
-    new_v[:, touched], new_k[:, touched] = val[chosen], key[chosen]
-    return new_v, new_k
+    order = torch.argsort(cand_k, stable=True)  # candidates by (column ↑, value ↓, key ↑)
+    order = order[torch.argsort(((cols << 32) | (2**31 - 1 - ordered))[order], stable=True)]
+    cols, cand_v, cand_k = cols[order], cand_v[order], cand_k[order]
+    counts = torch.bincount(cols, minlength=c)
+    among = torch.arange(m) - (torch.cumsum(counts, 0) - counts)[cols]  # rank among its column's candidates
+    state_v, state_k = old_v[:, cols], old_k[:, cols]  # [k, m]: each candidate's column of the lists
+    state_wins = (state_v > cand_v) | ((state_v == cand_v) & (state_k < cand_k))  # keys never repeat
+    place = state_wins.sum(0) + among  # the candidate's place in the merged column
+    shift = torch.zeros(k, c, dtype=torch.long).index_add_(1, cols, (~state_wins).long())
+    moved = torch.arange(k)[:, None] + shift  # each list entry's place after the candidates that beat it
+    new_v = torch.empty((k + 1, c), dtype=old_v.dtype)  # row k takes whatever falls off the lists
+    new_k = torch.empty((k + 1, c), dtype=old_k.dtype)
+    moved = moved.clamp_(max=k)
+    new_v.scatter_(0, moved, old_v)
+    new_k.scatter_(0, moved, old_k)
+    place = place.clamp_(max=k)
+    new_v.index_put_((place, cols), cand_v)
+    new_k.index_put_((place, cols), cand_k)
+    return new_v[:k].clone(), new_k[:k].clone()
 
 
 class ExampleTracker:
