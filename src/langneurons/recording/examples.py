@@ -36,6 +36,53 @@ def block_topk(x: torch.Tensor, row_keys: torch.Tensor, k: int) -> tuple[torch.T
     return torch.cat([v1, v2]), torch.cat([k1_keys, k2_keys])
 
 
+def threshold_merge(
+    block: torch.Tensor, keys: torch.Tensor, old_v: torch.Tensor, old_k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge a block ``[N, C]`` (row keys ``[N]``) into the lists ``old_v``/``old_k`` ``[k, C]``, exactly: only
+    entries ≥ a column's k-th value can enter (ties included), so after the first batches a few hundred
+    candidates are sorted (by column, value ↓, key ↑) instead of the whole block; each candidate's place in its
+    column is its rank among the candidates plus the list entries that beat it, each list entry moves down
+    by the candidates that beat it, and whatever passes place k falls off."""
+    k, c = old_v.shape
+    floor = old_v[-1]
+    empty = bool(torch.isneginf(floor).any())  # a list not yet full: its column would take every token
+    flat = None if empty else (block >= floor.to(block.dtype)).reshape(-1).nonzero().squeeze(1)
+    if flat is None or flat.numel() > block.numel() // 8:  # early: raise the floor by a half-sample's k-th value
+        step = 2 if block.shape[0] >= 8 * k else 1  # (a lower bound of the block's k-th: still exact)
+        if step < 2:
+            values, cand_keys = block_topk(block, keys, k)
+            return merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), k)
+        sample = torch.topk(block[::step], k, dim=0).values[-1].to(torch.float32)
+        flat = (block >= torch.maximum(floor, sample).to(block.dtype)).reshape(-1).nonzero().squeeze(1)
+    m = int(flat.numel())
+    if m == 0:
+        return old_v, old_k
+    rows, cols = flat // c, flat % c
+    cand_v, cand_k = block.reshape(-1)[flat].to(torch.float32), keys[rows]
+    bits = cand_v.view(torch.int32).to(torch.int64)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order as integers (no NaN here)
+    order = torch.argsort(cand_k, stable=True)  # candidates by (column ↑, value ↓, key ↑)
+    order = order[torch.argsort(((cols << 32) | (2**31 - 1 - ordered))[order], stable=True)]
+    cols, cand_v, cand_k = cols[order], cand_v[order], cand_k[order]
+    counts = torch.bincount(cols, minlength=c)
+    among = torch.arange(m) - (torch.cumsum(counts, 0) - counts)[cols]  # rank among its column's candidates
+    state_v, state_k = old_v[:, cols], old_k[:, cols]  # [k, m]: each candidate's column of the lists
+    state_wins = (state_v > cand_v) | ((state_v == cand_v) & (state_k < cand_k))  # keys never repeat
+    place = state_wins.sum(0) + among  # the candidate's place in the merged column
+    shift = torch.zeros(k, c, dtype=torch.long).index_add_(1, cols, (~state_wins).long())
+    moved = torch.arange(k)[:, None] + shift  # each list entry's place after the candidates that beat it
+    new_v = torch.empty((k + 1, c), dtype=old_v.dtype)  # row k takes whatever falls off the lists
+    new_k = torch.empty((k + 1, c), dtype=old_k.dtype)
+    moved = moved.clamp_(max=k)
+    new_v.scatter_(0, moved, old_v)
+    new_k.scatter_(0, moved, old_k)
+    place = place.clamp_(max=k)
+    new_v.index_put_((place, cols), cand_v)
+    new_k.index_put_((place, cols), cand_k)
+    return new_v[:k].clone(), new_k[:k].clone()
+
+
 class ExampleTracker:
     """Hooks at a site that keep, per language, layer and tracked neuron, the ``k`` top examples.
 
@@ -123,21 +170,20 @@ class ExampleTracker:
                 return
             block = block.index_select(1, keep.to(block.device))
             idx = slots[keep]
-        values, cand_keys = block_topk(block, keys, self.k)
         key = (self.batch["lang"], layer)
         if key not in self.state:
             n = len(self.columns[layer])
             self.state[key] = (torch.full((self.k, n), float("-inf"), device=block.device),
                                torch.full((self.k, n), EMPTY_KEY, dtype=torch.int64, device=block.device))  # fmt: skip
         state_v, state_k = self.state[key]
-        if idx is None:
-            idx_dev = slice(start, start + w)
-        else:
-            idx_dev = idx.to(block.device)
+        idx_dev = slice(start, start + w) if idx is None else idx.to(block.device)
         old_v, old_k = state_v[:, idx_dev], state_k[:, idx_dev]
-        new_v, new_k = merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), self.k)
-        state_v[:, idx_dev] = new_v
-        state_k[:, idx_dev] = new_k
+        if block.device.type == "cpu":  # only tokens at or above each neuron's current k-th value can enter
+            new = threshold_merge(block, keys, old_v, old_k)
+        else:  # on a GPU: no host sync (topk of the block, then a merge)
+            values, cand_keys = block_topk(block, keys, self.k)
+            new = merge_topk(torch.cat([old_v, values]), torch.cat([old_k, cand_keys]), self.k)
+        state_v[:, idx_dev], state_k[:, idx_dev] = new
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The state on the host: ``values.<lang>.<layer>`` / ``keys.<lang>.<layer>`` (for checkpoints)."""
