@@ -8,6 +8,7 @@ import difflib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,9 @@ def output_mode(command: str, quiet: bool, json_summary: bool) -> Iterator[dict[
     if quiet or json_summary:
         os.environ[QUIET_ENV] = "1"
     stdout = sys.stdout
+    shown = warnings.showwarning
+    # A Python warning from the library (e.g. the fused counting update fell back) is one `warning:` line too.
+    warnings.showwarning = lambda message, *_args, **_kwargs: warn(str(message))
     try:
         with contextlib.redirect_stdout(sys.stderr) if json_summary else contextlib.nullcontext():
             yield summary
@@ -191,6 +195,7 @@ def output_mode(command: str, quiet: bool, json_summary: bool) -> Iterator[dict[
             summary.update(ok=False, exit_code=code if isinstance(code, int) else 1)
         raise
     finally:
+        warnings.showwarning = shown
         _MODE.update(saved)
         if saved_env is None:
             os.environ.pop(QUIET_ENV, None)

@@ -7,57 +7,123 @@ from typing import Any
 
 import numpy as np
 
+from langneurons.intervals import wilson
 from langneurons.reporting.figures import plt, png
+from langneurons.summaries import median, summarise_ratios
+
+
+def _ppl_factors(result: dict[str, Any], method: str, kind: str) -> list[tuple[float, float]]:
+    """Per language: (PPL factor on its own text, median factor on the others) for ``kind`` off | random."""
+    p = (result.get("perplexity") or {}).get("ppl") or {}
+    base, langs, out = p.get("none") or {}, result.get("languages") or [], []
+    for lang in langs:
+        row = p.get(f"{method}/{kind}:{lang}")
+        if not row or lang not in row or not base.get(lang):
+            continue
+        others = summarise_ratios(row[o] / base[o] for o in langs if o != lang and o in row and base.get(o))
+        out.append((row[lang] / base[lang], others["median"] if others["median"] is not None else float("nan")))
+    return out
+
+
+def _steer_counts(result: dict[str, Any], method: str, kind: str) -> tuple[int, int] | None:
+    """Fluency-gated successes and generations over every target's test prompts (None: not in the file)."""
+    entry = ((result.get("steering") or {}).get("methods") or {}).get(method) or {}
+    final, best = entry.get("test_results"), entry.get("best")
+    if not final or best is None:
+        return None
+    hits = n = 0
+    for target in final.values():
+        row = ((target.get("strengths") or {}).get(best) or {}).get(kind)
+        if row is None or not row.get("n"):
+            continue
+        hits += round(row["success"] * row["n"])
+        n += row["n"]
+    return (hits, n) if n else None
+
+
+def _chrf_drops(result: dict[str, Any], method: str, kind: str) -> list[tuple[float, list[float] | None]]:
+    """Per target X: (chrF drop on en→X, its bootstrap 95 % interval) with X's component (or control) off."""
+    scores = (result.get("translation") or {}).get("scores") or {}
+    source, out = result.get("source", "en"), []
+    for lang in result.get("languages") or []:
+        cell = (scores.get(f"{method}/{kind}:{lang}") or {}).get(f"{source}-{lang}")
+        if cell is not None and cell.get("drop") is not None:
+            out.append((cell["drop"], cell.get("drop_ci")))
+    return out
 
 
 def benchmark_figure(result: dict[str, Any]) -> bytes:
-    """Three panels (perplexity, steering, translation) of grouped bars per method, as PNG bytes."""
+    """Three panels, one bar per method and measure with what varies beside it (PNG bytes):
+    PPL factors (bars: medians over languages; dots: each language), steering success pooled over the
+    test prompts of every target (Wilson 95 % intervals; the axis is a share, 0–1), and chrF drops (bars:
+    medians over targets; dots: each target with its bootstrap 95 % interval). Each method's own set beside
+    its matched random control."""
     methods = list(result["summary"])
-    rows = [result["summary"][m] for m in methods]
     x = np.arange(len(methods))
-    ppl = [
-        ("own language", "ppl_own", 1.0),
-        ("other languages", "ppl_others", 1.0),
-        ("random control, own", "ppl_random_own", 1.0),
-    ]
-    steer = [
-        ("success (fluent, in X)", "steer_success", 0.0),
-        ("fluent", "steer_fluent", 0.0),
-        ("combined", "steer_combined", 0.0),
-        ("random control success", "steer_random_success", 0.0),
-    ]
-    chrf = [
-        ("en→X (own)", "chrf_drop_own", 0.0),
-        ("en→Y (others)", "chrf_drop_others", 0.0),
-        ("random control, en→X", "chrf_drop_random_own", 0.0),
-    ]
-    panels = [
-        ("switched off: PPL factor (median)", "PPL_off / PPL_base", True, ppl),
-        ("steering en → X (test prompts)", "share of generations", False, steer),
-        ("switched off: translation chrF drop (median)", "chrF points", False, chrf),
-    ]  # fmt: skip
-    fig, axes = plt.subplots(1, 3, figsize=(5.2 * 3, 3.8))
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f"]
-    for ax, (title, ylabel, log, series) in zip(axes, panels, strict=True):
-        width = 0.8 / len(series)
-        for i, (label, key, offset) in enumerate(series):
-            values = [np.nan if r.get(key) is None else r[key] + offset for r in rows]
-            bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, color=colours[i])
-            if not log:  # a zero bar is invisible: say it is a measured 0, not a missing value
-                ax.bar_label(bars, labels=["0" if v == 0 else "" for v in values], fontsize=6, color=colours[i])
-        if log:
-            ax.set_yscale("log")
-            ax.axhline(1.0, color="black", lw=0.6)
-        else:
-            ax.axhline(0.0, color="black", lw=0.6)
-            ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # headroom: the legend sits above the bars, not on them
-        ax.set_xticks(x, methods, rotation=20)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7, loc="upper left" if log else "upper center", ncol=1 if log else 2)
+    fig, axes = plt.subplots(3, 1, figsize=(7.0, 8.6), layout="constrained")
+    set_colour, other_colour, control_colour = "#1f77b4", "#9ecae1", "#7f7f7f"
+
+    ax = axes[0]  # ---- perplexity
+    series = [("own language", "off", 0, set_colour), ("other languages (median)", "off", 1, other_colour),
+              ("random control, own language", "random", 0, control_colour)]  # fmt: skip
+    width = 0.8 / len(series)
+    for i, (label, kind, which, colour) in enumerate(series):
+        pos = x + (i - (len(series) - 1) / 2) * width
+        per = [[f[which] for f in _ppl_factors(result, m, kind)] for m in methods]
+        medians = [median(v) if v else np.nan for v in per]
+        ax.bar(pos, [np.nan if v is None else v for v in medians], width, color=colour, label=label)
+        for j, values in enumerate(per):
+            ax.plot([pos[j]] * len(values), values, "o", ms=2.5, color="black", alpha=0.6)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", lw=0.6)
+    ax.set_ylabel("PPL with it off / PPL without")
+    ax.set_title("switched off: perplexity factor (bars: median over languages; dots: each language)", fontsize=9)
+
+    ax = axes[1]  # ---- steering, fluency-gated success with Wilson intervals
+    for i, (label, kind, colour) in enumerate((("steered", "steered", set_colour),
+                                               ("random control, same setting", "random", control_colour))):
+        pos = x + (i - 0.5) * 0.4
+        for j, m in enumerate(methods):
+            counts = _steer_counts(result, m, kind)
+            if counts is None:
+                continue
+            hits, n = counts
+            lo, hi = wilson(hits, n) or (np.nan, np.nan)
+            ax.bar(pos[j], hits / n, 0.4, color=colour, label=label if j == 0 else None)
+            ax.errorbar(pos[j], hits / n, yerr=[[hits / n - lo], [hi - hits / n]], color="black", capsize=2, lw=0.8)
+            ax.annotate(f"{hits}/{n}", (pos[j], hi), textcoords="offset points", xytext=(0, 2), ha="center",
+                        fontsize=6)  # fmt: skip
+    ax.set_ylim(0, 1.12)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_ylabel("fluency-gated success")
+    ax.set_title(f"steering {result.get('source', 'en')} → each other language on the test prompts "
+                 "(pooled over targets; Wilson 95 % intervals)", fontsize=9)  # fmt: skip
+
+    ax = axes[2]  # ---- translation
+    for i, (label, kind, colour) in enumerate((("own pair en→X", "off", set_colour),
+                                               ("random control, en→X", "random", control_colour))):
+        pos = x + (i - 0.5) * 0.4
+        for j, m in enumerate(methods):
+            drops = _chrf_drops(result, m, kind)
+            if not drops:
+                continue
+            ax.bar(pos[j], median(d for d, _ in drops), 0.4, color=colour, label=label if j == 0 else None)
+            offsets = np.linspace(-0.12, 0.12, len(drops))
+            for off, (d, ci) in zip(offsets, drops, strict=True):
+                if ci is not None:
+                    ax.errorbar(pos[j] + off, d, yerr=[[d - ci[0]], [ci[1] - d]], fmt="o", ms=2.5, color="black",
+                                lw=0.6, capsize=1.5, alpha=0.7)  # fmt: skip
+                else:
+                    ax.plot(pos[j] + off, d, "o", ms=2.5, color="black", alpha=0.7)
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.set_ylabel("chrF drop (points)")
+    ax.set_title("switched off: translation chrF drop (bars: median over targets; dots: each target, "
+                 "bootstrap 95 % interval)", fontsize=9)  # fmt: skip
+    for ax in axes:
+        ax.set_xticks(x, methods)
+        ax.legend(fontsize=7, loc="upper left", ncol=3, frameon=False)
     model = result.get("provenance", {}).get("model", "")
-    fig.suptitle(f"benchmark: {model}, languages {','.join(result['languages'])}", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(f"benchmark: {model}, languages {','.join(result['languages'])}", fontsize=10)
     return png(fig)
 
 
