@@ -352,3 +352,24 @@ def test_faithfulness_of_a_planted_head_set_is_complete(planted):
     ns = attribution_set(r, unit="neurons", per_language=1)
     aa = faithfulness(loaded, ns, corpus(), batch_size=2, progress=False)["per_language"]["aa"]
     assert aa["layer_units"] == 48 and 0.5 < aa["share"] <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize(("family", "sandwich"), [("gemma3_text", True), ("gemma2", True), ("llama", False)])
+def test_sandwich_norms_make_a_layers_first_order_estimates_sum_to_zero(family, sandwich):
+    """Gemma-2/3 normalise each block's output before adding it (post-attention and post-feedforward RMSNorm):
+    the output is scale-invariant to first order, so zero-ablation estimates of all units of a layer add up to
+    0 (a large exact effect estimated as none: first order fails there); LLaMA has no such norm."""
+    loaded = tiny_model(family)
+    loaded.model.double()
+    with torch.no_grad():  # block outputs well above the norms' eps (as in a trained model), so scale invariance holds
+        for layer in range(3):
+            loaded.adapter.head_module(layer).weight.mul_(100)
+            loaded.adapter.down_module(layer).weight.mul_(100)
+    r = attribute(loaded, corpus(2), None, AttributionSettings(batch_size=2), progress=False)
+    for kind in ("neurons", "heads"):
+        scores = r.score(kind, "aa").double()
+        sums, size = scores.sum(1).abs(), scores.abs().sum(1)
+        if sandwich:
+            assert bool((sums < 1e-4 * size + 1e-9).all()), (kind, sums, size)
+        else:
+            assert bool((sums > 1e-3 * size).any()), (kind, sums, size)
