@@ -325,7 +325,8 @@ def fluent(g: dict[str, Any], base_ppl_median: float | None, s: SteerSettings) -
     ≥ ``s.min_tail_distinct_2`` over its second half (no loop, also none that starts late), and continuation
     PPL ≤ ``s.max_ppl_ratio`` × the baseline's median continuation PPL (too short to judge, or no baseline:
     not fluent)."""
-    d, tail, ppl = g.get("distinct_2"), g.get("tail_distinct_2"), g.get("ppl")
+    d, ppl = g.get("distinct_2"), g.get("ppl")
+    tail = g["tail_distinct_2"] if "tail_distinct_2" in g else tail_distinct_2(g.get("ids") or [])
     if d is None or tail is None or ppl is None or base_ppl_median is None:
         return False
     return d >= s.min_distinct_2 and tail >= s.min_tail_distinct_2 and ppl <= s.max_ppl_ratio * base_ppl_median
