@@ -162,8 +162,13 @@ def test_a_click_on_a_neuron_opens_its_card_in_headless_chromium(tmp_path):
         while tools.js("document.readyState") != "complete" and time.time() < deadline:
             time.sleep(0.1)
         assert tools.js("document.documentElement.getAttribute('data-report-error')") is None
-        tools.js("document.querySelector('.ln-lang').value = 'fr'; "
-                 "document.querySelector('.ln-lang').dispatchEvent(new Event('change'))")  # fmt: skip
+        deadline = time.time() + 30  # a loaded machine may run the page's script after readyState says complete
+        while True:
+            tools.js("document.querySelector('.ln-lang').value = 'fr'; "
+                     "document.querySelector('.ln-lang').dispatchEvent(new Event('change'))")  # fmt: skip
+            if tools.js("document.querySelectorAll('.ln-list li').length") == 3 or time.time() > deadline:
+                break
+            time.sleep(0.2)
         assert tools.js("document.querySelectorAll('.ln-list li').length") == 3
         assert tools.js("document.querySelector('.ln-card-view').getAttribute('data-open')") == ""
         click(tools, '[data-neuron="1:4"]')
