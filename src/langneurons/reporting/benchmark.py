@@ -77,7 +77,7 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
     ax.set_yscale("log")
     ax.axhline(1.0, color="black", lw=0.6)
     ax.set_ylabel("PPL with it off / PPL without")
-    ax.set_title("switched off: perplexity factor (bars: median over languages; dots: each language)", fontsize=9)
+    ax.set_title("switched off: PPL factor (bars: median over languages; dots: each language)", fontsize=9)
 
     ax = axes[1]  # ---- steering, fluency-gated success with Wilson intervals
     for i, (label, kind, colour) in enumerate((("steered", "steered", set_colour),
@@ -90,14 +90,16 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
             hits, n = counts
             lo, hi = wilson(hits, n) or (np.nan, np.nan)
             ax.bar(pos[j], hits / n, 0.4, color=colour, label=label if j == 0 else None)
-            ax.errorbar(pos[j], hits / n, yerr=[[hits / n - lo], [hi - hits / n]], color="black", capsize=2, lw=0.8)
+            rate = hits / n
+            ax.errorbar(pos[j], rate, yerr=[[max(rate - lo, 0.0)], [max(hi - rate, 0.0)]], color="black", capsize=2,
+                        lw=0.8)  # fmt: skip
             ax.annotate(f"{hits}/{n}", (pos[j], hi), textcoords="offset points", xytext=(0, 2), ha="center",
                         fontsize=6)  # fmt: skip
     ax.set_ylim(0, 1.12)
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("fluency-gated success")
-    ax.set_title(f"steering {result.get('source', 'en')} → each other language on the test prompts "
-                 "(pooled over targets; Wilson 95 % intervals)", fontsize=9)  # fmt: skip
+    ax.set_title(f"steering {result.get('source', 'en')} → X: test prompts pooled over targets (Wilson 95 % CI)",
+                 fontsize=9)  # fmt: skip
 
     ax = axes[2]  # ---- translation
     for i, (label, kind, colour) in enumerate((("own pair en→X", "off", set_colour),
@@ -111,14 +113,14 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
             offsets = np.linspace(-0.12, 0.12, len(drops))
             for off, (d, ci) in zip(offsets, drops, strict=True):
                 if ci is not None:
-                    ax.errorbar(pos[j] + off, d, yerr=[[d - ci[0]], [ci[1] - d]], fmt="o", ms=2.5, color="black",
+                    ax.errorbar(pos[j] + off, d, yerr=[[max(d - ci[0], 0.0)], [max(ci[1] - d, 0.0)]], fmt="o", ms=2.5,
+                                color="black",
                                 lw=0.6, capsize=1.5, alpha=0.7)  # fmt: skip
                 else:
                     ax.plot(pos[j] + off, d, "o", ms=2.5, color="black", alpha=0.7)
     ax.axhline(0.0, color="black", lw=0.6)
     ax.set_ylabel("chrF drop (points)")
-    ax.set_title("switched off: translation chrF drop (bars: median over targets; dots: each target, "
-                 "bootstrap 95 % interval)", fontsize=9)  # fmt: skip
+    ax.set_title("switched off: chrF drop (bars: median over targets; dots: each target, 95 % CI)", fontsize=9)
     for ax in axes:
         ax.set_xticks(x, methods)
         ax.legend(fontsize=7, loc="upper left", ncol=3, frameon=False)
