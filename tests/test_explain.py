@@ -337,3 +337,47 @@ def test_show_prints_the_writes_table_from_the_cards_beside_the_set(run):
         assert "write their" in result.output and "all" in result.output
     finally:
         (root / "run" / "lape.cards.json").unlink()
+
+
+def test_an_interrupted_targeted_pass_resumes_to_the_same_lists(tmp_path, monkeypatch):
+    """Issue 21 part 2: the targeted pass checkpoints after every chunk; Ctrl-C, rerun, the same top lists
+    as an uninterrupted pass, and the checkpoint is gone; a checkpoint of another pass is not resumed."""
+    import langneurons.recording.examples as examples_module
+
+    loaded = planted_ranked()[0]
+    picked = {0: [0, 1], 1: [0]}
+    kw = {"site": "act", "sentences": {"aa": 7, "bb": 7}, "batch_size": 1}  # 8 sentences a chunk: one per language
+    info = {"languages": ["aa", "bb"]}
+    whole = collect_examples(loaded, corpus(), picked, 4, **kw).result(info)
+    ckpt = tmp_path / "partial.safetensors"
+    real = examples_module.write_safetensors
+
+    def save_then_stop(path, tensors, metadata=None):
+        real(path, tensors, metadata)
+        raise KeyboardInterrupt  # Ctrl-C right after the first chunk was saved
+
+    monkeypatch.setattr(examples_module, "write_safetensors", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        collect_examples(loaded, corpus(), picked, 4, checkpoint=ckpt, **kw)
+    assert ckpt.exists()
+    saves = []
+
+    def count_saves(path, tensors, metadata=None):
+        saves.append(metadata)
+        real(path, tensors, metadata)
+
+    monkeypatch.setattr(examples_module, "write_safetensors", count_saves)
+    resumed = collect_examples(loaded, corpus(), picked, 4, checkpoint=ckpt, **kw).result(info)
+    monkeypatch.setattr(examples_module, "write_safetensors", real)
+    assert not ckpt.exists() and len(saves) == 1  # only bb was run again: aa came from the checkpoint
+    for lang in ("aa", "bb"):
+        for layer, cols in picked.items():
+            for j in cols:
+                assert resumed.top(lang, layer, j) == whole.top(lang, layer, j), (lang, layer, j)
+    # a checkpoint of another pass (other neurons) is ignored, not merged
+    monkeypatch.setattr(examples_module, "write_safetensors", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        collect_examples(loaded, corpus(), {0: [1]}, 4, checkpoint=ckpt, **kw)
+    monkeypatch.setattr(examples_module, "write_safetensors", real)
+    again = collect_examples(loaded, corpus(), picked, 4, checkpoint=ckpt, **kw).result(info)
+    assert again.top("bb", 1, 0) == whole.top("bb", 1, 0) and not ckpt.exists()

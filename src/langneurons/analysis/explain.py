@@ -6,6 +6,7 @@ check. Top examples come from ``record --examples K``, or from a targeted pass o
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from langneurons.recording.examples import collect_examples
 
 CONTEXT_TOKENS = 8  # neighbours shown on each side of an example's token
 DEFAULT_EXAMPLES = 8
+TARGETED_CHECKPOINT = "examples.targeted.partial.safetensors"  # an interrupted targeted pass, in the run
 
 
 def run_corpus(manifest: dict[str, Any], spec: str | None = None) -> Corpus:
@@ -72,7 +74,8 @@ def targeted_examples(
     k: int,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Examples:
-    """Top-``k`` examples of ``pairs`` only, by running the run's counted sentences again."""
+    """Top-``k`` examples of ``pairs`` only, by running the run's counted sentences again (resumable: an
+    interrupted pass goes on from ``RUN/examples.targeted.partial.safetensors`` when rerun)."""
     neurons: dict[int, list[int]] = {}
     for layer, j in pairs:
         neurons.setdefault(layer, []).append(j)
@@ -82,6 +85,7 @@ def targeted_examples(
         sentences={lang: len(corpus.items[lang]) for lang in corpus.languages},
         batch_size=int(settings.get("batch_size") or 8), max_length=min(int(settings.get("max_length") or 512),
         loaded.max_length), count_bos=bool(settings.get("count_bos")), on_progress=on_progress,
+        checkpoint=None if stats.path is None else Path(stats.path) / TARGETED_CHECKPOINT,
     )  # fmt: skip
     return tracker.result({"languages": corpus.languages, "site": stats.manifest.get("site"), "targeted": True})
 

@@ -10,13 +10,18 @@ exact top-K: the K largest values plus, for the K-th value, the tied tokens with
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from langneurons.data import Corpus
 from langneurons.errors import LangneuronsError
+from langneurons.formats.atomic import read_safetensors, write_safetensors
 from langneurons.formats.examples import EMPTY_KEY, POSITION_BITS, Examples, from_keys, merge_topk
 from langneurons.models import Adapter, Rows
 
@@ -176,6 +181,9 @@ class ExampleTracker:
             self.state[key] = (torch.full((self.k, n), float("-inf"), device=block.device),
                                torch.full((self.k, n), EMPTY_KEY, dtype=torch.int64, device=block.device))  # fmt: skip
         state_v, state_k = self.state[key]
+        if state_v.device != block.device:  # a state loaded from a checkpoint lives on the host
+            state_v, state_k = state_v.to(block.device), state_k.to(block.device)
+            self.state[key] = (state_v, state_k)
         idx_dev = slice(start, start + w) if idx is None else idx.to(block.device)
         old_v, old_k = state_v[:, idx_dev], state_k[:, idx_dev]
         if block.device.type == "cpu":  # only tokens at or above each neuron's current k-th value can enter
@@ -249,20 +257,30 @@ def collect_examples(
     max_length: int = 512,
     count_bos: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> ExampleTracker:
     """The targeted pass: run the counted sentences of each language again and keep top examples of
-    ``neurons`` only (the statistics are not recounted)."""
+    ``neurons`` only (the statistics are not recounted).
+
+    With ``checkpoint``, the kept examples and the next chunk are saved there (atomically) after every chunk of
+    ``8 × batch_size`` sentences, and a rerun of the same pass resumes from it (top-K is order-free, so the
+    result equals an uninterrupted pass); the file is removed when the pass ends."""
     from langneurons.recording.plan import unit_batches
 
     tracker = ExampleTracker(loaded.adapter, site, k, len(corpus.languages), neurons)
     body = loaded.adapter.body()
     total = sum(sentences.get(lang, 0) for lang in corpus.languages)
-    done, last = 0, time.time()
+    per = batch_size * 8
+    fingerprint = _pass_fingerprint(corpus, neurons, k, site, sentences, batch_size, max_length, count_bos)
+    resume = _read_pass_checkpoint(checkpoint, fingerprint, tracker)  # (language index, next start) or (0, 0)
+    done = sum(sentences.get(lang, 0) for lang in corpus.languages[: resume[0]]) + resume[1]
+    last = time.time()
     with tracker, torch.inference_mode():
         for li, lang in enumerate(corpus.languages):
+            if li < resume[0]:
+                continue
             texts = corpus.texts(lang)[: sentences.get(lang, 0)]
-            per = batch_size * 8
-            for start in range(0, len(texts), per):
+            for start in range(resume[1] if li == resume[0] else 0, len(texts), per):
                 chunk = texts[start : start + per]
                 for batch in unit_batches(chunk, loaded.tokenizer, batch_size, max_length, count_bos):
                     sentence, position = batch_positions(batch.counted, batch.text, start)
@@ -270,10 +288,38 @@ def collect_examples(
                     body(input_ids=batch.input_ids.to(loaded.device),
                          attention_mask=batch.attention_mask.to(loaded.device), use_cache=False)  # fmt: skip
                 done += len(chunk)
+                if checkpoint is not None:
+                    nxt = (li, start + per) if start + per < len(texts) else (li + 1, 0)
+                    write_safetensors(checkpoint, tracker.tensors(), {"fingerprint": fingerprint,
+                                                                       "next": json.dumps(nxt)})  # fmt: skip
                 if on_progress is not None and (time.time() - last > 0.5 or done == total):
                     on_progress(done, total)
                     last = time.time()
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return tracker
+
+
+def _pass_fingerprint(corpus: Corpus, neurons, k: int, site: str, sentences: dict[str, int], batch_size: int,
+                      max_length: int, count_bos: bool) -> str:  # fmt: skip
+    """What a targeted pass depends on: a checkpoint of another pass is never resumed."""
+    job = {"texts": corpus.sha256(), "neurons": {str(a): sorted(map(int, b)) for a, b in (neurons or {}).items()},
+           "k": k, "site": site, "sentences": sentences, "batch_size": batch_size, "max_length": max_length,
+           "count_bos": count_bos, "languages": list(corpus.languages)}  # fmt: skip
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
+
+
+def _read_pass_checkpoint(path: Path | None, fingerprint: str, tracker: ExampleTracker) -> tuple[int, int]:
+    """Load a checkpoint of this very pass into ``tracker``; where to go on from (0, 0: from the start)."""
+    if path is None or not Path(path).exists():
+        return 0, 0
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if meta.get("fingerprint") != fingerprint:
+        return 0, 0  # another pass's: started afresh (and overwritten)
+    tracker.load(read_safetensors(Path(path)))
+    lang, start = json.loads(meta["next"])
+    return int(lang), int(start)
 
 
 __all__ = ["ExampleTracker", "batch_positions", "block_topk", "collect_examples"]
