@@ -377,3 +377,21 @@ def test_torchrun_ranks_share_the_answers(tmp_path, saved_model):
     assert (tmp_path / "one" / "answers.jsonl").read_text() == (tmp_path / "many" / "answers.jsonl").read_text()
     a, b = load_stats(tmp_path / "one"), load_stats(tmp_path / "many")
     assert torch.equal(a.count, b.count) and torch.equal(a.n_tokens, b.n_tokens)
+
+
+def test_lens_text_reads_the_response_tokens_only(tmp_path):
+    """Issue 24 part 4: `lens --task text --count response` reads the positions `record --count response`
+    counts (the same boundary rule): as many positions as response (or prompt) words, all = both."""
+    from langneurons.analysis.lens_text import text_task
+
+    loaded = tiny_model("llama")
+    qa = load_corpus(qa_file(tmp_path))
+    words = {lang: sum(len(r.split()) for _, r in TURNS[lang]) for lang in TURNS}
+    prompts = {lang: sum(len(p.split()) for p, _ in TURNS[lang]) for lang in TURNS}
+    for count, want in (("response", words), ("prompt", prompts)):
+        result = text_task(loaded, qa, batch_size=2, max_length=32, progress=False, count=count)
+        assert result["count"] == count
+        assert {lang: per["positions"] for lang, per in result["share"].items()} == want, count
+    every = text_task(loaded, qa, batch_size=2, max_length=32, progress=False)
+    assert {lang: per["positions"] for lang, per in every["share"].items()} == {
+        lang: words[lang] + prompts[lang] for lang in TURNS}  # fmt: skip

@@ -24,6 +24,7 @@ from langneurons.formats.tuned_lens import TunedLens
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.distributed import World, gather_to_main, share
+from langneurons.recording.spans import encode_spans
 
 
 def _top1_per_layer(loaded: LoadedModel, hidden: torch.Tensor, tuned: TunedLens | None):
@@ -66,9 +67,11 @@ def text_task(
     tuned_path: str | None = None,
     progress: bool = True,
     world: World | None = None,
+    count: str = "all",
 ) -> dict[str, Any] | None:
     """Per text language and layer, the share of the lens's top-1 tokens in each language (rank 0 returns
-    the result under torchrun; sentences are split over ranks in fixed batches)."""
+    the result under torchrun; sentences are split over ranks in fixed batches). On prompt/response records
+    ``count`` (all | response | prompt) picks the positions read, with `record --count`'s boundary rule."""
     world = world or World()
     started = time.time()
     if tuned is not None:
@@ -89,12 +92,19 @@ def text_task(
         task = bar.add_task("lens text", total=sum(len(texts[lang][i : i + batch_size]) for lang, i in mine))
         for lang, i in mine:
             batch = texts[lang][i : i + batch_size]
-            enc = loaded.tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            hidden = loaded.adapter.residual_stream(enc.input_ids, enc.attention_mask)  # [B, L, T, H]
-            mask = enc.attention_mask.bool().clone()
-            bos = loaded.tokenizer.bos_token_id
-            if bos is not None:
-                mask &= enc.input_ids != bos
+            if corpus.spans is not None:  # prompt/response records: the positions `count` names (recording/spans.py)
+                enc = encode_spans(loaded.tokenizer, batch, corpus.spans[lang][i : i + batch_size], count,
+                                   corpus.templated, max_length, count_bos=False)  # fmt: skip
+                hidden = loaded.adapter.residual_stream(enc.input_ids, enc.attention_mask)  # [B, L, T, H]
+                mask = enc.counted.clone()
+            else:
+                enc = loaded.tokenizer(batch, padding=True, truncation=True, max_length=max_length,
+                                       return_tensors="pt")  # fmt: skip
+                hidden = loaded.adapter.residual_stream(enc.input_ids, enc.attention_mask)  # [B, L, T, H]
+                mask = enc.attention_mask.bool().clone()
+                bos = loaded.tokenizer.bos_token_id
+                if bos is not None:
+                    mask &= enc.input_ids != bos
             flat = hidden.permute(0, 2, 1, 3)[mask.to(hidden.device)]  # [N, L, H]
             top, kl_sum = _top1_per_layer(loaded, flat, tuned)
             table = counts.setdefault(lang, torch.zeros(n_layers, len(considered) + 1, dtype=torch.int64))
@@ -129,6 +139,7 @@ def text_task(
     return {
         "format": LENS_FORMAT,
         "task": "text",
+        "count": count if corpus.spans is not None else "all",
         "model": loaded.name,
         "lens": "tuned" if tuned is not None else "logit",
         "num_layers": n_layers,

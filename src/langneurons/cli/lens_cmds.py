@@ -47,6 +47,12 @@ def lens_cmd(
     seed: opt.Seed = 0,
     batch_size: opt.BatchSize = 8,
     figure: bool = typer.Option(True, "--figure/--no-figure", help="Write the curves as OUT.png."),
+    count: str = typer.Option(
+        "all", "--count", help="--task text, prompt/response records: read all, the response's or the prompt's tokens."
+    ),
+    chat_template: bool = typer.Option(
+        False, "--chat-template", help="--task text: format prompt/response records with the tokenizer's chat template."
+    ),
     model: opt.ModelOptions = opt.ModelOptions(),
     overwrite: opt.Overwrite = False,
 ) -> None:
@@ -67,6 +73,8 @@ def lens_cmd(
         raise LangneuronsError(f"unknown --task {task!r}; choose one of {', '.join(TASKS)}")
     check_positive(batch_size=batch_size, bootstrap=bootstrap)
     lens = TunedLens.load(tuned) if tuned is not None else None
+    if task in WORD_TASKS and (count != "all" or chat_template):
+        raise LangneuronsError("--count and --chat-template apply to --task text (prompt/response records)")
     if task in WORD_TASKS:
         if languages is not None:
             raise LangneuronsError("--languages is for --task text; word tasks take --from and --to")
@@ -82,6 +90,9 @@ def lens_cmd(
         check_sentences(sentences)
         check_max_length(max_length)
         text = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+        from langneurons.recording.spans import check_responses
+
+        check_responses(text, count, chat_template=chat_template)
     model, world = model.join_world()
     try:
         loaded = model.load()
@@ -92,9 +103,14 @@ def lens_cmd(
                                world=world)  # fmt: skip
         else:
             from langneurons.analysis.lens_text import text_task
+            from langneurons.recording.spans import apply_chat_template, check_chat_template
 
+            if chat_template:
+                check_chat_template(loaded.tokenizer, loaded.name)
+                text = apply_chat_template(text, loaded.tokenizer)
             result = text_task(loaded, text, batch_size=batch_size, max_length=capped_max_length(max_length, loaded),
-                               tuned=lens, tuned_path=str(tuned) if tuned else None, world=world)  # fmt: skip
+                               tuned=lens, tuned_path=str(tuned) if tuned else None, world=world,
+                               count=count)  # fmt: skip
     finally:
         shutdown(world)
     if result is None:  # another rank: rank 0 writes
