@@ -395,3 +395,25 @@ def test_lens_text_reads_the_response_tokens_only(tmp_path):
     every = text_task(loaded, qa, batch_size=2, max_length=32, progress=False)
     assert {lang: per["positions"] for lang, per in every["share"].items()} == {
         lang: words[lang] + prompts[lang] for lang in TURNS}  # fmt: skip
+
+
+def test_attribute_scores_the_response_tokens_only(tmp_path):
+    """Issue 24 part 4: `attribute --count response` takes the NLL of the response tokens given the prompt (the
+    same positions `record --count response` counts); all = prompt + response."""
+    from langneurons.recording.attribute import attribute
+    from langneurons.recording.attribution import AttributionSettings
+
+    loaded = tiny_model("llama")
+    qa = load_corpus(qa_file(tmp_path))
+    words = {lang: sum(len(r.split()) for _, r in TURNS[lang]) for lang in TURNS}
+    prompts = {lang: sum(len(p.split()) for p, _ in TURNS[lang]) for lang in TURNS}
+    got = {}
+    for count in ("response", "prompt", "all"):
+        s = AttributionSettings(units=("neurons",), batch_size=2, max_length=32, count=count)
+        got[count] = attribute(loaded, qa, None, s, progress=False)
+    assert got["response"].meta["tokens"] == words
+    assert got["prompt"].meta["tokens"] == prompts
+    assert got["all"].meta["tokens"] == {lang: words[lang] + prompts[lang] for lang in TURNS}
+    assert got["response"].meta["nll"] != got["all"].meta["nll"]
+    with pytest.raises(Exception, match="--count must be all, response or prompt"):
+        AttributionSettings(count="answers").check()

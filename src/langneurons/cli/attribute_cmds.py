@@ -32,6 +32,12 @@ def attribute_cmd(
     validate_ablations: str = typer.Option(
         "zero,mean", "--validate-ablations", help="Which ablations --validate runs exactly: zero, mean or both."
     ),
+    count: str = typer.Option(
+        "all", "--count", help="Prompt/response records: the NLL of all, the response's or the prompt's tokens."
+    ),
+    chat_template: bool = typer.Option(
+        False, "--chat-template", help="Format prompt/response records with the tokenizer's chat template."
+    ),
     model: opt.ModelOptions = opt.ModelOptions(),
     batch_size: opt.BatchSize = 8,
     max_length: opt.MaxLength = opt.MAX_LENGTH,
@@ -53,11 +59,14 @@ def attribute_cmd(
     settings = AttributionSettings(
         units=tuple(u.strip() for u in units.split(",") if u.strip()), method=method,
         steps=steps if steps is not None else (4 if method == "ig" else 1), site=site, batch_size=batch_size,
-        max_length=max_length, validate=validate, seed=seed,
+        max_length=max_length, validate=validate, seed=seed, count=count,
         validate_ablations=tuple(a.strip() for a in validate_ablations.split(",") if a.strip()),
     )  # fmt: skip
     settings.check()
     texts_ = load_corpus(pick_corpus(corpus, texts), parse_languages(languages), sentences)
+    from langneurons.recording.spans import apply_chat_template, check_chat_template, check_responses
+
+    check_responses(texts_, count, chat_template=chat_template)
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a directory")
     from langneurons.formats.attribution import ATTRIBUTION_JSON
@@ -67,6 +76,9 @@ def attribute_cmd(
 
         raise LangneuronsError(f"{out} already holds an attribution run; pass --overwrite to replace it")
     loaded = model.load()
+    if chat_template:
+        check_chat_template(loaded.tokenizer, loaded.name)
+        texts_ = apply_chat_template(texts_, loaded.tokenizer)
     import dataclasses
 
     settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))

@@ -41,6 +41,7 @@ from langneurons.models.base import Rows
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.plan import Batch, encode
+from langneurons.recording.spans import encode_spans
 
 METHODS = ("patching", "ig")
 CHECKPOINT = "attribution.checkpoint.safetensors"
@@ -61,6 +62,7 @@ class AttributionSettings:
     validate: int = 0  # exact ablation of this many sampled units per unit type (0: none)
     validate_ablations: tuple[str, ...] = ("zero", "mean")  # which ablations --validate runs exactly
     seed: int = 0
+    count: str = "all"  # prompt/response records: the NLL of all, the response's or the prompt's tokens (§18)
 
     def check(self, loaded: LoadedModel | None = None) -> None:
         """One-line errors for impossible settings (callable before the model loads)."""
@@ -71,6 +73,8 @@ class AttributionSettings:
             raise LangneuronsError(f"unknown unit type {bad[0]!r}; choose from {', '.join(UNITS)}")
         if self.method not in METHODS:
             raise LangneuronsError(f"unknown attribution method {self.method!r}; choose {' or '.join(METHODS)}")
+        if self.count not in ("all", "response", "prompt"):
+            raise LangneuronsError(f"--count must be all, response or prompt, got {self.count!r}")
         if self.steps < 1:
             raise LangneuronsError(f"--steps must be at least 1, got {self.steps}")
         if self.method == "patching" and self.steps != 1:
@@ -178,11 +182,26 @@ def batch_nll(loaded: LoadedModel, batch: Batch) -> tuple[torch.Tensor, int]:
     return nll.sum(), int(keep.sum())
 
 
-def language_batches(loaded: LoadedModel, texts: list[str], batch_size: int, max_length: int):
-    """A language's batches, texts sorted by length (less padding); deterministic."""
+def language_batches(loaded: LoadedModel, texts: list[str], batch_size: int, max_length: int,
+                     spans: list | None = None, count: str = "all", templated: bool = False):  # fmt: skip
+    """A language's batches, texts sorted by length (less padding); deterministic. With ``spans`` (prompt/response
+    records) only ``count``'s tokens are counted (`record --count`'s boundary rule, recording/spans.py)."""
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     for i in range(0, len(order), batch_size):
-        yield encode(loaded.tokenizer, [texts[j] for j in order[i : i + batch_size]], max_length, count_bos=False)
+        chosen = order[i : i + batch_size]
+        if spans is None:
+            yield encode(loaded.tokenizer, [texts[j] for j in chosen], max_length, count_bos=False)
+        else:
+            yield encode_spans(loaded.tokenizer, [texts[j] for j in chosen], [spans[j] for j in chosen], count,
+                               templated, max_length, count_bos=False)  # fmt: skip
+
+
+def corpus_batches(loaded: LoadedModel, corpus: Corpus, lang: str, s: AttributionSettings, max_length: int):
+    """:func:`language_batches` of one language of ``corpus``, with its spans when it has them."""
+    if corpus.spans is None:
+        return language_batches(loaded, corpus.texts(lang), s.batch_size, max_length)
+    return language_batches(loaded, corpus.texts(lang), s.batch_size, max_length, corpus.spans[lang], s.count,
+                            corpus.templated)  # fmt: skip
 
 
 # ---- accumulation ----------------------------------------------------------------------------------------------
@@ -307,7 +326,7 @@ def estimate(
             t = Totals(a.num_layers, a.intermediate_size, heads, head_dim)
             extra = f" (ig, {ig_passes + 1} passes/batch)" if ig_passes else ""
             bar.update(task, description=f"attribution {lang}{extra}")
-            for batch in language_batches(loaded, corpus.texts(lang), s.batch_size, max_length):
+            for batch in corpus_batches(loaded, corpus, lang, s, max_length):
                 counted = batch.counted.reshape(-1).to(loaded.device)
                 with Sites(loaded, s.site, neuron_layers, head_layers) as sites:
                     loss, n = batch_nll(loaded, batch)
@@ -473,4 +492,4 @@ def _resume(out: Path | None, fingerprint: str, overwrite: bool) -> dict[str, To
 
 
 __all__ = ["CHECKPOINT", "METHODS", "AttributionSettings", "Sites", "batch_nll", "block_columns", "estimate",
-           "experts_of", "frozen_weights", "language_batches"]
+           "corpus_batches", "experts_of", "frozen_weights", "language_batches"]

@@ -20,7 +20,7 @@ from langneurons.formats.attribution import Attribution
 from langneurons.formats.neuronset import column_groups
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
-from langneurons.recording.attribution import AttributionSettings, Sites, batch_nll, block_columns, language_batches
+from langneurons.recording.attribution import AttributionSettings, Sites, batch_nll, block_columns, corpus_batches
 
 
 def rank(x: torch.Tensor) -> torch.Tensor:
@@ -141,8 +141,7 @@ def validate_attribution(loaded: LoadedModel, corpus: Corpus, result: Attributio
                          *, progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Exact ablation of ``s.validate`` sampled units per unit type beside the estimates (see the module)."""
     max_length = result.meta["provenance"]["settings"]["max_length"]
-    batches = {lang: list(language_batches(loaded, corpus.texts(lang), s.batch_size, max_length))
-               for lang in corpus.languages}  # fmt: skip
+    batches = {lang: list(corpus_batches(loaded, corpus, lang, s, max_length)) for lang in corpus.languages}
     langs = corpus.languages
     kinds = [k for k in s.validate_ablations if k == "zero" or len(langs) > 1]
 
