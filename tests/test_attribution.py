@@ -332,8 +332,8 @@ def test_an_interrupted_validation_resumes_without_estimating_again(tmp_path, mo
     first = estimate(loaded, corpus(2), tmp_path / "a", s, progress=False)  # as if validation were then killed
     assert (tmp_path / "a" / attribution_module.CHECKPOINT).exists()
     calls = []
-    real = attribution_module.language_batches
-    monkeypatch.setattr(attribution_module, "language_batches", lambda *a: calls.append(1) or real(*a))
+    real = attribution_module.corpus_batches  # the estimate's batches (the validation imports its own name)
+    monkeypatch.setattr(attribution_module, "corpus_batches", lambda *a: calls.append(1) or real(*a))
     done = attribute(loaded, corpus(2), tmp_path / "a", AttributionSettings(batch_size=2, validate=2,
                      validate_ablations=("zero",)), progress=False)  # fmt: skip
     assert calls == [] and set(done.meta["validation"]["per_unit"]["heads"]) == {"units", "top_scored", "zero"}
