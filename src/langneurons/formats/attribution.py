@@ -29,6 +29,7 @@ import torch
 
 from langneurons.errors import LangneuronsError
 from langneurons.formats.atomic import read_json, read_safetensors, write_json, write_safetensors
+from langneurons.formats.neuronset import column_groups
 
 ATTRIBUTION_FORMAT = "langneurons-attribution/1"
 ATTRIBUTION_FILE = "attribution.safetensors"
@@ -73,6 +74,18 @@ class Attribution:
     def scores(self, unit: str, ablation: str = "zero") -> torch.Tensor:
         """``[K, layers, units]``: every language's scores, in the run's language order."""
         return torch.stack([self.score(unit, lang, ablation) for lang in self.languages])
+
+    def existing(self, unit: str) -> torch.Tensor:
+        """[layers, units] bool: the units that exist (an MoE model's padded neuron columns and the layers
+        without heads or experts do not), the ones identification ranks and validation samples."""
+        layout = self.meta["layout"]
+        n_layers = layout["num_layers"]
+        if unit == "neurons":
+            groups = column_groups(layout.get("moe"), n_layers, layout["neurons"])
+            return torch.ones(n_layers, layout["neurons"], dtype=torch.bool) if groups is None else groups >= 0
+        mask = torch.zeros(n_layers, layout[unit], dtype=torch.bool)
+        mask[layout["head_layers"] if unit == "heads" else layout["moe"]["moe_layers"]] = True
+        return mask
 
     def save(self, out: str | Path) -> None:
         out = Path(out)

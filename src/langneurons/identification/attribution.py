@@ -24,7 +24,7 @@ import torch
 
 from langneurons.errors import LangneuronsError
 from langneurons.formats.attribution import ABLATIONS, UNITS, Attribution
-from langneurons.formats.neuronset import NeuronSet, column_groups, moe_layout
+from langneurons.formats.neuronset import NeuronSet, moe_layout
 from langneurons.identification.common import Method, check_rate
 from langneurons.version import __version__
 
@@ -43,17 +43,6 @@ def selectivity(scores: torch.Tensor) -> torch.Tensor:
         others = torch.cat([scores[:i], scores[i + 1 :]])
         out[i] = scores[i] - others.amax(0)
     return out
-
-
-def _existing(attr: Attribution, unit: str) -> torch.Tensor:
-    layout = attr.meta["layout"]
-    L = layout["num_layers"]
-    if unit == "neurons":
-        groups = column_groups(layout.get("moe"), L, layout["neurons"])
-        return torch.ones(L, layout["neurons"], dtype=torch.bool) if groups is None else groups >= 0
-    mask = torch.zeros(L, layout[unit], dtype=torch.bool)
-    mask[layout["head_layers"] if unit == "heads" else layout["moe"]["moe_layers"]] = True
-    return mask
 
 
 def matched_budget(neurons: NeuronSet) -> dict[str, int]:
@@ -86,7 +75,7 @@ def attribution_set(
     if ablation == "mean" and f"mean.{unit}.{langs[0]}" not in attr.tensors:
         raise LangneuronsError("this attribution run has no mean-ablation scores (one language only)")
     scores = torch.stack([attr.score(unit, lang, ablation) for lang in langs])
-    exists = _existing(attr, unit)
+    exists = attr.existing(unit)
     sel = selectivity(scores)
     sel = sel.masked_fill(~(exists.unsqueeze(0) & (scores > 0) & (sel > 0)), -torch.inf)
     k, num_layers, size = scores.shape

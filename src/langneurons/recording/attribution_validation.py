@@ -17,7 +17,6 @@ import torch
 
 from langneurons.data import Corpus
 from langneurons.formats.attribution import Attribution
-from langneurons.formats.neuronset import column_groups
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.attribution import AttributionSettings, Sites, batch_nll, block_columns, corpus_batches
@@ -67,23 +66,11 @@ def agreement(estimate: torch.Tensor, exact: torch.Tensor, largest: int | None =
     }
 
 
-def _candidates(result: Attribution, unit: str) -> torch.Tensor:
-    layout = result.meta["layout"]
-    L = layout["num_layers"]
-    if unit == "neurons":
-        groups = column_groups(layout.get("moe"), L, layout["neurons"])
-        return torch.ones(L, layout["neurons"], dtype=torch.bool) if groups is None else groups >= 0
-    mask = torch.zeros(L, layout[unit], dtype=torch.bool)
-    rows = layout["head_layers"] if unit == "heads" else layout["moe"]["moe_layers"]
-    mask[rows] = True
-    return mask
-
-
 def sample_units(result: Attribution, unit: str, n: int, seed: int) -> list[tuple[int, int]]:
     """``n`` (layer, index) units: half the top-scored (largest zero-ablation estimate on any language),
     half uniformly among the other candidates."""
     scores = result.scores(unit).amax(0)
-    cand = _candidates(result, unit)
+    cand = result.existing(unit)
     flat = scores.masked_fill(~cand, -math.inf).reshape(-1)
     n = min(n, int(cand.sum()))
     n_top = n // 2 + n % 2
