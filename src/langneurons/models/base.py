@@ -193,16 +193,9 @@ class Adapter:
 
     # ---- the logit lens (docs/methods.md §16): residual stream → the model's own output distribution ----
     def final_norm(self) -> nn.Module | None:
-        """The norm the model applies after its last decoder layer (None where the family has none)."""
-        obj = self.model
-        for part in self.final_norm_path.split("."):
-            if not hasattr(obj, part):
-                raise LangneuronsError(
-                    f"{type(self).__name__}: expected the final norm at {self.final_norm_path!r} in "
-                    f"{type(self.model).__name__}, missing {part!r}"
-                )
-            obj = getattr(obj, part)
-        return obj
+        """The norm the model applies after its last decoder layer (None where the model sets it to None, as
+        OPT-350m-style models do)."""
+        return submodule(self.model, self.final_norm_path, self)
 
     def unembedding(self) -> nn.Module:
         """The LM head (hidden → vocabulary logits)."""
