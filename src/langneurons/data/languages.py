@@ -8,6 +8,7 @@ NAMES = {
     "en": "English", "fr": "French", "de": "German", "es": "Spanish", "ru": "Russian", "zh": "Chinese",
     "ja": "Japanese", "ar": "Arabic", "hi": "Hindi", "vi": "Vietnamese", "it": "Italian", "pt": "Portuguese",
     "ko": "Korean", "tr": "Turkish", "nl": "Dutch", "pl": "Polish", "id": "Indonesian", "uk": "Ukrainian",
+    "bn": "Bengali", "sw": "Swahili", "th": "Thai",
 }  # fmt: skip
 
 # ISO 639-1/-3 (en, eng), with a region or script (pt-BR, zh-Hans, eng_Latn); the toy codes aa, bb, ... pass too.

@@ -17,18 +17,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from langneurons.data.languages import NAMES
 from langneurons.data.ntrex import NTREX_LANGUAGES, ntrex_lines
 from langneurons.errors import LangneuronsError
 
 TASK_KINDS = ("translate", "continue", "arithmetic")
 PER_KIND = 4
 LONGEST = 110  # characters of the source sentence: short prompts, quick answers
-NAMES = {
-    "ar": "Arabic", "bn": "Bengali", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
-    "hi": "Hindi", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "nl": "Dutch",
-    "pt": "Portuguese", "ru": "Russian", "sw": "Swahili", "th": "Thai", "tr": "Turkish", "uk": "Ukrainian",
-    "vi": "Vietnamese", "zh": "Chinese",
-}  # fmt: skip
 UNSPACED = ("ja", "th", "zh")  # cut by characters, not words
 
 
