@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from langneurons.cli import app
 from langneurons.errors import LangneuronsError
-from langneurons.evaluation.benchmark import METHODS, BenchmarkSettings, benchmark
+from langneurons.evaluation.benchmark import METHODS, STEERING_ONLY, BenchmarkSettings, benchmark, split_prompts
 from langneurons.reporting import write_report
 from langneurons.reporting.benchmark import benchmark_figure, markdown_table
 
@@ -20,8 +20,9 @@ from langneurons.reporting.benchmark import benchmark_figure, markdown_table
 LANGS = {"aa": WORDS["aa"], "bb": WORDS["bb"], "cc": WORDS["shared"]}
 # small sets for a 3-layer × 48-neuron model (the reference defaults select all or nothing there)
 PARAMS = {"lape": {"top_rate": 0.2}, "entropy-lambda": {"lam": "auto", "top_rate": 0.2}, "ap": {"n": 6},
-          "key-neurons": {"threshold": 1.38}}  # fmt: skip
-TIMING = {"wall_seconds", "identify_seconds", "data_seconds", "record_seconds", "pooled_seconds", "created"}
+          "key-neurons": {"threshold": 1.38}, "attribution-neurons": {"top_rate": 0.2}}  # fmt: skip
+TIMING = {"wall_seconds", "identify_seconds", "data_seconds", "record_seconds", "pooled_seconds", "created",
+          "seconds", "attribution_seconds"}  # fmt: skip
 
 
 def write_corpus(folder, n, seed):
@@ -39,8 +40,9 @@ def settings(tmp_path) -> BenchmarkSettings:
         (tmp_path / "prompts.txt").write_text("a1 a2 a3\na4 a5\na6 a7 a0\na1 s1\n")
     return BenchmarkSettings(
         languages=["aa", "bb", "cc"], source="aa", identify_corpus=str(tmp_path / "ident"),
-        heldout_corpus=str(tmp_path / "held"), sentences=30, eval_sentences=4, prompts=4,
-        prompts_spec=str(tmp_path / "prompts.txt"), strengths=[1.0, 2.0], direction_strengths=[1.0, 4.0],
+        heldout_corpus=str(tmp_path / "held"), sentences=30, attribution_sentences=8, eval_sentences=4, prompts=2,
+        dev_prompts=2, prompts_spec=str(tmp_path / "prompts.txt"), strengths=[1.0, 2.0], head_strengths=[2.0],
+        direction_strengths=[1.0, 4.0], clas_strengths=[1.0, 4.0],
         translate_sentences=3, shots=1, max_new_tokens=4, translate_max_new_tokens=4, batch_size=4,
         max_length=64, bootstrap=20, method_params=PARAMS,
     )  # fmt: skip
@@ -76,6 +78,9 @@ def check_summaries_by_hand(result):
     p = result["perplexity"]["ppl"]
     base = p["none"]
     for method, row in result["summary"].items():
+        if method in STEERING_ONLY:  # a steering recipe: no deactivation cells
+            assert row["ppl_own"] is None and row["chrf_drop_own"] is None
+            continue
         own, others, geo, select = [], [], [], []
         for lang in langs:
             off = p[f"{method}/off:{lang}"]
@@ -100,16 +105,52 @@ def check_summaries_by_hand(result):
         assert row["chrf_drop_others"] == pytest.approx(hand_median(drops), abs=1e-12), method
 
 
+def check_intervals(result):
+    """Every cell has its interval; the paired tests cover every pair of methods on the same items, and the
+    steering success interval is Wilson's over the pooled test generations."""
+    from itertools import combinations
+
+    from langneurons.intervals import wilson
+
+    for method, row in result["summary"].items():
+        cells_ = result["intervals"][method]
+        hits, n = row["steer_successes"]
+        assert n == 2 * 2 and cells_["steer_success_pooled_wilson"] == pytest.approx(list(wilson(hits, n)))
+        if method in STEERING_ONLY:
+            continue
+        for key in ("ppl_own", "ppl_others", "ppl_selectivity", "ppl_random_own", "chrf_drop_own"):
+            lo, hi = cells_[key]
+            assert lo <= hi, (method, key)
+    for name, test in result["paired"].items():
+        methods = [m for m in result["methods"] if name.startswith("steer") or m not in STEERING_ONLY]
+        assert set(test["pairs"]) <= {f"{a} vs {b}" for a, b in combinations(methods, 2)}
+        assert test["best"] in methods and test["resamples"] == result["provenance"]["settings"]["bootstrap"]
+
+
+def test_split_prompts():
+    prompts = [f"p{i}" for i in range(30)]
+    dev, test = split_prompts(prompts, 10, 20)
+    assert dev == [f"p{i}" for i in range(0, 30, 3)] and len(test) == 20 and not set(dev) & set(test)
+    with pytest.raises(LangneuronsError, match="need 31 steering prompts"):
+        split_prompts(prompts, 11, 20)
+
+
 def test_every_cell_and_bit_for_bit(tmp_path):
     loaded = tiny_model("llama")
     first = benchmark(loaded, tmp_path / "one", settings(tmp_path), progress=False)
     assert list(first["summary"]) == list(METHODS)
     check_summaries_by_hand(first)
-    gaps = [path for path, value in cells(first["summary"]) if value is None]
+    gaps = [path for path, value in cells(first["summary"]) if value is None and path.split("/")[1] not in
+            STEERING_ONLY]  # fmt: skip
     assert not gaps, gaps
     for method, facts in first["identification"].items():  # every method found units on distinct languages
         assert sum(facts["size"]["per_language"].values()) > 0, (method, facts["size"])
-    assert "n/a" not in markdown_table(first)
+    assert first["identification"]["attribution-heads"]["size"]["unit"] == "heads"
+    check_intervals(first)
+    table = markdown_table(first)
+    assert all(line.count("n/a") == (7 if "| diffmean-clas |" in line else 0) for line in table.splitlines()
+               if line.startswith("| ") and "method" not in line)  # fmt: skip
+    assert table.count("**") == 2 * len(first["paired"])  # one best per headline test
     assert benchmark_figure(first)[:4] == b"\x89PNG"
     write_report(tmp_path / "one", tmp_path / "report.html")  # the report reads the benchmark folder
     page = (tmp_path / "report.html").read_text()
@@ -144,12 +185,18 @@ def test_bad_settings(tmp_path):
     with pytest.raises(LangneuronsError, match="unknown method"):
         BenchmarkSettings(methods=["lape", "magic"]).validate()
     with pytest.raises(LangneuronsError, match="prompts"):
-        BenchmarkSettings(prompts=1).validate()
+        BenchmarkSettings(prompts=0).validate()
+    with pytest.raises(LangneuronsError, match="attribution-sentences"):
+        BenchmarkSettings(sentences=10, attribution_sentences=20).validate()
     runner = CliRunner()
     result = runner.invoke(app, ["benchmark", "--languages", "fr,de", "-o", str(tmp_path / "b")])
     assert result.exit_code == 2 and "source" in result.output
     result = runner.invoke(app, ["benchmark", "--strengths", "a,b", "-o", str(tmp_path / "b")])
     assert result.exit_code == 2
+    result = runner.invoke(app, ["benchmark", "--methods", "lape", "--head-strengths", "2", "-o", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--head-strengths does not apply" in result.output
+    result = runner.invoke(app, ["benchmark", "--clas-ranges", "5", "-o", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "first-last" in result.output
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "benchmark.json").write_text("{}")
     result = runner.invoke(app, ["benchmark", "-o", str(tmp_path / "done")])
@@ -165,7 +212,7 @@ def test_cli_end_to_end(tmp_path):
     args = ["benchmark", "--model", str(tmp_path / "model"), "--device", "cpu", "--languages", "aa,bb,cc",
             "--from", "aa", "--methods", "lape,diffmean", "--corpus", s.identify_corpus, "--heldout",
             s.heldout_corpus, "--prompt-file", s.prompts_spec, "--sentences", "30", "--eval-sentences", "3",
-            "--prompts", "2", "--strengths", "1", "--direction-strengths", "1", "--direction-layers", "1",
+            "--prompts", "2", "--dev-prompts", "2", "--strengths", "1", "--direction-strengths", "1", "--direction-layers", "1",
             "--translate-sentences", "2", "--shots", "1", "--bootstrap", "10", "--max-length", "64",
             "-o", str(out)]  # fmt: skip
     res = CliRunner().invoke(app, args)

@@ -33,22 +33,41 @@ def _numbers(text: str | None, cast, flag: str) -> list | None:
     return values
 
 
-def _refuse_unused(methods: list[str] | None, strengths: str | None, direction_strengths: str | None,
-                   direction_layers: str | None) -> None:  # fmt: skip
-    """Sweep options of a method family that --methods leaves out are refused, not ignored."""
-    from langneurons.evaluation.benchmark import NEURON_METHODS
+def _ranges(text: str | None) -> list[list[int]] | None:
+    """``0-17,4-12`` → [[0, 17], [4, 12]] (CLaS layer ranges, first-last inclusive)."""
+    if text is None:
+        return None
+    out = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        first, sep, last = item.partition("-")
+        if not sep or not first.isdigit() or not last.isdigit():
+            raise LangneuronsError(f"--clas-ranges must be first-last layer ranges separated by commas, got {item!r}")
+        out.append([int(first), int(last)])
+    if not out:
+        raise LangneuronsError("--clas-ranges is empty")
+    return out
 
+
+# sweep option → the methods it applies to
+SWEEPS = {
+    "--strengths": ("lape", "entropy-lambda", "ap", "key-neurons", "attribution-neurons"),
+    "--head-strengths": ("attribution-heads",),
+    "--direction-strengths": ("diffmean",),
+    "--direction-layers": ("diffmean",),
+    "--clas-strengths": ("diffmean-clas",),
+    "--clas-ranges": ("diffmean-clas",),
+}
+
+
+def _refuse_unused(methods: list[str] | None, given: dict[str, str | None]) -> None:
+    """Sweep options of a method family that --methods leaves out are refused, not ignored."""
     if methods is None:
         return
-    if strengths is not None and not set(methods) & set(NEURON_METHODS):
-        raise LangneuronsError(
-            f"--strengths does not apply to --methods {','.join(methods)} (it sweeps neuron steering; "
-            "see --direction-strengths)"
-        )
-    if "diffmean" not in methods:
-        for flag, value in (("--direction-strengths", direction_strengths), ("--direction-layers", direction_layers)):
-            if value is not None:
-                raise LangneuronsError(f"{flag} does not apply to --methods {','.join(methods)} (diffmean only)")
+    for flag, value in given.items():
+        if value is not None and not set(methods) & set(SWEEPS[flag]):
+            raise LangneuronsError(
+                f"{flag} does not apply to --methods {','.join(methods)} (it sweeps {','.join(SWEEPS[flag])})"
+            )
 
 
 @app.command("benchmark")
@@ -59,7 +78,10 @@ def benchmark_cmd(
     languages: str = typer.Option("en,fr,ru,zh", "--languages", help="Comma-separated; must include --from."),
     source: str = typer.Option("en", "--from", help="Source language of steering and translation."),
     methods: str | None = typer.Option(
-        None, "--methods", help="Subset of lape,entropy-lambda,ap,key-neurons,diffmean."
+        None,
+        "--methods",
+        help="Subset of lape,entropy-lambda,ap,key-neurons,attribution-neurons,attribution-heads,diffmean,"
+        "diffmean-clas (default: all).",
     ),
     corpus: str = typer.Option("ntrex:identify", "--corpus", help="Identification text (" + opt.CORPUS_HELP + ")."),
     heldout: str = typer.Option("ntrex:dev", "--heldout", help="Held-out parallel text for PPL and translation."),
@@ -68,8 +90,26 @@ def benchmark_cmd(
     eval_sentences: int | None = typer.Option(
         None, "--eval-sentences", help="Held-out PPL sentences per language (8)."
     ),
-    prompts: int | None = typer.Option(None, "--prompts", help="Steering prompts, half dev half test (8)."),
+    attribution_sentences: int | None = typer.Option(
+        None, "--attribution-sentences", help="Of the identification sentences, the first N per language that "
+        "`attribute` scores (24)."
+    ),
+    prompts: int | None = typer.Option(None, "--prompts", help="Steering test prompts per target (20)."),
+    dev_prompts: int | None = typer.Option(
+        None, "--dev-prompts", help="Steering dev prompts for the sweep (10), evenly spaced among the first "
+        "dev + test prompts."
+    ),
     strengths: str | None = typer.Option(None, "--strengths", help="Neuron steering strengths swept on dev (0.5,1,2)."),
+    head_strengths: str | None = typer.Option(
+        None, "--head-strengths", help="Attribution heads: amplification factors swept on dev (2,4,8)."
+    ),
+    clas_strengths: str | None = typer.Option(
+        None, "--clas-strengths", help="diffmean-clas: absolute strengths β swept on dev (default: CLAS_STRENGTHS)."
+    ),
+    clas_ranges: str | None = typer.Option(
+        None, "--clas-ranges", help="diffmean-clas: layer ranges swept on dev, e.g. 0-17,4-12 (default: every layer "
+        "and the middle half)."
+    ),
     direction_strengths: str | None = typer.Option(
         None, "--direction-strengths", help="DiffMean α swept on dev (0.05,0.1,0.25)."
     ),
@@ -78,21 +118,24 @@ def benchmark_cmd(
     ),
     translate_sentences: int | None = typer.Option(None, "--translate-sentences", help="Test lines per pair (6)."),
     shots: int | None = typer.Option(None, "--shots", help="Few-shot translation examples (3)."),
-    bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples (200)."),
-    full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 prompts, 50 lines, wider sweeps."),
+    bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples, intervals and paired tests "
+                                         "(1000)."),
+    full: bool = typer.Option(False, "--full", help="GPU budget: 1000 sentences, 40 test + 20 dev prompts, 50 lines, "
+                              "wider sweeps."),
     seed: opt.Seed = 0,
     batch_size: opt.BatchSize = 16,
     max_length: opt.MaxLength = 256,
     model: opt.ModelOptions = opt.ModelOptions(),
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Rank LAPE, entropy−λ, AP, key neurons and DiffMean (and their random controls) on the same tests."""
+    """Rank LAPE, entropy−λ, AP, key neurons, attribution neurons and heads, and DiffMean by two recipes (each
+    beside its random control) on the same tests, with 95 % intervals and paired tests between methods."""
     from langneurons.data import parse_languages
     from langneurons.evaluation.benchmark import FULL, BenchmarkSettings, benchmark
     from langneurons.reporting.benchmark import benchmark_figure, markdown_table, table_rows
 
     check_out_folder(out, overwrite, "benchmark.json", "a finished benchmark")
-    for value in (sentences, eval_sentences, translate_sentences):
+    for value in (sentences, eval_sentences, translate_sentences, attribution_sentences):
         check_sentences(value)
     check_positive(batch_size=batch_size, max_length=max_length)
     given = {
@@ -104,8 +147,13 @@ def benchmark_cmd(
         "methods": parse_languages(methods),
         "sentences": sentences,
         "eval_sentences": eval_sentences,
+        "attribution_sentences": attribution_sentences,
         "prompts": prompts,
+        "dev_prompts": dev_prompts,
         "strengths": _numbers(strengths, float, "--strengths"),
+        "head_strengths": _numbers(head_strengths, float, "--head-strengths"),
+        "clas_strengths": _numbers(clas_strengths, float, "--clas-strengths"),
+        "clas_ranges": _ranges(clas_ranges),
         "direction_strengths": _numbers(direction_strengths, float, "--direction-strengths"),
         "direction_layers": _numbers(direction_layers, int, "--direction-layers"),
         "translate_sentences": translate_sentences,
@@ -114,7 +162,10 @@ def benchmark_cmd(
         "seed": seed,
         "batch_size": batch_size,
     }
-    _refuse_unused(given["methods"], strengths, direction_strengths, direction_layers)
+    _refuse_unused(given["methods"], {"--strengths": strengths, "--head-strengths": head_strengths,
+                                      "--direction-strengths": direction_strengths,
+                                      "--direction-layers": direction_layers, "--clas-strengths": clas_strengths,
+                                      "--clas-ranges": clas_ranges})  # fmt: skip
     settings = BenchmarkSettings(**({**FULL} if full else {}) | {k: v for k, v in given.items() if v is not None})
     settings.validate()
     if overwrite:
@@ -122,6 +173,9 @@ def benchmark_cmd(
             stale.unlink()
     loaded = model.load()
     settings.max_length = capped_max_length(max_length, loaded)
+    for first, last in settings.clas_ranges or []:
+        if last >= loaded.adapter.num_layers:
+            raise LangneuronsError(f"--clas-ranges: {first}-{last} is not in 0..{loaded.adapter.num_layers - 1}")
     if settings.direction_layers is not None:
         for layer in settings.direction_layers:
             if not 0 <= layer < loaded.adapter.num_layers:
@@ -130,7 +184,7 @@ def benchmark_cmd(
     (out / "benchmark.md").write_text(markdown_table(result), encoding="utf-8")
     (out / "benchmark.png").write_bytes(benchmark_figure(result))
     console = make_console()
-    rows = table_rows(result)
+    rows = table_rows(result, markdown=False)
     if console.is_terminal and console.width >= 40 + 10 * len(rows[0]):
         table = Table(title=escape(f"benchmark on {result['provenance']['model']} ({','.join(settings.languages)})"))
         for header in rows[0]:

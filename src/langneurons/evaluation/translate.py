@@ -71,26 +71,27 @@ def chrf(hypotheses: list[str], references: list[str]) -> float:
     return float(CHRF().corpus_score(hypotheses, [references]).score)
 
 
-def _chrf_stats(hypotheses: list[str], references: list[str]) -> np.ndarray:
+def chrf_stats(hypotheses: list[str], references: list[str]) -> np.ndarray:
     """Per-sentence chrF sufficient statistics (they add over sentences), [N, S]."""
     return np.asarray(CHRF()._extract_corpus_statistics(hypotheses, [references]), dtype=np.int64)
 
 
-def _score(stats: np.ndarray) -> float:
+def chrf_from_stats(stats: np.ndarray) -> float:
+    """Corpus chrF from per-sentence sufficient statistics [N, S] (a bootstrap resample's rows)."""
     return float(CHRF()._compute_score_from_stats(list(stats.sum(0))).score)
 
 
 def bootstrap_chrf(hyps: list[str], refs: list[str], base: list[str] | None, n: int, seed: int) -> dict[str, Any]:
     """chrF, its 95 % bootstrap interval and (given the baseline's hypotheses) the paired drop's."""
-    stats = _chrf_stats(hyps, refs)
+    stats = chrf_stats(hyps, refs)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(hyps), size=(n, len(hyps)))
-    scores = np.array([_score(stats[i]) for i in idx])
-    out: dict[str, Any] = {"chrf": _score(stats), "chrf_ci": _ci(scores)}
+    scores = np.array([chrf_from_stats(stats[i]) for i in idx])
+    out: dict[str, Any] = {"chrf": chrf_from_stats(stats), "chrf_ci": _ci(scores)}
     if base is not None:
-        base_stats = _chrf_stats(base, refs)
-        drops = np.array([_score(base_stats[i]) for i in idx]) - scores
-        out |= {"drop": _score(base_stats) - out["chrf"], "drop_ci": _ci(drops)}
+        base_stats = chrf_stats(base, refs)
+        drops = np.array([chrf_from_stats(base_stats[i]) for i in idx]) - scores
+        out |= {"drop": chrf_from_stats(base_stats) - out["chrf"], "drop_ci": _ci(drops)}
     return out
 
 

@@ -52,6 +52,10 @@ def _chrf_drops(result: dict[str, Any], method: str, kind: str) -> list[tuple[fl
     return out
 
 
+SHORT = {"entropy-lambda": "entropy−λ", "key-neurons": "key neurons", "attribution-neurons": "attribution\nneurons",
+         "attribution-heads": "attribution\nheads", "diffmean": "DiffMean\n(ours)", "diffmean-clas": "DiffMean\n(CLaS)"}
+
+
 def benchmark_figure(result: dict[str, Any]) -> bytes:
     """Three panels, one bar per method and measure with what varies beside it (PNG bytes):
     PPL factors (bars: medians over languages; dots: each language), steering success pooled over the
@@ -60,7 +64,7 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
     its matched random control."""
     methods = list(result["summary"])
     x = np.arange(len(methods))
-    fig, axes = plt.subplots(3, 1, figsize=(7.0, 8.6), layout="constrained")
+    fig, axes = plt.subplots(3, 1, figsize=(8.6, 8.6), layout="constrained")
     set_colour, other_colour, control_colour = "#1f77b4", "#9ecae1", "#7f7f7f"
 
     ax = axes[0]  # ---- perplexity
@@ -122,7 +126,7 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
     ax.set_ylabel("chrF drop (points)")
     ax.set_title("switched off: chrF drop (bars: median over targets; dots: each target, 95 % CI)", fontsize=9)
     for ax in axes:
-        ax.set_xticks(x, methods)
+        ax.set_xticks(x, [SHORT.get(m, m) for m in methods], fontsize=7.5)
         ax.legend(fontsize=7, loc="upper left", ncol=3, frameon=False)
     model = result.get("provenance", {}).get("model", "")
     fig.suptitle(f"benchmark: {model}, languages {','.join(result['languages'])}", fontsize=10)
@@ -134,12 +138,13 @@ def benchmark_caption(result: dict[str, Any]) -> str:
     p = result.get("provenance", {})
     st = p.get("settings", {})
     return (
-        f"Every method's component switched off (left: PPL factor on the own language, the others, and for the "
+        f"Every method's component switched off (top: PPL factor on the own language, the others, and for the "
         f"matched random control; medians over languages; middle: steering {result.get('source')} → each other "
-        f"language at the setting chosen on dev prompts, fluency-gated success, fluent share, their harmonic "
-        f"mean and the control's success; right: few-shot translation chrF drop). Model {p.get('model')}; "
-        f"languages {','.join(result.get('languages', []))}; identification {p.get('identification_text')}; "
-        f"held-out {p.get('heldout_text')} ({st.get('eval_sentences')} PPL sentences, {st.get('prompts')} prompts, "
+        f"language at the setting chosen on dev prompts, fluency-gated success pooled over the test prompts with "
+        f"Wilson 95 % intervals, beside the control's; bottom: few-shot translation chrF drop). Model "
+        f"{p.get('model')}; languages {','.join(result.get('languages', []))}; identification "
+        f"{p.get('identification_text')}; held-out {p.get('heldout_text')} ({st.get('eval_sentences')} PPL "
+        f"sentences, {st.get('dev_prompts', '?')} dev and {st.get('prompts')} test prompts per target, "
         f"{st.get('translate_sentences')} translation lines per pair); {p.get('wall_seconds')} s."
     )
 
@@ -153,14 +158,20 @@ COLUMNS = [
     ("ppl_selectivity", "PPL sel."),
     ("ppl_random_own", "ΔPPL rand."),
     ("steer_setting", "steer at"),
-    ("steer_success", "steer succ."),
+    ("steer_success_pooled", "steer succ."),
+    ("steer_random_success_pooled", "rand. succ."),
     ("steer_fluent", "fluent"),
-    ("steer_combined", "combined"),
-    ("steer_random_success", "rand. succ."),
     ("chrf_drop_own", "chrF drop own"),
     ("chrf_drop_others", "chrF drop others"),
     ("chrf_drop_random_own", "chrF drop rand."),
 ]
+HEADLINE = {"ppl_selectivity": "PPL selectivity", "steer_success_pooled": "steering success",
+            "chrf_drop_own": "chrF drop, own pair"}  # fmt: skip
+LEGEND = ("[a, b]: 95 % interval (steering: Wilson over the pooled test generations; the rest: bootstrap over "
+          "sentences, lines and prompts). In the PPL selectivity, steering success and chrF drop (own) columns, "
+          "**bold** is the best method and ≈ marks a method not significantly different from it (paired bootstrap "
+          "on the same items, 95 %); an unmarked value there is significantly below the best. n/a: not part of that "
+          "test (diffmean-clas is a steering recipe).")  # fmt: skip
 
 
 def fmt_cell(key: str, value: Any) -> str:
@@ -170,9 +181,9 @@ def fmt_cell(key: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     if key.startswith("ppl_") and key not in ("ppl_selectivity", "ppl_vs_random"):
-        return f"{value:+.0%}" if abs(value) < 10 else f"×{value + 1:.0f}"
+        return f"{value:+.0%}" if abs(value) < 10 else f"×{value + 1:,.0f}"
     if key in ("ppl_selectivity", "ppl_vs_random"):
-        return f"{value:.2f}"
+        return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
     if key.startswith("steer_"):
         return f"{value:.0%}"
     if key.startswith("chrf_"):
@@ -184,17 +195,75 @@ def fmt_cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def table_rows(result: dict[str, Any]) -> list[list[str]]:
-    """The summary table as rows of cells (first row: headers)."""
+def _interval(result: dict[str, Any], method: str, key: str) -> str:
+    cells = (result.get("intervals") or {}).get(method) or {}
+    ci = cells.get(f"{key}_wilson") or cells.get(key)
+    if not ci or ci[0] is None:
+        return ""
+    if key.startswith("steer_"):
+        return f" [{ci[0]:.0%}, {ci[1]:.0%}]".replace("%", "")
+    return f" [{fmt_cell(key, ci[0])}, {fmt_cell(key, ci[1])}]"
+
+
+def _mark(result: dict[str, Any], method: str, key: str, text: str, markdown: bool) -> str:
+    test = (result.get("paired") or {}).get(key)
+    if not test or text == "n/a":
+        return text
+    if test.get("best") == method:
+        return f"**{text}**" if markdown else f"{text} (best)"
+    return f"{text} ≈" if method in (test.get("tied_with_best") or []) else text
+
+
+def table_rows(result: dict[str, Any], markdown: bool = True) -> list[list[str]]:
+    """The summary table as rows of cells (first row: headers), each value with its interval and mark (the best
+    in **bold** for Markdown, "(best)" in plain text)."""
     rows = [[title for _, title in COLUMNS]]
     for method, row in result["summary"].items():
-        rows.append([method] + [fmt_cell(key, row.get(key)) for key, _ in COLUMNS[1:]])
+        cells = [method]
+        for key, _ in COLUMNS[1:]:
+            text = fmt_cell(key, row.get(key))
+            if key == "units_per_language" and row.get("unit"):
+                text += f" {row['unit'].split()[-1]}"
+            elif text != "n/a":
+                text += _interval(result, method, key)
+                if key == "steer_success_pooled" and row.get("steer_successes"):
+                    text += " ({}/{})".format(*row["steer_successes"])
+            cells.append(_mark(result, method, key, text, markdown))
+        rows.append(cells)
     return rows
 
 
+def paired_lines(result: dict[str, Any]) -> list[str]:
+    """Per headline test, every significant difference between two methods (A − B, 95 % interval, p)."""
+    lines = []
+    for key, title in HEADLINE.items():
+        test = (result.get("paired") or {}).get(key)
+        if not test:
+            continue
+        sig = [(pair, row) for pair, row in test["pairs"].items() if row["significant"]]
+        lines.append(f"- **{title}** ({len(sig)} of {len(test['pairs'])} pairs differ significantly):")
+        for pair, row in sig:
+            lo, hi = row["ci"]
+            if key.startswith("steer_"):
+                diff = f"{row['difference'] * 100:+.0f} points [{lo * 100:+.0f}, {hi * 100:+.0f}]"
+            else:
+                diff = f"{row['difference']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+            p = f"p < {1 / test['resamples']:.2g}" if row["p"] == 0 else f"p = {row['p']:.2g}"
+            lines.append(f"  - {pair}: {diff}, {p}")
+    return lines
+
+
 def markdown_table(result: dict[str, Any]) -> str:
-    """The summary table as Markdown, for `langneurons benchmark` to print and to paste into notes."""
+    """The summary table as Markdown (with its legend and the significant paired differences), for
+    `langneurons benchmark` to print and to paste into notes."""
     rows = table_rows(result)
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(lines) + "\n"
+    extra = paired_lines(result)
+    text = "\n".join(lines) + "\n"
+    if result.get("paired"):
+        text += "\n" + LEGEND + "\n"
+    if extra:
+        text += "\nPaired tests (bootstrap over the same items; significant differences only):\n\n"
+        text += "\n".join(extra) + "\n"
+    return text

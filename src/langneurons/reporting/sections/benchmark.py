@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langneurons.reporting.benchmark import benchmark_caption, benchmark_figure, table_rows
+from langneurons.reporting.benchmark import LEGEND, benchmark_caption, benchmark_figure, paired_lines, table_rows
 from langneurons.reporting.sections.common import Figure, Section, Table
 
 TEMPLATE = "section_benchmark.html"
@@ -13,13 +13,15 @@ TEMPLATE = "section_benchmark.html"
 def benchmark_section(data: dict[str, Any]) -> Section:
     """Every method through the same causal tests: the figure and the table of the numbers behind it."""
     heading = "Benchmark: every method, the same tests"  # the figure's; the section is "Benchmark"
-    head, *body = table_rows(data)
+    head, *body = table_rows(data, markdown=False)
     return Section(
         "benchmark",
         "Benchmark",
         TEMPLATE,
         figures=[Figure("benchmark.png", benchmark_figure(data), heading, benchmark_caption(data))],
-        data={"table": Table([str(h) for h in head], [[str(c) for c in r] for r in body])},
+        data={"table": Table([str(h) for h in head], [[str(c) for c in r] for r in body]),
+              "legend": LEGEND.replace("**bold**", "(best)") if data.get("paired") else None,
+              "paired": [line.replace("**", "").strip("- ").strip() for line in paired_lines(data)]},
     )
 
 
