@@ -213,7 +213,14 @@ def steer_cmd(
         None,
         "--layers",
         help="--directions: layer(s) to add the direction at; a comma list sweeps "
-        "(default: 1/4, 1/2 and 3/4 of the depth).",
+        "(default: 1/4, 1/2 and 3/4 of the depth). --recipe clas: ranges FIRST-LAST, e.g. 0-17,4-12 "
+        "(default: every layer and the middle half).",
+    ),
+    recipe: str | None = typer.Option(
+        None,
+        "--recipe",
+        help="--directions: ours (α·r_l·d/‖d‖ at one layer; default) | clas (CLaS-Bench: β·unit(μ_to − μ_from) "
+        "at every layer of a range, β absolute).",
     ),
     to: str = typer.Option(..., "--to", help="Target language(s), comma-separated."),
     out: Annotated[
@@ -229,7 +236,10 @@ def steer_cmd(
         None, "--mode", help="--neurons: replace (default) | add | diffmean | force | none (deactivate only)."
     ),
     strength: str | None = typer.Option(
-        None, "--strength", help="Activation strength (1), or --directions' α (0.05,0.1,0.25); a comma list sweeps."
+        None,
+        "--strength",
+        help="Activation strength (1), or --directions' α (0.05,0.1,0.25), or --recipe clas' β (8,16,32,64); "
+        "a comma list sweeps.",
     ),
     deactivate_source: bool | None = typer.Option(
         None,
@@ -264,6 +274,10 @@ def steer_cmd(
 
     if (neurons is None) == (directions is None):
         raise LangneuronsError("pass exactly one of --neurons and --directions")
+    if recipe is not None and directions is None:
+        raise LangneuronsError("--recipe applies to --directions only")
+    if recipe is not None and recipe not in ("ours", "clas"):
+        raise LangneuronsError(f"unknown --recipe {recipe!r}; choose ours or clas")
     if route_positions is not None and route is None:
         raise LangneuronsError("--route-positions applies with --route only")
     if (temperature != 1.0 or top_p != 1.0) and not sample:
@@ -289,7 +303,7 @@ def steer_cmd(
     if directions is not None:
         _steer_directions(directions, layers, targets, out, overwrite, source, prompts, model, strength, positions,
                           max_new_tokens, sample, temperature, top_p, seed, min(_controls(controls, no_controls), 1),
-                          batch_size)  # fmt: skip
+                          batch_size, recipe or "ours")  # fmt: skip
         return
     check_site(site, any_site, header.get("site"), path)
     mode = mode or "replace"
@@ -394,42 +408,91 @@ def _refuse_neuron_flags(mode: str | None, deactivate_source: bool | None, site:
 def _steer_directions(directions: Path, layers: str | None, targets: list[str], out: Path, overwrite: bool,
                       source: str | None, prompts: str, model: opt.ModelOptions, strength: str | None, positions: str,
                       max_new_tokens: int, sample: bool, temperature: float, top_p: float, seed: int, controls: int,
-                      batch_size: int) -> None:  # fmt: skip
-    """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength."""
+                      batch_size: int, recipe: str = "ours") -> None:  # fmt: skip
+    """`steer --directions`: add α · r_l · d/‖d‖ at each layer of --layers, α from --strength; or, with
+    --recipe clas, β · unit(μ_to − μ_from) at every layer of each --layers range, β from --strength."""
     from langneurons.data.prompts import load_prompts
 
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    try:
-        layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else None
-    except ValueError:
-        raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}") from None
-    alphas = _floats(strength) if strength else None
+    clas = recipe == "clas"
+    if clas:
+        ranges = _ranges(layers) if layers else None
+    else:
+        try:
+            layer_list = [int(x) for x in layers.split(",") if x.strip()] if layers else None
+        except ValueError:
+            hint = " (ranges FIRST-LAST are for --recipe clas)" if "-" in (layers or "") else ""
+            raise LangneuronsError(f"--layers must be integers separated by commas, got {layers!r}{hint}") from None
+    strengths = _floats(strength) if strength else None
     prompt_list = load_prompts(prompts, source or "en")
     from langneurons.evaluation.steer import SteerSettings
-    from langneurons.evaluation.steer_directions import DIRECTION_STRENGTHS, default_layers, steer_directions
+    from langneurons.evaluation.steer_directions import (
+        CLAS_STRENGTHS,
+        DIRECTION_STRENGTHS,
+        check_ranges,
+        default_layers,
+        default_ranges,
+        steer_directions,
+        steer_directions_clas,
+    )
     from langneurons.formats.directions import DirectionSet
 
     ds = DirectionSet.load(directions)
     for lang in targets:
         ds.index(lang)
-    layer_list = layer_list if layer_list is not None else default_layers(ds.num_layers)
-    for layer in layer_list:
-        ds.check_layer(layer)
+    if clas:
+        if not source:
+            raise LangneuronsError("--recipe clas needs --from (the source language of target − source)")
+        if source not in ds.languages:
+            raise LangneuronsError(f"--from {source!r} is not in the direction set {directions} (--recipe clas steers "
+                                   f"along target − source; the set has {','.join(ds.languages)})")  # fmt: skip
+        if source in targets:
+            raise LangneuronsError(f"--to {source!r} is the --from language: target − source is zero")
+        ranges = ranges if ranges is not None else default_ranges(ds.num_layers)
+        check_ranges(ds, ranges)
+    else:
+        layer_list = layer_list if layer_list is not None else default_layers(ds.num_layers)
+        for layer in layer_list:
+            ds.check_layer(layer)
     check_out(out, overwrite)
     loaded = model.load()
-    alphas = alphas if alphas is not None else list(DIRECTION_STRENGTHS)
-    settings = SteerSettings(mode="add", strengths=alphas, deactivate_source=False, positions=positions,
-                             site=None, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
-                             top_p=top_p, seed=seed, batch_size=batch_size, controls=controls)  # fmt: skip
-    result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,
-                              directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
+    defaults = CLAS_STRENGTHS if clas else DIRECTION_STRENGTHS
+    settings = SteerSettings(mode="add", strengths=strengths or list(defaults), deactivate_source=False,
+                             positions=positions, site=None, max_new_tokens=max_new_tokens, do_sample=sample,
+                             temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                             controls=controls)  # fmt: skip
+    if clas:
+        result = steer_directions_clas(loaded, ds, prompt_list, source, targets, ranges, settings,
+                                       directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
+    else:
+        result = steer_directions(loaded, ds, prompt_list, source, targets, layer_list, settings,
+                                  directions_path=str(directions), prompts_spec=prompts)  # fmt: skip
     write_result(out, result)
     for target, entry in result["results"].items():
         for key, row in entry["strengths"].items():
             steered, rnd = row["steered"], row.get("random", {}).get("success")
             say(
-                f"  → {target} α={key}: success {steered['success']:.0%} (target language "
+                f"  → {target} {key if clas else 'α=' + key}: success {steered['success']:.0%} (target language "
                 f"{steered['language_rate']:.0%}, {steered['not_fluent']} not fluent; baseline "
                 f"{entry['baseline']['success']:.0%}" + ("" if rnd is None else f", random direction {rnd:.0%}") + ")"
             )
     next_hint(f"langneurons report {out.parent}")
+
+
+def _ranges(text: str) -> list[tuple[int, int]]:
+    """``"0-17,4-12"`` → [(0, 17), (4, 12)]; a bare ``"5"`` is the range 5-5."""
+    ranges = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            ranges.append((int(first), int(last if sep else first)))
+        except ValueError:
+            raise LangneuronsError(
+                f"--layers for --recipe clas must be ranges FIRST-LAST separated by commas (e.g. 0-17,4-12), "
+                f"got {text!r}"
+            ) from None
+    if not ranges:
+        raise LangneuronsError("--layers is empty")
+    return ranges

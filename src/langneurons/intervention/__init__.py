@@ -8,6 +8,7 @@ from langneurons.intervention.directions import (
     DirectionIntervention,
     ablate_direction,
     add_direction,
+    add_pair_direction,
     random_direction_control,
 )
 from langneurons.intervention.hooks import intervene
@@ -28,6 +29,7 @@ __all__ = [
     "DirectionIntervention",
     "ablate_direction",
     "add_direction",
+    "add_pair_direction",
     "random_direction_control",
     "ACTIVATION_MODES",
     "MODES",

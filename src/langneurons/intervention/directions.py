@@ -1,7 +1,8 @@
 """Interventions on the residual stream (docs/methods.md §13): add a direction, or project it out.
 
 At the output of decoder block l (the residual stream h_l):
-  add     h ← h + v_l              (steering: v_l = α · r_l · d/‖d‖, so α is comparable across layers)
+  add     h ← h + v_l              (steering: v_l = α · r_l · d/‖d‖, so α is comparable across layers;
+                                   or CLaS-Bench's v_l = β · unit(μ_t − μ_s), :func:`add_pair_direction`)
   ablate  h ← h − ((h − c_l)·u_l) u_l   (directional ablation: u_l = d/‖d‖; DiffMean's "deactivation")
 
 The ablation projects about c_l, the languages' mean residual at layer l (the direction set's
@@ -75,6 +76,36 @@ def add_direction(
         layer: float(alpha) * float(ds.resid_norm[layer]) * ds.unit(lang, layer) for layer in _layers(ds, layers)
     }
     return DirectionIntervention(vectors, "add", positions, label or f"add {lang} α={alpha:g}")
+
+
+def add_pair_direction(
+    ds: DirectionSet,
+    source: str,
+    target: str,
+    layers: list[int] | None,
+    strength: float,
+    *,
+    positions: str = "all",
+    label: str = "",
+) -> DirectionIntervention:
+    """CLaS-Bench's DiffMean steering (Gurgurov et al. 2026; docs/methods.md §13): add
+    ``β · unit(μ[t,l] − μ[s,l])`` after each of ``layers`` (default: every layer), β an ABSOLUTE strength
+    (no residual-norm factor), the direction target − source rather than target − mean of the others.
+
+    The direction set already determines it, so nothing new is recorded: with
+    ``d[k] = μ[k] − mean_{j≠k} μ[j]`` over K languages, ``d[k] = (K·μ[k] − Σ_j μ[j]) / (K − 1)``, hence
+    ``d[t] − d[s] = (μ[t] − μ[s]) · K/(K − 1)`` and ``unit(d[t] − d[s]) = unit(μ[t] − μ[s])``.
+    """
+    if source == target:
+        raise LangneuronsError(f"the source and target language are both {source!r}: target − source is zero")
+    vectors = {}
+    for layer in _layers(ds, layers):
+        diff = ds.direction(target, layer).double() - ds.direction(source, layer).double()
+        norm = float(torch.linalg.vector_norm(diff))
+        if norm == 0.0:
+            raise LangneuronsError(f"the {target} − {source} direction at layer {layer} is zero")
+        vectors[layer] = (float(strength) * diff / norm).float()
+    return DirectionIntervention(vectors, "add", positions, label or f"add {source}→{target} β={strength:g}")
 
 
 def ablate_direction(
