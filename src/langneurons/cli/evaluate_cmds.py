@@ -232,7 +232,8 @@ def steer_cmd(
         "--heads: amplify (the only one)."
     ),
     strength: str | None = typer.Option(
-        None, "--strength", help="Activation strength (1), or --directions' α (0.05,0.1,0.25); a comma list sweeps."
+        None, "--strength", help="Activation strength (1), --heads' factor (2,4) or --directions' α (0.05,0.1,0.25); "
+        "a comma list sweeps."
     ),
     deactivate_source: bool | None = typer.Option(
         None,
