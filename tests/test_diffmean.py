@@ -256,7 +256,7 @@ def test_steer_and_translate_cli_with_directions(tmp_path):
     both = ["steer", "--model", model, "--directions", str(dm), "--neurons", str(dm), "--to", "aa",
             "--out", str(tmp_path / "x.json")]  # fmt: skip
     res = runner.invoke(app, both)
-    assert res.exit_code == 2 and "exactly one of --neurons and --directions" in res.output
+    assert res.exit_code == 2 and "exactly one of --neurons, --heads and --directions" in res.output
     bad_layer = ["steer", "--model", model, "--directions", str(dm), "--to", "aa", "--layers", "7",
                  "--out", str(tmp_path / "y.json")]  # fmt: skip
     res = runner.invoke(app, bad_layer)

@@ -48,7 +48,8 @@ def attribute_cmd(
 
     Zero- and mean-ablation (the unit replaced by its mean on the other languages), in nats per token;
     gradients reach only the sites. An interrupted run resumes after its last finished language (an
-    interrupted --validate: straight at the validation).
+    interrupted --validate: straight at the validation). Under `torchrun --nproc-per-node N -m langneurons
+    attribute ...` each language's batches (and --validate's units) are shared out; rank 0 writes.
     """
     check_sentences(sentences)
     check_max_length(max_length)
@@ -75,18 +76,26 @@ def attribute_cmd(
         from langneurons.errors import LangneuronsError
 
         raise LangneuronsError(f"{out} already holds an attribution run; pass --overwrite to replace it")
-    loaded = model.load()
-    if chat_template:
-        check_chat_template(loaded.tokenizer, loaded.name)
-        texts_ = apply_chat_template(texts_, loaded.tokenizer)
-    import dataclasses
+    from langneurons.recording.distributed import shutdown
 
-    settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))
+    model, world = model.join_world()
     try:
-        result = attribute(loaded, texts_, out, settings, overwrite=overwrite)
+        loaded = model.load()
+        if chat_template:
+            check_chat_template(loaded.tokenizer, loaded.name)
+            texts_ = apply_chat_template(texts_, loaded.tokenizer)
+        import dataclasses
+
+        settings = dataclasses.replace(settings, max_length=capped_max_length(max_length, loaded))
+        result = attribute(loaded, texts_, out, settings, overwrite=overwrite, progress=world.is_main, world=world)
     except KeyboardInterrupt:
-        say(f"interrupted: finished languages are kept in {out}; rerun the same command to resume")
+        if world.is_main:
+            say(f"interrupted: finished languages are kept in {out}; rerun the same command to resume")
         raise SystemExit(130) from None
+    finally:
+        shutdown(world)
+    if not world.is_main:
+        return
     p = result.meta["provenance"]
     say(f"wrote {out}: {', '.join(result.units)} × {len(result.languages)} languages, {settings.method}, "
         f"{p['estimate_seconds']:.1f} s to estimate, {p['wall_seconds']:.1f} s in all")  # fmt: skip

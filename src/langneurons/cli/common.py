@@ -126,6 +126,13 @@ def peek_set(path: Path, flag: str) -> dict[str, Any]:
     return data
 
 
+def check_head_flag(header: dict[str, Any], path: Path, heads: bool) -> None:
+    """A head set (site "heads") comes with ``--heads``, a neuron set with ``--neurons`` (one-line error)."""
+    if heads != (header.get("site") == "heads"):
+        kind, right = ("head", "--heads") if header.get("site") == "heads" else ("neuron", "--neurons")
+        raise LangneuronsError(f"{path} is a {kind} set: pass it with {right}")
+
+
 def check_in_set(langs: list[str], have: list[str], flag: str, path: Path) -> None:
     """Each of ``langs`` (given with ``flag``) is a language of the set at ``path`` (did-you-mean if not)."""
     for lang in langs:

@@ -15,6 +15,7 @@ import langneurons.cli.options as opt
 from langneurons.cli.app import app, one_line_errors
 from langneurons.cli.common import (
     capped_max_length,
+    check_head_flag,
     check_in_set,
     check_max_length,
     check_out,
@@ -32,6 +33,7 @@ from langneurons.errors import LangneuronsError
 from langneurons.modelspec import model_flag
 
 STEER_MODES = ("replace", "add", "diffmean", "force", "none")  # evaluation.steer's (checked before torch loads)
+HEAD_MODE, HEAD_STRENGTHS = "amplify", "2,4"  # head sets: evaluation.steer's HEAD_MODE and HEAD_STRENGTHS
 
 
 def default_out(neurons: Path, kind: str) -> Path:
@@ -98,10 +100,7 @@ def ppl_cmd(
     check_sentences(sentences)
     check_max_length(max_length)
     controls = _controls(controls, no_controls)
-    if (heads is not None) != (header.get("site") == "heads"):
-        kind = "head" if header.get("site") == "heads" else "neuron"
-        right = "--heads" if kind == "head" else "--neurons"
-        raise LangneuronsError(f"{set_path} is a {kind} set: pass it with {right}")
+    check_head_flag(header, set_path, heads is not None)
     langs = parse_languages(languages) or list(header.get("languages") or [])
     text = load_corpus(pick_corpus(corpus, texts), langs, sentences)
     from langneurons.recording.spans import check_responses
@@ -158,7 +157,7 @@ def ppl_cmd(
             f"z = {z}, 95 % CI of the PPL ratio {_ratio(ci[0])} … {_ratio(ci[1])}"
         )
     first = next((lang for lang in result["summary"] if lang != "en"), "fr")  # steer prompts are English by default
-    next_hint(f"langneurons steer{model_flag(model.model)} --neurons {neurons} --to {first} "
+    next_hint(f"langneurons steer{model_flag(model.model)} {flag} {set_path} --to {first} "
               f"&& langneurons report {out.parent}")  # fmt: skip
 
 
@@ -209,6 +208,9 @@ def steer_cmd(
     directions: Path | None = typer.Option(
         None, "--directions", help="Direction-set JSON (`identify --method diffmean`), instead of --neurons."
     ),
+    heads: Path | None = typer.Option(
+        None, "--heads", help="Head-set JSON: the source's heads off, the target's heads x --strength (2,4)."
+    ),
     layers: str | None = typer.Option(
         None,
         "--layers",
@@ -233,13 +235,14 @@ def steer_cmd(
         None, "--stats", help="Run folder with mean activations (default: the run the set came from)."
     ),
     mode: str | None = typer.Option(
-        None, "--mode", help="--neurons: replace (default) | add | diffmean | force | none (deactivate only)."
+        None, "--mode", help="--neurons: replace (default) | add | diffmean | force | none (deactivate only); "
+        "--heads: amplify (the only one)."
     ),
     strength: str | None = typer.Option(
         None,
         "--strength",
-        help="Activation strength (1), or --directions' α (0.05,0.1,0.25), or --recipe clas' β (8,16,32,64); "
-        "a comma list sweeps.",
+        help="Activation strength (1), --heads' factor (2,4), --directions' α (0.05,0.1,0.25) or --recipe clas' β "
+        "(8,16,32,64); a comma list sweeps.",
     ),
     deactivate_source: bool | None = typer.Option(
         None,
@@ -272,8 +275,8 @@ def steer_cmd(
     """
     from langneurons.data import parse_languages
 
-    if (neurons is None) == (directions is None):
-        raise LangneuronsError("pass exactly one of --neurons and --directions")
+    if sum(x is not None for x in (neurons, directions, heads)) != 1:
+        raise LangneuronsError("pass exactly one of --neurons, --heads and --directions")
     if recipe is not None and directions is None:
         raise LangneuronsError("--recipe applies to --directions only")
     if recipe is not None and recipe not in ("ours", "clas"):
@@ -292,9 +295,17 @@ def steer_cmd(
         raise LangneuronsError("--layers applies to --directions only")
     elif any_site and site is None:
         raise LangneuronsError("--any-site applies with --site only (without --site the set's own site is used)")
+    elif (mode == HEAD_MODE) != (heads is not None) and mode is not None:
+        raise LangneuronsError(f"--mode {mode}: a head set steers with --mode {HEAD_MODE} only (the source's heads "
+                               "off, the target's x --strength)" if heads else f"--mode {mode} applies to --heads only")
+    elif heads is not None and (site is not None or any_site or stats is not None):
+        raise LangneuronsError("--site, --any-site and --stats apply to neuron sets; a head set scales attention heads")
     # Then the input files (their headers read without torch), then the output, then the model.
-    flag, path = ("--neurons", neurons) if neurons is not None else ("--directions", directions)
+    flag, path = next((f, p) for f, p in (("--neurons", neurons), ("--heads", heads), ("--directions", directions))
+                      if p is not None)  # fmt: skip
     header = peek_set(path, flag)
+    if directions is None:
+        check_head_flag(header, path, heads is not None)
     targets = parse_languages(to) or []
     if not targets:
         raise LangneuronsError("--to needs at least one language")
@@ -306,8 +317,8 @@ def steer_cmd(
                           batch_size, recipe or "ours")  # fmt: skip
         return
     check_site(site, any_site, header.get("site"), path)
-    mode = mode or "replace"
-    if mode not in STEER_MODES:
+    mode = mode or (HEAD_MODE if heads is not None else "replace")
+    if mode not in (*STEER_MODES, HEAD_MODE):
         raise LangneuronsError(f"unknown --mode {mode!r}; choose {', '.join(STEER_MODES)}")
     if positions not in ("all", "prompt", "generated"):
         raise LangneuronsError(f"--positions must be all, prompt or generated, got {positions!r}")
@@ -317,7 +328,7 @@ def steer_cmd(
         raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     controls = _controls(controls, no_controls)
-    strengths = _floats(strength or "1")
+    strengths = _floats(strength or (HEAD_STRENGTHS if heads is not None else "1"))
     if deactivate_source and (source or "en") not in (header.get("languages") or []):
         raise LangneuronsError(f"source {source or 'en'!r} is not in the neuron set: pass --keep-source or another "
                                f"--from (the set has {', '.join(header.get('languages') or [])})")  # fmt: skip
@@ -334,10 +345,11 @@ def steer_cmd(
     from langneurons.intervention.routing import routing_warning
     from langneurons.recording.distributed import shutdown
 
+    neurons = path  # a neuron or head set
     ns = NeuronSet.load(neurons)
     for lang in targets:
         ns.mask(lang)
-    run_stats, stats_path = find_stats(stats, neurons, ns.source.get("run"))
+    run_stats, stats_path = find_stats(stats, neurons, ns.source.get("run")) if heads is None else (None, None)
     if mode in ("replace", "add", "diffmean") and run_stats is None:
         raise LangneuronsError(
             f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run; "

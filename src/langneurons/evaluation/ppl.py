@@ -21,7 +21,7 @@ from langneurons.evaluation.nll import sentence_nll
 from langneurons.evaluation.significance import bootstrap_ratio_ci, summarise_effect
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.provenance import now, software
-from langneurons.intervention import Intervention, check_neurons, deactivate, intervene, null_control, random_control
+from langneurons.intervention import Intervention, check_neurons, deactivate, intervene, matched_control, null_control
 from langneurons.intervention.routing import parse_route, steer_routing
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
@@ -64,13 +64,8 @@ def _rows(neurons: NeuronSet, s: PPLSettings, site: str) -> list[tuple[str, Inte
 
 def _control(neurons: NeuronSet, lang: str, s: PPLSettings):
     """The matched disjoint control; for a head set (few heads per layer, where a disjoint draw can run out of
-    free heads) the first null draw past the significance draws instead (`null_control`, nothing excluded)."""
-    try:
-        return random_control(neurons, lang, s.seed)
-    except LangneuronsError:
-        if neurons.site != "heads":
-            raise
-        return null_control(neurons, lang, s.seed, max(int(s.controls), 1))
+    free heads) the first null draw past the significance draws instead (`matched_control`)."""
+    return matched_control(neurons, lang, s.seed, max(int(s.controls), 1))
 
 
 def ppl_matrix(

@@ -44,15 +44,19 @@ from langneurons.intervention import (
     deactivate,
     force,
     intervene,
+    matched_control,
     null_control,
-    random_control,
 )
 from langneurons.intervention.routing import parse_route, routing_summary, steer_routing
+from langneurons.models.base import HEADS
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.distributed import World, gather_to_main, share
 
 STEER_FORMAT = "langneurons-steer/1"
+HEAD_MODE = "amplify"  # the steering mode of a head set: source heads ×0, target heads × strength
+# Head sets' default strengths: the target's heads × 2 and × 4 (docs/evaluation.md, "Head sets").
+HEAD_STRENGTHS = (2.0, 4.0)
 
 
 @dataclass
@@ -61,7 +65,7 @@ class SteerSettings:
 
     # Tang-style replacement with the target's mean: 100 % switches at distinct-2 ≈ baseline on the
     # embedded Gemma (docs/evaluation.md, "Defaults and why").
-    mode: str = "replace"  # replace | add | diffmean | force | none (deactivate only)
+    mode: str = "replace"  # replace | add | diffmean | force | none (deactivate only) | amplify (head sets only)
     strengths: list[float] = field(default_factory=lambda: [1.0])
     deactivate_source: bool = True
     positions: str = "all"
@@ -100,17 +104,31 @@ def steering_interventions(
     draw: int | None = None,
 ) -> list[Intervention]:
     """Deactivate ``source``'s neurons and activate ``target``'s (or their random controls if ``control``;
-    ``draw`` r: the r-th null draw instead)."""
+    ``draw`` r: the r-th null draw instead).
+
+    A head set (``neurons.site == "heads"``) steers in mode ``amplify`` only: ``source``'s heads are
+    switched off (scale 0) and ``target``'s multiplied by ``strength``; ``stats`` is not used. Its
+    control is `matched_control` (disjoint random heads; a uniform draw where a layer has too few free heads).
+    """
 
     def mask(lang: str):
         if draw is not None:
             return null_control(neurons, lang, s.seed, draw)
-        return random_control(neurons, lang, s.seed) if control else neurons.mask(lang)
+        return matched_control(neurons, lang, s.seed, max(int(s.controls), 1)) if control else neurons.mask(lang)
 
+    heads = neurons.site == HEADS
+    if heads != (s.mode == HEAD_MODE):
+        raise LangneuronsError(
+            f"a head set steers with mode {HEAD_MODE} only (source heads off, the target's heads x strength), "
+            f"got {s.mode!r}" if heads else f"mode {HEAD_MODE} applies to head sets only (--heads)"
+        )
     out: list[Intervention] = []
     if s.deactivate_source and source is not None and source in neurons.languages and source != target:
         out.append(deactivate(mask(source), 0.0, site=site, positions=s.positions, label=f"off {source}"))
-    if s.mode in ACTIVATION_MODES:
+    if heads:
+        out.append(deactivate(mask(target), float(strength), site=site, positions=s.positions,
+                              label=f"amplify {target}"))  # fmt: skip
+    elif s.mode in ACTIVATION_MODES:
         if stats is None:
             raise LangneuronsError(f"mode {s.mode} needs mean activations: pass --stats RUN_DIR")
         m = mask(target)
@@ -488,7 +506,9 @@ def steer(
         site=site, neurons=neurons.describe(neurons_path), stats=stats_path, processes=world.size,
         success_rule=success_rule(s, base_median),
         controls="random = the same edits on seeded random neurons, same count per layer, disjoint from every "
-        "selected/language neuron of the set",
+        "selected/language neuron of the set" + (" (head sets: where a layer has too few free heads, a uniform draw "
+        "of the same per-layer counts, nothing excluded)" if site == HEADS else ""),
+        units="attention heads" if site == HEADS else "neurons",
     )  # fmt: skip
     if s.route:
         result["routing"] = routing_summary([g for i in every if i for g in every[i]])

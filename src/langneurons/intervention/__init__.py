@@ -3,7 +3,7 @@
 ``with intervene(loaded, [deactivate(mask_en), activate(mask_fr, stats, "fr")]): model(...)``
 """
 
-from langneurons.intervention.controls import null_control, random_control, random_mask
+from langneurons.intervention.controls import matched_control, null_control, random_control, random_mask
 from langneurons.intervention.directions import (
     DirectionIntervention,
     ablate_direction,
@@ -42,6 +42,7 @@ __all__ = [
     "intervene",
     "language_mask",
     "on_rows",
+    "matched_control",
     "null_control",
     "random_control",
     "random_mask",

@@ -104,6 +104,17 @@ def random_control(neurons: NeuronSet, lang: str, seed: int = 0) -> torch.Tensor
     return _matched(neurons, lang, exclude, derive_seed(seed, neurons.languages.index(lang)))
 
 
+def matched_control(neurons: NeuronSet, lang: str, seed: int = 0, fallback_draw: int = 1) -> torch.Tensor:
+    """`random_control`; for a head set (few heads per layer, where a disjoint draw can run out of free heads)
+    the ``fallback_draw``-th `null_control` (nothing excluded) where the disjoint draw is impossible."""
+    try:
+        return random_control(neurons, lang, seed)
+    except LangneuronsError:
+        if neurons.site != "heads":
+            raise
+        return null_control(neurons, lang, seed, fallback_draw)
+
+
 def null_control(neurons: NeuronSet, lang: str, seed: int = 0, draw: int = 0) -> torch.Tensor:
     """Bool [L, F]: the ``draw``-th random set with ``lang``'s count per layer, uniform over the whole layer
     (for an MoE set: over the layer's existing neurons, ``lang``'s count in every expert).

@@ -11,6 +11,7 @@ from langneurons.formats.attribution import Attribution
 from langneurons.models.loading import LoadedModel
 from langneurons.recording.attribution import CHECKPOINT, AttributionSettings, estimate
 from langneurons.recording.attribution_validation import validate_attribution
+from langneurons.recording.distributed import World
 
 
 def attribute(
@@ -21,20 +22,25 @@ def attribute(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    world: World | None = None,
 ) -> Attribution:
     """Per language of ``corpus``, the estimated effect of ablating each unit on the language's mean NLL.
 
     With ``out``, each finished language is checkpointed (a rerun of the same run resumes after it) and the
     result is saved there (``attribution.safetensors`` + ``attribution.json``, docs/formats.md).
     ``settings.validate`` N > 0: N sampled units per type are ablated exactly beside their estimates.
+    Under torchrun (``world`` of several processes) the batches of each language and the validation's units
+    are shared out (docs/scaling.md); every rank returns the result, rank 0 alone saves it.
     """
+    world = world or World()
     s = settings or AttributionSettings()
     started = time.time()
-    result = estimate(loaded, corpus, out, s, overwrite=overwrite, progress=progress)
+    result = estimate(loaded, corpus, out, s, overwrite=overwrite, progress=progress, world=world)
     if s.validate:
-        result.meta["validation"] = validate_attribution(loaded, corpus, result, s, progress=progress)
+        result.meta["validation"] = validate_attribution(loaded, corpus, result, s, progress=progress, world=world)
     result.meta["provenance"]["wall_seconds"] = round(time.time() - started, 3)
-    if out is not None:
+    result.meta["provenance"]["processes"] = world.size
+    if out is not None and world.is_main:
         result.save(out)
         (Path(out) / CHECKPOINT).unlink(missing_ok=True)
     return result

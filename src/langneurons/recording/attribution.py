@@ -40,6 +40,7 @@ from langneurons.models import SITES
 from langneurons.models.base import Rows
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
+from langneurons.recording.distributed import World, broadcast_object, sum_across
 from langneurons.recording.plan import Batch, encode
 from langneurons.recording.spans import encode_spans
 
@@ -292,11 +293,16 @@ def estimate(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    world: World | None = None,
 ) -> Attribution:
     """Estimate, per language of ``corpus``, the effect of ablating each unit on the language's mean NLL.
 
     With ``out``, each finished language is checkpointed there (a rerun resumes after it); the result is not
     saved here (`recording.attribute.attribute` validates and saves).
+
+    Under torchrun (``world`` of several processes) rank r takes batches r, r + size, … of each language; the
+    float64 sums are added across ranks at the end of the language (equal to one process's up to the order of
+    float64 additions), and rank 0 alone writes the checkpoint. Every rank returns the same result.
     """
     s = settings or AttributionSettings()
     s.check(loaded)
@@ -307,7 +313,16 @@ def estimate(
     max_length = min(s.max_length, loaded.max_length)
     layout = _layout(loaded, s)
     fingerprint = _fingerprint(loaded, corpus, s, max_length)
-    done = _resume(out, fingerprint, overwrite)
+    world = world or World()
+    try:  # rank 0 reads the checkpoint; every rank gets its languages (or the error reading it)
+        resumed: tuple[dict[str, Totals] | None, LangneuronsError | None] = (
+            (_resume(out, fingerprint, overwrite), None) if world.is_main else (None, None))
+    except LangneuronsError as exc:
+        resumed = (None, exc)
+    done_or_none, error = broadcast_object(resumed, world)
+    if error is not None:
+        raise error
+    done: dict[str, Totals] = done_or_none or {}
     started = time.time()
     neuron_layers = list(range(a.num_layers)) if _wants_neurons(s) else None
     head_layers = a.head_layers if "heads" in s.units else None
@@ -315,7 +330,7 @@ def estimate(
     heads = a.num_heads if head_layers else 1
     total = sum(len(corpus.items[lang]) for lang in corpus.languages)
     finished = sum(len(corpus.items[lang]) for lang in corpus.languages if lang in done)
-    bar = progress_bar(progress, "sentences")
+    bar = progress_bar(progress and world.is_main, "sentences")
     ig_passes = (s.steps - 1) * (len(neuron_layers or []) + len(head_layers or []))
     with bar, frozen_weights(loaded.model), torch.enable_grad():
         task = bar.add_task("attribution", total=total, completed=finished, tokens=0)
@@ -326,7 +341,9 @@ def estimate(
             t = Totals(a.num_layers, a.intermediate_size, heads, head_dim)
             extra = f" (ig, {ig_passes + 1} passes/batch)" if ig_passes else ""
             bar.update(task, description=f"attribution {lang}{extra}")
-            for batch in corpus_batches(loaded, corpus, lang, s, max_length):
+            for b, batch in enumerate(corpus_batches(loaded, corpus, lang, s, max_length)):
+                if b % world.size != world.rank:  # another rank's batch
+                    continue
                 counted = batch.counted.reshape(-1).to(loaded.device)
                 with Sites(loaded, s.site, neuron_layers, head_layers) as sites:
                     loss, n = batch_nll(loaded, batch)
@@ -339,9 +356,13 @@ def estimate(
                     _ig_passes(loaded, s, batch, t, counted, neuron_layers or [], head_layers or [])
                 del loss, grads, sites
                 seen += int(batch.counted.sum())
-                bar.update(task, advance=len(batch.input_ids), tokens=seen)
+                bar.update(task, advance=len(batch.input_ids) * world.size, tokens=seen)  # about (torchrun)
+            sum_across([getattr(t, name) for name in Totals.NAMES], world)
+            finished += len(corpus.items[lang])
+            bar.update(task, completed=finished)
             done[lang] = t
-            if out is not None:  # the last language too: a validation that is interrupted keeps the estimate
+            # the last language too: a validation that is interrupted keeps the estimate
+            if out is not None and world.is_main:
                 sums = {k: v for lg, tt in done.items() for k, v in tt.to_dict(lg).items()}
                 write_safetensors(out / CHECKPOINT, sums, metadata={"fingerprint": fingerprint})
     totals = {lang: done[lang] for lang in corpus.languages}

@@ -20,6 +20,7 @@ from langneurons.formats.attribution import Attribution
 from langneurons.models.loading import LoadedModel
 from langneurons.progress import progress_bar
 from langneurons.recording.attribution import AttributionSettings, Sites, batch_nll, block_columns, corpus_batches
+from langneurons.recording.distributed import World, sum_across
 
 
 def rank(x: torch.Tensor) -> torch.Tensor:
@@ -125,8 +126,13 @@ def _mean_value(result: Attribution, unit: str, layer: int, index: int, k: int) 
 
 
 def validate_attribution(loaded: LoadedModel, corpus: Corpus, result: Attribution, s: AttributionSettings,
-                         *, progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Exact ablation of ``s.validate`` sampled units per unit type beside the estimates (see the module)."""
+                         *, progress: bool = True, world: World | None = None) -> dict[str, Any]:  # fmt: skip
+    """Exact ablation of ``s.validate`` sampled units per unit type beside the estimates (see the module).
+
+    Under torchrun (``world`` of several processes) rank r ablates sampled units r, r + size, …; the exact
+    effects are added across ranks (each entry is computed by one rank, the others add zeros: the same numbers
+    as one process). Every rank returns the same result."""
+    world = world or World()
     max_length = result.meta["provenance"]["settings"]["max_length"]
     batches = {lang: list(corpus_batches(loaded, corpus, lang, s, max_length)) for lang in corpus.languages}
     langs = corpus.languages
@@ -146,7 +152,7 @@ def validate_attribution(loaded: LoadedModel, corpus: Corpus, result: Attributio
     samples = {unit: sample_units(result, unit, s.validate, s.seed) for unit in s.units}
     n_forwards = sum(len(v) for v in samples.values()) * len(langs) * len(kinds)
     out: dict[str, Any] = {}
-    bar = progress_bar(progress, "ablations")
+    bar = progress_bar(progress and world.is_main, "ablations")
     with bar, torch.no_grad():
         task = bar.add_task("exact ablation", total=n_forwards + len(langs))
         base = {}
@@ -156,6 +162,9 @@ def validate_attribution(loaded: LoadedModel, corpus: Corpus, result: Attributio
         for unit, units in samples.items():
             exact = {kind: torch.zeros(len(units), len(langs), dtype=torch.float64) for kind in kinds}
             for u, (layer, index) in enumerate(units):
+                if u % world.size != world.rank:  # another rank's unit
+                    bar.advance(task, len(langs) * len(kinds))
+                    continue
                 bar.update(task, description=f"exact ablation: {unit} {layer}:{index}")
                 for k, lang in enumerate(langs):
                     for kind in kinds:
@@ -166,6 +175,7 @@ def validate_attribution(loaded: LoadedModel, corpus: Corpus, result: Attributio
                                       capture=False)  # fmt: skip
                         exact[kind][u, k] = mean_nll(lang, sites) - base[lang]
                         bar.advance(task)
+            sum_across(list(exact.values()), world)
             entry: dict[str, Any] = {"units": [[layer, index] for layer, index in units],
                                      "top_scored": len(units) // 2 + len(units) % 2}  # fmt: skip
             for kind in kinds:

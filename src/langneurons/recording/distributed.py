@@ -87,6 +87,18 @@ def any_rank(flag: bool, world: World) -> bool:
     return bool(t.item())
 
 
+def sum_across(tensors: list[torch.Tensor], world: World) -> None:
+    """Sum each tensor over the ranks, in place: every rank ends with the totals (e.g. float64 sums of its
+    share of batches; the order of the additions differs from one process's, so equal to float64 rounding)."""
+    if world.size == 1:
+        return
+    device = _comm_device(world)
+    for tensor in tensors:
+        buffer = tensor.reshape(-1).to(device, copy=True)
+        dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+        tensor.copy_(buffer.reshape(tensor.shape).to(tensor.device))
+
+
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()
