@@ -60,7 +60,7 @@ from langneurons.evaluation.steer_directions import (
 )
 from langneurons.evaluation.translate import TranslateSettings, chrf_from_stats, chrf_stats, translate
 from langneurons.formats.atomic import read_json, write_json
-from langneurons.formats.attribution import Attribution
+from langneurons.formats.attribution import load_attribution
 from langneurons.formats.directions import DirectionSet
 from langneurons.formats.neuronset import NeuronSet
 from langneurons.formats.pooled import load_pooled
@@ -73,7 +73,7 @@ from langneurons.intervention import (
     ablate_direction,
     deactivate,
     intervene,
-    random_control,
+    matched_control,
     random_direction_control,
 )
 from langneurons.intervention.controls import derive_seed
@@ -292,7 +292,7 @@ def _identify_all(loaded, out: Path, s: BenchmarkSettings, stages: _Stages, prog
     if any(m in ATTRIBUTION_METHODS for m in s.methods):
         attr_dir = out / "attribution"
         if "attribution_seconds" in timing and (attr_dir / "attribution.json").exists():
-            attribution = Attribution.load(attr_dir)
+            attribution = load_attribution(attr_dir)
         else:
             t = time.time()
             units = tuple(sorted({ATTRIBUTION_METHODS[m] for m in s.methods if m in ATTRIBUTION_METHODS}))
@@ -359,7 +359,7 @@ def _off(comp, lang: str, s: BenchmarkSettings, control: bool) -> list:
     if isinstance(comp, DirectionSet):
         iv = ablate_direction(comp, lang)
         return [random_direction_control(iv, derive_seed(s.seed, comp.index(lang)))] if control else [iv]
-    mask = random_control(comp, lang, s.seed) if control else comp.mask(lang)
+    mask = matched_control(comp, lang, s.seed) if control else comp.mask(lang)
     return [deactivate(mask, site=comp.site or "act", label=lang)]
 
 

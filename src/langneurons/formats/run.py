@@ -128,7 +128,7 @@ def load_run(
                 run.directions[file.stem] = data
             elif str(data.get("format", "")).startswith("langneurons-lens/"):
                 run.lens[file.stem] = data
-            elif data.get("format") == "langneurons-benchmark/1":
+            elif str(data.get("format", "")).startswith("langneurons-benchmark/"):
                 run.benchmark = data
             elif data.get("format") == "langneurons-cards/1":
                 run.cards[file.stem] = data
