@@ -18,6 +18,7 @@ from tiny import steerable_model, tiny_model
 from typer.testing import CliRunner
 
 from langneurons.cli import app
+from langneurons.data.prompts import split_prompts
 from langneurons.errors import LangneuronsError
 from langneurons.evaluation.calibrate import (
     CALIBRATION_RULE,
@@ -25,7 +26,6 @@ from langneurons.evaluation.calibrate import (
     calibrate,
     calibration_grid,
     choose,
-    split_prompts,
     steer_calibrated,
 )
 from langneurons.evaluation.steer import SteerSettings
@@ -217,7 +217,7 @@ def test_cli_calibrate_with_strengths_makes_them_the_grid(saved):
         ([], "three.txt", "more than --dev-prompts 10 prompts"),  # the default is on: 3 prompts are too few
         (["--dev-prompts", "3"], "three.txt", "got 3"),
         (["--strength", "1", "--dev-prompts", "2"], "four.txt", "--dev-prompts applies with calibration only"),
-        (["--calibrate", "--mode", "force"], "four.txt", "--strength"),
+        (["--calibrate", "--mode", "force", "--dev-prompts", "2"], "four.txt", "--strength"),
     ],
 )
 def test_cli_one_line_errors(saved, extra, prompts, needle):

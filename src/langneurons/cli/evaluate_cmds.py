@@ -318,12 +318,9 @@ def steer_cmd(
         raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     controls = _controls(controls, no_controls)
-    grid = None
-    if calibrate:
-        from langneurons.evaluation.calibrate import DEFAULT_DEV_PROMPTS, calibration_grid
-
-        grid = calibration_grid(mode, _floats(strength) if strength is not None else None)
-        dev_prompts = DEFAULT_DEV_PROMPTS if dev_prompts is None else dev_prompts
+    grid_strengths = _floats(strength) if calibrate and strength is not None else None
+    grid_mode = mode
+    dev_prompts = (10 if dev_prompts is None else dev_prompts) if calibrate else None  # calibrate.DEFAULT_DEV_PROMPTS
     mode = mode or "replace"
     strengths = _floats(strength or "1")
     if deactivate_source and (source or "en") not in (header.get("languages") or []):
@@ -332,14 +329,19 @@ def steer_cmd(
     from langneurons.data.prompts import load_prompts
 
     prompt_list = load_prompts(prompts, source or "en")
-    if grid is not None:
-        from langneurons.evaluation.calibrate import split_prompts
+    if calibrate:
+        from langneurons.data.prompts import split_prompts
 
         split_prompts(prompt_list, dev_prompts)
     if route is not None:
         from langneurons.intervention.routing import parse_route
 
         parse_route(route)
+    grid = None
+    if calibrate:  # (evaluation imports torch: after the torch-free checks)
+        from langneurons.evaluation.calibrate import calibration_grid
+
+        grid = calibration_grid(grid_mode, grid_strengths)
     check_out(out, overwrite)
     from langneurons.evaluation.steer import SteerSettings, steer
     from langneurons.formats.neuronset import NeuronSet

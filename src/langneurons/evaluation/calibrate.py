@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from langneurons.data.prompts import split_prompts
 from langneurons.errors import LangneuronsError
-from langneurons.evaluation.steer import SteerSettings, setting_key, steer
-from langneurons.formats.neuronset import NeuronSet
-from langneurons.formats.stats import Stats
-from langneurons.models.loading import LoadedModel
-from langneurons.recording.distributed import World, broadcast_object
+
+if TYPE_CHECKING:  # torch-free at import: the CLI checks the grid and the split before torch loads
+    from langneurons.evaluation.steer import SteerSettings
+    from langneurons.formats.neuronset import NeuronSet
+    from langneurons.formats.stats import Stats
+    from langneurons.models.loading import LoadedModel
+    from langneurons.recording.distributed import World
 
 # replace: the target's neurons set to s × their mean (1 = Tang et al.'s replacement); add: s × the mean added.
 DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {"replace": (0.5, 1.0, 1.5, 2.0), "add": (1.0, 2.0, 4.0)}
@@ -47,18 +50,6 @@ def calibration_grid(mode: str | None = None, strengths: list[float] | None = No
     return [(mode, float(st)) for st in strengths]
 
 
-def split_prompts(prompts: list[str], dev_prompts: int) -> tuple[list[str], list[str]]:
-    """(dev, test): the first ``dev_prompts`` prompts and the rest (at least one)."""
-    if dev_prompts < 1:
-        raise LangneuronsError(f"--dev-prompts must be 1 or more, got {dev_prompts}")
-    if len(prompts) < dev_prompts + 1:
-        raise LangneuronsError(
-            f"calibration needs more than --dev-prompts {dev_prompts} prompts (dev split + a test split), got "
-            f"{len(prompts)}: pass more prompts, a smaller --dev-prompts, or --no-calibrate"
-        )
-    return prompts[:dev_prompts], prompts[dev_prompts:]
-
-
 def choose(curve: list[dict[str, Any]]) -> dict[str, Any]:
     """The point of one target's dev curve the rule picks (`CALIBRATION_RULE`); the curve is in grid order."""
     if not curve:
@@ -70,6 +61,8 @@ def choose(curve: list[dict[str, Any]]) -> dict[str, Any]:
 
 def dev_curve(result: dict[str, Any], grid: list[tuple[str, float]]) -> dict[str, list[dict[str, Any]]]:
     """Per target, one point per grid setting: mode, strength, success, fluent_rate, language_rate, n."""
+    from langneurons.evaluation.steer import setting_key
+
     curve: dict[str, list[dict[str, Any]]] = {}
     for target, entry in result["results"].items():
         points = []
@@ -100,6 +93,8 @@ def calibrate(
     Returns ``{"grid", "curve", "chosen", "rule", "dev_baseline", "wall_seconds"}`` (rank 0; None on the other
     torchrun ranks, whose passes are shared out as in `steer`).
     """
+    from langneurons.evaluation.steer import SteerSettings, steer
+
     s = replace(settings or SteerSettings(), controls=0)
     grid = list(grid or DEFAULT_GRID)
     started = time.time()
@@ -141,6 +136,9 @@ def steer_calibrated(
     """`steer` with each target's (mode, strength) chosen on the first ``dev_prompts`` prompts (`calibrate`), then
     measured with its matched random control on the rest. The file is `steer`'s, results keyed
     ``"<mode> <strength>"``, plus a ``calibration`` block. Rank 0 returns it; the other torchrun ranks None."""
+    from langneurons.evaluation.steer import SteerSettings, steer
+    from langneurons.recording.distributed import World, broadcast_object
+
     s = settings or SteerSettings()
     dev, test = split_prompts(prompts, dev_prompts)
     grid = list(grid or DEFAULT_GRID)
@@ -169,6 +167,5 @@ __all__ = [
     "calibration_grid",
     "choose",
     "dev_curve",
-    "split_prompts",
     "steer_calibrated",
 ]
