@@ -229,3 +229,14 @@ def test_cli_one_line_errors(saved, extra, prompts, needle):
 def test_cli_calibrate_refuses_directions(saved):
     res = CliRunner().invoke(app, ["steer", "--directions", str(saved / "dirs.json"), "--to", "bb", "--calibrate"])
     assert "--calibrate applies to --neurons only" in one_error(res)
+
+
+def test_the_api_calibrates_on_request(model):
+    import langneurons as ln
+
+    result = ln.steer(model, planted_set(model), "bb,cc", source="aa", prompts=PROMPTS, settings=settings(),
+                      calibrate=True, dev_prompts=4, grid=GRID, progress=False)  # fmt: skip
+    assert {t: c["strength"] for t, c in result["calibration"]["chosen"].items()} == {"bb": 2.0, "cc": 0.2}
+    plain = ln.steer(model, planted_set(model), "bb", source="aa", prompts=PROMPTS, settings=settings(),
+                     progress=False)  # fmt: skip
+    assert "calibration" not in plain and set(plain["results"]["bb"]["strengths"]) == {"1"}

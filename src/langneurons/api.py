@@ -453,9 +453,16 @@ def steer(
     batch_size: int = 16,
     settings: SteerSettings | None = None,
     progress: bool = True,
+    calibrate: bool = False,
+    dev_prompts: int = 10,
+    grid: Sequence[tuple[str, float]] | None = None,
 ) -> Result:
     """Generate with ``source``'s neurons off and each target's on (``mode``), and judge the output
-    language and fluency. Mean activations come from ``stats``, else from the run the set came from."""
+    language and fluency. Mean activations come from ``stats``, else from the run the set came from.
+
+    ``calibrate=True`` (the command line's default without --strength/--mode): each target's (mode, strength)
+    is chosen from ``grid`` (default replace × 0.5, 1, 1.5, 2 and add × 1, 2, 4) on the first ``dev_prompts``
+    prompts, then measured on the rest; ``mode``/``strength`` are then ignored (docs/evaluation.md)."""
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluation.steer import steer as steer_run
 
@@ -472,9 +479,16 @@ def steer(
         strengths = [float(strength)] if isinstance(strength, (int, float)) else [float(x) for x in strength]
         settings = SteerSettings(mode=mode, strengths=strengths, max_new_tokens=max_new_tokens,
                                  controls=int(controls), batch_size=batch_size)  # fmt: skip
-    result = steer_run(model, ns, stats, prompt_list, source, _languages(to) or [], settings,
-                       neurons_path=path, stats_path=stats.path if stats is not None else None,
-                       prompts_spec=prompts if isinstance(prompts, str) else None, progress=progress)  # fmt: skip
+    where = dict(neurons_path=path, stats_path=stats.path if stats is not None else None,
+                 prompts_spec=prompts if isinstance(prompts, str) else None, progress=progress)  # fmt: skip
+    if calibrate:
+        from langneurons.evaluation.calibrate import DEFAULT_GRID, steer_calibrated
+
+        grid = [(str(m), float(st)) for m, st in (grid or DEFAULT_GRID)]
+        result = steer_calibrated(model, ns, stats, prompt_list, source, _languages(to) or [], settings,
+                                  dev_prompts=dev_prompts, grid=grid, **where)  # fmt: skip
+    else:
+        result = steer_run(model, ns, stats, prompt_list, source, _languages(to) or [], settings, **where)
     return Result(result)
 
 
