@@ -106,7 +106,8 @@ def test_report_shows_the_calibration_curve(model, tmp_path):
     assert len(table.rows) == 2 * len(GRID)
     chosen = [row[:2] for row in table.rows if row[-1] == "chosen"]
     assert chosen == [["→ bb", "force 2"], ["→ cc", "force 0.2"]]
-    assert "Calibrated" in section.intro and section.figures
+    assert "Calibrated" in section.intro and "calibrated mode and strength" in section.intro
+    assert [f.name for f in section.figures] == ["steer-planted-success.png", "steer-planted-calibration.png"]
 
 
 @pytest.mark.parametrize(

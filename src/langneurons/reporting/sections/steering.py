@@ -24,8 +24,10 @@ def steer_section(name: str, data: dict[str, Any]) -> Section:
     source = data.get("source")
     what = (
         f"Generations from {prov.get('n_prompts', '?')} prompts ({prov.get('prompts') or 'default prompts'}) "
-        f"with the source ({source}) neurons off and the target's set by mode {settings.get('mode', '?')}; "
-        f"model {prov.get('model', '?')}, site {prov.get('site', '?')}, neurons of "
+        f"with the source ({source}) neurons off and the target's set by "
+        + ("each target's calibrated mode and strength; " if settings.get("mode") == "calibrated"
+           else f"mode {settings.get('mode', '?')}; ")  # fmt: skip
+        + f"model {prov.get('model', '?')}, site {prov.get('site', '?')}, neurons of "
         f"{(prov.get('neurons') or {}).get('path', '?')}; identified by {prov.get('identifier', '?')}."
     )
     success = f"Success = {rule}." if rule else "Success = identified as the target language."
@@ -62,6 +64,16 @@ def steer_section(name: str, data: dict[str, Any]) -> Section:
                     "calibration": calibration_table(data)}  # fmt: skip
     if section.data["calibration"] is not None:
         cal = data["calibration"]
+        section.figures.append(
+            Figure(
+                f"{file_stem(name)}-calibration.png",
+                ev.calibration_figure(cal, f"{name}: calibration on the dev prompts"),
+                f"{name}: calibration on the dev prompts",
+                f"Success, fluent rate and raw language rate of the steered model on the "
+                f"{len(cal.get('dev_prompts') or [])} dev prompts at each (mode, strength) of the grid, one panel "
+                f"per target; the grey band is the setting chosen ({cal.get('rule', '')}). From {name}.json.",
+            )
+        )
         section.intro += (f" Calibrated: each target's mode and strength were chosen on the first "
                           f"{len(cal.get('dev_prompts') or [])} prompts (the dev split; {cal.get('rule', '')}); "
                           f"the figure and table measure the other {len(cal.get('test_prompts') or [])} at the "
