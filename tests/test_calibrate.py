@@ -131,8 +131,8 @@ def test_ties_are_resolved_as_documented(curve, want):
 def test_grid_and_split():
     assert calibration_grid() == list(DEFAULT_GRID)
     assert calibration_grid() == [("replace", 0.5), ("replace", 1.0), ("replace", 1.5), ("replace", 2.0),
-                                  ("add", 1.0), ("add", 2.0), ("add", 4.0)]  # fmt: skip
-    assert calibration_grid("add") == [("add", 1.0), ("add", 2.0), ("add", 4.0)]
+                                  ("add", 0.5), ("add", 0.75), ("add", 1.0), ("add", 2.0)]  # fmt: skip
+    assert calibration_grid("add") == [("add", 0.5), ("add", 0.75), ("add", 1.0), ("add", 2.0)]
     assert calibration_grid(None, [1.0, 3.0]) == [("replace", 1.0), ("replace", 3.0)]
     assert calibration_grid("force", [2.0]) == [("force", 2.0)]
     with pytest.raises(LangneuronsError, match="--strength"):

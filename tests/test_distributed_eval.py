@@ -65,7 +65,7 @@ def test_steer_split_across_ranks_equals_one_process(inputs):
     a, b = (json.loads((root / name).read_text()) for name in ("steer1.json", "steer2.json"))
     assert a["results"] == b["results"] and a["baseline_generations"] == b["baseline_generations"]
     cal_a, cal_b = ({k: v for k, v in x["calibration"].items() if k != "wall_seconds"} for x in (a, b))
-    assert cal_a == cal_b and len(cal_a["curve"]["cc"]) == 7 and len(cal_a["test_prompts"]) == 3
+    assert cal_a == cal_b and len(cal_a["curve"]["cc"]) == 8 and len(cal_a["test_prompts"]) == 3
     assert set(a["results"]) == {"bb", "cc"} and b["provenance"]["processes"] == 2
     assert many.stderr.count("wrote ") == 1
 

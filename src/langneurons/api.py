@@ -461,7 +461,7 @@ def steer(
     language and fluency. Mean activations come from ``stats``, else from the run the set came from.
 
     ``calibrate=True`` (the command line's default without --strength/--mode): each target's (mode, strength)
-    is chosen from ``grid`` (default replace × 0.5, 1, 1.5, 2 and add × 1, 2, 4) on the first ``dev_prompts``
+    is chosen from ``grid`` (default replace × 0.5, 1, 1.5, 2 and add × 0.5, 0.75, 1, 2) on the first ``dev_prompts``
     prompts, then measured on the rest; ``mode``/``strength`` are then ignored (docs/evaluation.md)."""
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluation.steer import steer as steer_run

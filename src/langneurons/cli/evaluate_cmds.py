@@ -258,7 +258,7 @@ def steer_cmd(
         None, "--calibrate/--no-calibrate",
         help="--neurons: choose each target's mode and strength on the first --dev-prompts prompts (fluency-gated "
         "success), measure on the rest. Default: on unless --strength or --mode is given; with --calibrate, "
-        "--mode/--strength narrow the grid (default replace x 0.5,1,1.5,2 and add x 1,2,4).",
+        "--mode/--strength narrow the grid (default replace x 0.5,1,1.5,2 and add x 0.5,0.75,1,2).",
     ),
     dev_prompts: int | None = typer.Option(
         None, "--dev-prompts", help="With calibration: how many of the first prompts form the dev split (10)."
