@@ -241,3 +241,14 @@ def test_the_api_calibrates_on_request(model):
     plain = ln.steer(model, planted_set(model), "bb", source="aa", prompts=PROMPTS, settings=settings(),
                      progress=False)  # fmt: skip
     assert "calibration" not in plain and set(plain["results"]["bb"]["strengths"]) == {"1"}
+
+
+def test_a_calibrated_result_turns_into_a_tidy_frame(model):
+    import langneurons as ln
+
+    result = ln.steer(model, planted_set(model), "bb,cc", source="aa", prompts=PROMPTS, settings=settings(),
+                      calibrate=True, dev_prompts=4, grid=GRID, progress=False)  # fmt: skip
+    frame = result.to_pandas()
+    steered = frame[frame["condition"] == "steered"].set_index("target")
+    assert steered.loc["bb", "mode"] == "force" and steered.loc["bb", "strength"] == 2.0
+    assert steered.loc["cc", "strength"] == 0.2 and steered.loc["cc", "success"] == 1.0

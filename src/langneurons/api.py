@@ -64,6 +64,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FLAG_ARGUMENTS = {"from": "source", "out": "out", "lambda": "lam", "no-controls": "controls=0"}
 
 
+def _setting(key: str) -> tuple[str | None, float | str]:
+    """A steer result's condition key as (mode, strength): ``"1.5"`` → (None, 1.5), a calibrated run's ``"add 2"`` →
+    ("add", 2.0); any other key (a direction sweep's ``"0.1 @ layer 4"``) stays the text it is."""
+    mode, _, value = key.rpartition(" ")
+    try:
+        return (mode or None), float(value)
+    except ValueError:
+        return None, key
+
+
 def api_message(message: str) -> str:
     """A command-line error message with its flags spelled as this module's arguments
     (``--batch-size`` → ``batch_size=``, ``--overwrite`` → ``overwrite=True``)."""
@@ -142,8 +152,9 @@ class Result(dict):
                     for condition, judged in row.items():
                         if isinstance(judged, dict) and "success" in judged and not condition.startswith("null#"):
                             keep = ("success", "language_rate", "fluent_rate", "distinct_2", "n")
-                            rows.append({"target": target, "strength": float(strength), "condition": condition,
-                                         **{k: judged.get(k) for k in keep}})  # fmt: skip
+                            mode, value = _setting(strength)
+                            rows.append({"target": target, **({"mode": mode} if mode else {}), "strength": value,
+                                         "condition": condition, **{k: judged.get(k) for k in keep}})  # fmt: skip
             return pd.DataFrame(rows)
         if self.kind == "similarity":
             per_layer = self["per_layer"]
