@@ -60,10 +60,12 @@ def test_steer_split_across_ranks_equals_one_process(inputs):
     root = inputs["root"]
     args = ["steer", "--model", inputs["model"], "--neurons", str(root / "run" / "set.json"), "--from", "aa",
             "--to", "bb,cc", "--prompts", str(root / "prompts.txt"), "--max-new-tokens", "5", "--batch-size", "2",
-            "--device", "cpu"]  # fmt: skip
+            "--device", "cpu", "--dev-prompts", "2"]  # fmt: skip  (calibrated: the default without --strength)
     one, many = both(args, str(root / "steer1.json"), str(root / "steer2.json"))
     a, b = (json.loads((root / name).read_text()) for name in ("steer1.json", "steer2.json"))
     assert a["results"] == b["results"] and a["baseline_generations"] == b["baseline_generations"]
+    cal_a, cal_b = ({k: v for k, v in x["calibration"].items() if k != "wall_seconds"} for x in (a, b))
+    assert cal_a == cal_b and len(cal_a["curve"]["cc"]) == 8 and len(cal_a["test_prompts"]) == 3
     assert set(a["results"]) == {"bb", "cc"} and b["provenance"]["processes"] == 2
     assert many.stderr.count("wrote ") == 1
 
@@ -92,7 +94,7 @@ def test_controls_with_p_values_split_across_ranks_equal_one_process(inputs):
     assert a["significance"]["per_language"] and b["provenance"]["processes"] == 2
     args = ["steer", "--model", inputs["model"], "--neurons", str(root / "run" / "set.json"), "--from", "aa",
             "--to", "bb", "--prompts", str(root / "prompts.txt"), "--max-new-tokens", "3", "--batch-size", "2",
-            "--device", "cpu", "--controls", "2"]  # fmt: skip
+            "--device", "cpu", "--controls", "2", "--strength", "1"]  # fmt: skip
     both(args, str(root / "steerc1.json"), str(root / "steerc2.json"))
     a, b = (json.loads((root / name).read_text()) for name in ("steerc1.json", "steerc2.json"))
     assert a["results"] == b["results"] and "significance" in next(iter(a["results"]["bb"]["strengths"].values()))

@@ -51,7 +51,7 @@ def test_steer_refuses_count_only_statistics_found_next_to_the_set(count_only, t
     root, _ = count_only
     (tmp_path / "p.txt").write_text("a1 a2\n")
     args = ["steer", "--model", str(root / "model"), "--neurons", str(root / "counts" / "set.json"),
-            "--from", "aa", "--to", "bb", "--prompts", str(tmp_path / "p.txt"),
+            "--from", "aa", "--to", "bb", "--prompts", str(tmp_path / "p.txt"), "--strength", "1",
             "--out", str(tmp_path / "s.json")]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "counts only" in result.output and "Traceback" not in result.output

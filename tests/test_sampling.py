@@ -80,7 +80,7 @@ def test_sampled_steer_split_across_ranks_equals_one_process(inputs):  # noqa: F
     root = inputs["root"]
     args = ["steer", "--model", inputs["model"], "--neurons", str(root / "run" / "set.json"), "--from", "aa",
             "--to", "bb,cc", "--prompts", str(root / "prompts.txt"), "--max-new-tokens", "5", "--batch-size", "3",
-            "--device", "cpu", "--sample", "--seed", "7"]  # fmt: skip
+            "--device", "cpu", "--sample", "--seed", "7", "--strength", "1"]  # fmt: skip
     both(args, str(root / "sample1.json"), str(root / "sample2.json"))
     a, b = (json.loads((root / name).read_text()) for name in ("sample1.json", "sample2.json"))
     assert a["results"] == b["results"] and a["baseline_generations"] == b["baseline_generations"]

@@ -148,7 +148,8 @@ def test_steer_finds_mean_activations_of_a_moved_set_through_its_run(files, tmp_
     shutil.move(run / "lape.json", moved)
     (tmp_path / "p.txt").write_text("a1 a2\ns1 b3\n")
     done = cli("steer", "--model", files["model"], "--neurons", moved, "--from", "aa", "--to", "bb",
-               "--prompts", tmp_path / "p.txt", "--max-new-tokens", "3", "--no-controls", "--device", "cpu")
+               "--prompts", tmp_path / "p.txt", "--max-new-tokens", "3", "--no-controls", "--device", "cpu",
+               "--no-calibrate")
     assert done.exit_code == 0, done.output
     result = json.loads((moved.parent / "steer-set.json").read_text())
     assert result["provenance"]["stats"] == str(run.resolve())

@@ -64,6 +64,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FLAG_ARGUMENTS = {"from": "source", "out": "out", "lambda": "lam", "no-controls": "controls=0"}
 
 
+def _setting(key: str) -> tuple[str | None, float | str]:
+    """A steer result's condition key as (mode, strength): ``"1.5"`` → (None, 1.5), a calibrated run's ``"add 2"`` →
+    ("add", 2.0); any other key (a direction sweep's ``"0.1 @ layer 4"``) stays the text it is."""
+    mode, _, value = key.rpartition(" ")
+    try:
+        return (mode or None), float(value)
+    except ValueError:
+        return None, key
+
+
 def api_message(message: str) -> str:
     """A command-line error message with its flags spelled as this module's arguments
     (``--batch-size`` → ``batch_size=``, ``--overwrite`` → ``overwrite=True``)."""
@@ -142,8 +152,9 @@ class Result(dict):
                     for condition, judged in row.items():
                         if isinstance(judged, dict) and "success" in judged and not condition.startswith("null#"):
                             keep = ("success", "language_rate", "fluent_rate", "distinct_2", "n")
-                            rows.append({"target": target, "strength": float(strength), "condition": condition,
-                                         **{k: judged.get(k) for k in keep}})  # fmt: skip
+                            mode, value = _setting(strength)
+                            rows.append({"target": target, **({"mode": mode} if mode else {}), "strength": value,
+                                         "condition": condition, **{k: judged.get(k) for k in keep}})  # fmt: skip
             return pd.DataFrame(rows)
         if self.kind == "similarity":
             per_layer = self["per_layer"]
@@ -453,9 +464,16 @@ def steer(
     batch_size: int = 16,
     settings: SteerSettings | None = None,
     progress: bool = True,
+    calibrate: bool = False,
+    dev_prompts: int = 10,
+    grid: Sequence[tuple[str, float]] | None = None,
 ) -> Result:
     """Generate with ``source``'s neurons off and each target's on (``mode``), and judge the output
-    language and fluency. Mean activations come from ``stats``, else from the run the set came from."""
+    language and fluency. Mean activations come from ``stats``, else from the run the set came from.
+
+    ``calibrate=True`` (the command line's default without --strength/--mode): each target's (mode, strength)
+    is chosen from ``grid`` (default replace × 0.5, 1, 1.5, 2 and add × 0.5, 0.75, 1, 2) on the first ``dev_prompts``
+    prompts, then measured on the rest; ``mode``/``strength`` are then ignored (docs/evaluation.md)."""
     from langneurons.data.prompts import load_prompts
     from langneurons.evaluation.steer import steer as steer_run
 
@@ -472,9 +490,16 @@ def steer(
         strengths = [float(strength)] if isinstance(strength, (int, float)) else [float(x) for x in strength]
         settings = SteerSettings(mode=mode, strengths=strengths, max_new_tokens=max_new_tokens,
                                  controls=int(controls), batch_size=batch_size)  # fmt: skip
-    result = steer_run(model, ns, stats, prompt_list, source, _languages(to) or [], settings,
-                       neurons_path=path, stats_path=stats.path if stats is not None else None,
-                       prompts_spec=prompts if isinstance(prompts, str) else None, progress=progress)  # fmt: skip
+    where = dict(neurons_path=path, stats_path=stats.path if stats is not None else None,
+                 prompts_spec=prompts if isinstance(prompts, str) else None, progress=progress)  # fmt: skip
+    if calibrate:
+        from langneurons.evaluation.calibrate import DEFAULT_GRID, steer_calibrated
+
+        grid = [(str(m), float(st)) for m, st in (grid or DEFAULT_GRID)]
+        result = steer_calibrated(model, ns, stats, prompt_list, source, _languages(to) or [], settings,
+                                  dev_prompts=dev_prompts, grid=grid, **where)  # fmt: skip
+    else:
+        result = steer_run(model, ns, stats, prompt_list, source, _languages(to) or [], settings, **where)
     return Result(result)
 
 

@@ -267,9 +267,20 @@ def steer_cmd(
     route_positions: str | None = typer.Option(
         None, "--route-positions", help="With --route: all (default) | prompt | generated."
     ),
+    calibrate: bool | None = typer.Option(
+        None, "--calibrate/--no-calibrate",
+        help="--neurons: choose each target's mode and strength on the first --dev-prompts prompts (fluency-gated "
+        "success), measure on the rest. Default: on unless --strength or --mode is given; with --calibrate, "
+        "--mode/--strength narrow the grid (default replace x 0.5,1,1.5,2 and add x 0.5,0.75,1,2).",
+    ),
+    dev_prompts: int | None = typer.Option(
+        None, "--dev-prompts", help="With calibration: how many of the first prompts form the dev split (10)."
+    ),
 ) -> None:
     """Generate with source neurons off and target neurons on; report how often the language switches.
 
+    With --neurons and neither --strength nor --mode, each target's mode and strength are first calibrated on
+    the first 10 prompts (the dev split) and the rest are the test (--no-calibrate: replace at strength 1).
     Under torchrun the generation passes (baseline, each target × strength × condition) are shared out
     (not with --directions: run that in one process).
     """
@@ -285,6 +296,13 @@ def steer_cmd(
         raise LangneuronsError("--route-positions applies with --route only")
     if (temperature != 1.0 or top_p != 1.0) and not sample:
         raise LangneuronsError("--temperature and --top-p apply with --sample only")
+    if directions is not None and calibrate:
+        raise LangneuronsError("--calibrate applies to --neurons only (--directions sweeps its --strength × --layers)")
+    if heads is not None and calibrate:
+        raise LangneuronsError("--calibrate applies to --neurons only (--heads sweeps its --strength)")
+    calibrate = (strength is None and mode is None) if calibrate is None and neurons is not None else bool(calibrate)
+    if dev_prompts is not None and not calibrate:
+        raise LangneuronsError("--dev-prompts applies with calibration only (--calibrate, or no --strength/--mode)")
     if directions is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun (recording.distributed imports torch)
             raise LangneuronsError("steer --directions runs in one process; start it without torchrun")
@@ -317,8 +335,7 @@ def steer_cmd(
                           batch_size, recipe or "ours")  # fmt: skip
         return
     check_site(site, any_site, header.get("site"), path)
-    mode = mode or (HEAD_MODE if heads is not None else "replace")
-    if mode not in (*STEER_MODES, HEAD_MODE):
+    if mode is not None and mode not in (*STEER_MODES, HEAD_MODE):
         raise LangneuronsError(f"unknown --mode {mode!r}; choose {', '.join(STEER_MODES)}")
     if positions not in ("all", "prompt", "generated"):
         raise LangneuronsError(f"--positions must be all, prompt or generated, got {positions!r}")
@@ -328,6 +345,10 @@ def steer_cmd(
         raise LangneuronsError(f"--route-positions must be all, prompt or generated, got {route_positions!r}")
     check_positive(max_new_tokens=max_new_tokens, batch_size=batch_size)
     controls = _controls(controls, no_controls)
+    grid_strengths = _floats(strength) if calibrate and strength is not None else None
+    grid_mode = mode
+    dev_prompts = (10 if dev_prompts is None else dev_prompts) if calibrate else None  # calibrate.DEFAULT_DEV_PROMPTS
+    mode = mode or (HEAD_MODE if heads is not None else "replace")
     strengths = _floats(strength or (HEAD_STRENGTHS if heads is not None else "1"))
     if deactivate_source and (source or "en") not in (header.get("languages") or []):
         raise LangneuronsError(f"source {source or 'en'!r} is not in the neuron set: pass --keep-source or another "
@@ -335,10 +356,19 @@ def steer_cmd(
     from langneurons.data.prompts import load_prompts
 
     prompt_list = load_prompts(prompts, source or "en")
+    if calibrate:
+        from langneurons.data.prompts import split_prompts
+
+        split_prompts(prompt_list, dev_prompts)
     if route is not None:
         from langneurons.intervention.routing import parse_route
 
         parse_route(route)
+    grid = None
+    if calibrate:  # (evaluation imports torch: after the torch-free checks)
+        from langneurons.evaluation.calibrate import calibration_grid
+
+        grid = calibration_grid(grid_mode, grid_strengths)
     check_out(out, overwrite)
     from langneurons.evaluation.steer import SteerSettings, steer
     from langneurons.formats.neuronset import NeuronSet
@@ -350,12 +380,15 @@ def steer_cmd(
     for lang in targets:
         ns.mask(lang)
     run_stats, stats_path = find_stats(stats, neurons, ns.source.get("run")) if heads is None else (None, None)
-    if mode in ("replace", "add", "diffmean") and run_stats is None:
+    modes = list(dict.fromkeys(m for m, _ in grid)) if grid else [mode]
+    needs_means = [m for m in modes if m in ("replace", "add", "diffmean")]
+    if needs_means and run_stats is None:
+        what = "calibration (modes " + ", ".join(needs_means) + ")" if grid else f"--mode {mode}"
         raise LangneuronsError(
-            f"--mode {mode} needs mean activations: pass --stats RUN_DIR (the recorded run; "
+            f"{what} needs mean activations: pass --stats RUN_DIR (the recorded run; "
             f"none next to {neurons} nor at the set's source run {ns.source.get('run')})"
         )
-    if mode in ("replace", "add", "diffmean"):
+    if needs_means:
         run_stats.mean()  # count-only statistics (e.g. converted from Zhang et al.) fail here, naming the file
     model, world = model.join_world()
     try:
@@ -365,8 +398,15 @@ def steer_cmd(
                                  temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
                                  controls=controls, any_site=any_site, route=route,
                                  route_positions=route_positions)  # fmt: skip
-        result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
-                       stats_path=stats_path, prompts_spec=prompts, world=world)  # fmt: skip
+        if grid is not None:
+            from langneurons.evaluation.calibrate import steer_calibrated
+
+            result = steer_calibrated(loaded, ns, run_stats, prompt_list, source, targets, settings,
+                                      dev_prompts=dev_prompts, grid=grid, neurons_path=str(neurons),
+                                      stats_path=stats_path, prompts_spec=prompts, world=world)  # fmt: skip
+        else:
+            result = steer(loaded, ns, run_stats, prompt_list, source, targets, settings, neurons_path=str(neurons),
+                           stats_path=stats_path, prompts_spec=prompts, world=world)  # fmt: skip
     finally:
         shutdown(world)
     if result is None:  # another rank: rank 0 writes
@@ -374,6 +414,8 @@ def steer_cmd(
     write_result(out, result)
     if (message := routing_warning(result.get("routing") or {})) is not None:
         warn(message)
+    if (cal := result.get("calibration")) is not None:
+        _say_calibration(cal)
     for target, entry in result["results"].items():
         for st, row in entry["strengths"].items():
             rnd = row.get("random", {}).get("success")
@@ -395,6 +437,19 @@ def steer_cmd(
                     f"z = {z}, 95 % Wilson CI of success {ci[0]:.0%} … {ci[1]:.0%}"
                 )
     next_hint(f"langneurons report {out.parent}")
+
+
+def _say_calibration(cal: dict) -> None:
+    """Per target: the dev curve (success / fluent rate at each setting) and the chosen setting."""
+    say(f"  calibration on {len(cal['dev_prompts'])} dev prompts (test: the other {len(cal['test_prompts'])}); "
+        f"{cal['rule']}")  # fmt: skip
+    for target, points in cal["curve"].items():
+        chosen = cal["chosen"][target]
+        curve = ", ".join(f"{p['mode']} {p['strength']:g}: {p['success']:.0%}/{p['fluent_rate']:.0%}" for p in points)
+        say(f"  → {target} chose {chosen['mode']} {chosen['strength']:g} (dev success {chosen['success']:.0%}, "
+            f"fluent {chosen['fluent_rate']:.0%}); dev success/fluent: {curve}")  # fmt: skip
+        if chosen["success"] == 0:
+            warn(f"→ {target}: no setting of the grid succeeded on a dev prompt; the test runs the most fluent one")
 
 
 def _refuse_neuron_flags(mode: str | None, deactivate_source: bool | None, site: str | None, any_site: bool,

@@ -31,3 +31,15 @@ def load_prompts(spec: str | None = None, lang: str = "en") -> list[str]:
     if not prompts:
         raise LangneuronsError(f"no prompts in {spec or lang}")
     return prompts
+
+
+def split_prompts(prompts: list[str], dev_prompts: int) -> tuple[list[str], list[str]]:
+    """(dev, test): the first ``dev_prompts`` prompts and the rest (at least one)."""
+    if dev_prompts < 1:
+        raise LangneuronsError(f"--dev-prompts must be 1 or more, got {dev_prompts}")
+    if len(prompts) < dev_prompts + 1:
+        raise LangneuronsError(
+            f"calibration needs more than --dev-prompts {dev_prompts} prompts (dev split + a test split), got "
+            f"{len(prompts)}: pass more prompts, a smaller --dev-prompts, or --no-calibrate"
+        )
+    return prompts[:dev_prompts], prompts[dev_prompts:]

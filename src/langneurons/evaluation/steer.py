@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -139,6 +139,11 @@ def steering_interventions(
     elif s.mode != "none":
         raise LangneuronsError(f"unknown steering mode {s.mode!r} (replace, add, diffmean, force, none)")
     return out
+
+
+def setting_key(mode: str, strength: float) -> str:
+    """The result key of a per-target (mode, strength) setting: ``"replace 1.5"``."""
+    return f"{mode} {strength:g}"
 
 
 def force_values_for(neurons: NeuronSet, target: str, mask: torch.Tensor, s: SteerSettings) -> torch.Tensor:
@@ -436,8 +441,13 @@ def steer(
     prompts_spec: str | None = None,
     progress: bool = True,
     world: World | None = None,
+    conditions: dict[str, list[tuple[str, float]]] | None = None,
 ) -> dict[str, Any] | None:
     """Baseline, steered and random-control generations for each target and strength, judged.
+
+    ``conditions``: per target, its own (mode, strength) settings instead of ``s.mode`` × ``s.strengths``
+    for all (`evaluation.calibrate`); their results are keyed ``"<mode> <strength>"`` (`setting_key`)
+    instead of ``"<strength>"``.
 
     Under torchrun (``world`` of several processes) the generation passes (baseline, then each
     target × strength × condition, over all prompts) are shared out; rank 0 gathers and judges them
@@ -454,18 +464,23 @@ def steer(
     started = time.time()
     kinds = ["steered"] + (["random"] if s.controls else [])
     kinds += [f"null#{r}" for r in range(int(s.controls))] if s.controls >= 2 else []
-    runs = [(t, st, kind) for t in targets for st in s.strengths for kind in kinds]
+    if conditions is None:
+        settings_of = {t: [(f"{st:g}", s.mode, st) for st in s.strengths] for t in targets}
+    else:
+        settings_of = {t: [(setting_key(m, st), m, st) for m, st in conditions[t]] for t in targets}
+    runs = [(t, key, mode, st, kind) for t in targets for key, mode, st in settings_of[t] for kind in kinds]
     world = world or World()
-    passes: list[tuple[str, float, str] | None] = [None, *runs]  # None: the baseline
+    passes: list[tuple[str, str, str, float, str] | None] = [None, *runs]  # None: the baseline
     # each condition's name, which seeds its sampling (`sample_seed`): the same whatever else is run
-    names = ["baseline"] + [f"{t}/{st:g}/{kind}" for t, st, kind in runs]
+    names = ["baseline"] + [f"{t}/{key}/{kind}" for t, key, _, _, kind in runs]
 
     def draw_of(kind: str) -> int | None:
         return int(kind[5:]) if kind.startswith("null#") else None
 
     ivs_of = {
         i: steering_interventions(
-            neurons, stats, source, run[0], run[1], s, site, control=run[2] == "random", draw=draw_of(run[2])
+            neurons, stats, source, run[0], run[3], s if run[2] == s.mode else replace(s, mode=run[2]), site,
+            control=run[4] == "random", draw=draw_of(run[4]),
         )  # fmt: skip
         for i, run in enumerate(passes)
         if run is not None
@@ -491,10 +506,10 @@ def steer(
     base = every[0]
     base_median = median([g["ppl"] for g in base if g["ppl"] is not None])
     results: dict[str, Any] = {}
-    for i, (target, strength, kind) in enumerate(runs, start=1):
+    for i, (target, key, _, _, kind) in enumerate(runs, start=1):
         gens = every[i]
         entry = results.setdefault(target, {"baseline": judge(base, target, base_median, s), "strengths": {}})
-        row = entry["strengths"].setdefault(f"{strength:g}", {})
+        row = entry["strengths"].setdefault(key, {})
         row[kind] = judge(gens, target, base_median, s)
         draw = draw_of(kind)
         if draw is None:  # null draws keep their judgement only (file size)

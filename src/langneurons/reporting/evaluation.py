@@ -300,6 +300,36 @@ def direction_sweep_figure(sweep: dict[str, Any], title: str) -> bytes:
     return png(fig)
 
 
+def calibration_figure(cal: dict[str, Any], title: str) -> bytes:
+    """`steer --calibrate`'s dev curve, one panel per target: success and fluent rate (and the raw language rate,
+    dashed) at each grid setting, the chosen setting marked with a grey band (the success–fluency trade-off)."""
+    import matplotlib.pyplot as plt
+
+    curve = {t: [p for p in points if isinstance(p, dict)] for t, points in (cal.get("curve") or {}).items()}
+    targets = [t for t, points in curve.items() if points]
+    fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(0.8 + 2.6 * max(len(targets), 1), 2.9),
+                             layout="constrained", squeeze=False, sharey=True)  # fmt: skip
+    for ax, target in zip(axes[0], targets, strict=False):
+        points = curve[target]
+        x = np.arange(len(points))
+        for key, label, style in (("success", "success", "o-"), ("fluent_rate", "fluent", "s-"),
+                                  ("language_rate", "in target language", "^--")):  # fmt: skip
+            ax.plot(x, [100 * (_num(p.get(key)) or 0.0) for p in points], style, markersize=3.5, linewidth=1.2,
+                    label=label)  # fmt: skip
+        chosen = (cal.get("chosen") or {}).get(target) or {}
+        for i, p in enumerate(points):
+            if p.get("mode") == chosen.get("mode") and p.get("strength") == chosen.get("strength"):
+                ax.axvspan(i - 0.4, i + 0.4, color="0.85", zorder=0)
+        ax.set_xticks(x, [f"{p.get('mode')} {p.get('strength'):g}" if isinstance(p.get("strength"), int | float)
+                          else str(p.get("mode")) for p in points], rotation=60, ha="right", fontsize=7)  # fmt: skip
+        ax.set_ylim(-5, 105)
+        ax.set_title(f"→ {target}", fontsize=8.5)
+    axes[0][0].set_ylabel("% of dev generations", fontsize=8)
+    axes[0][0].legend(fontsize=6.5, loc="best")
+    fig.suptitle(title, fontsize=10)
+    return png(fig)
+
+
 def _has_rates(bars: list[SteerBar]) -> bool:
     return any(b.measure == "language_rate" for b in bars)
 

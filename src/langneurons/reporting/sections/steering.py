@@ -24,8 +24,10 @@ def steer_section(name: str, data: dict[str, Any]) -> Section:
     source = data.get("source")
     what = (
         f"Generations from {prov.get('n_prompts', '?')} prompts ({prov.get('prompts') or 'default prompts'}) "
-        f"with the source ({source}) neurons off and the target's set by mode {settings.get('mode', '?')}; "
-        f"model {prov.get('model', '?')}, site {prov.get('site', '?')}, neurons of "
+        f"with the source ({source}) neurons off and the target's set by "
+        + ("each target's calibrated mode and strength; " if settings.get("mode") == "calibrated"
+           else f"mode {settings.get('mode', '?')}; ")  # fmt: skip
+        + f"model {prov.get('model', '?')}, site {prov.get('site', '?')}, neurons of "
         f"{(prov.get('neurons') or {}).get('path', '?')}; identified by {prov.get('identifier', '?')}."
     )
     success = f"Success = {rule}." if rule else "Success = identified as the target language."
@@ -58,8 +60,43 @@ def steer_section(name: str, data: dict[str, Any]) -> Section:
             f"error bars: 95 % Wilson intervals over the prompts. {success} From {name}.json.",
         )
     )
-    section.data = {"table": steer_table(data, bars), "examples": steer_examples(data)}
+    section.data = {"table": steer_table(data, bars), "examples": steer_examples(data),
+                    "calibration": calibration_table(data)}  # fmt: skip
+    if section.data["calibration"] is not None:
+        cal = data["calibration"]
+        section.figures.append(
+            Figure(
+                f"{file_stem(name)}-calibration.png",
+                ev.calibration_figure(cal, f"{name}: calibration on the dev prompts"),
+                f"{name}: calibration on the dev prompts",
+                f"Success, fluent rate and raw language rate of the steered model on the "
+                f"{len(cal.get('dev_prompts') or [])} dev prompts at each (mode, strength) of the grid, one panel "
+                f"per target; the grey band is the setting chosen ({cal.get('rule', '')}). From {name}.json.",
+            )
+        )
+        section.intro += (f" Calibrated: each target's mode and strength were chosen on the first "
+                          f"{len(cal.get('dev_prompts') or [])} prompts (the dev split; {cal.get('rule', '')}); "
+                          f"the figure and table measure the other {len(cal.get('test_prompts') or [])} at the "
+                          f"chosen setting.")  # fmt: skip
     return section
+
+
+def calibration_table(data: dict[str, Any]) -> Table | None:
+    """`steer --calibrate`'s dev curve: per target and grid setting, success, fluent rate and language rate on the
+    dev prompts (the success–fluency trade-off), the chosen setting marked. None for an uncalibrated file."""
+    cal = data.get("calibration")
+    if not isinstance(cal, dict) or not isinstance(cal.get("curve"), dict):
+        return None
+    rows = []
+    for target, points in cal["curve"].items():
+        chosen = (cal.get("chosen") or {}).get(target) or {}
+        for p in points or []:
+            mark = p.get("mode") == chosen.get("mode") and p.get("strength") == chosen.get("strength")
+            rows.append([f"→ {target}", f"{p.get('mode')} {number_text(p.get('strength'))}",
+                         *(f"{100 * p[k]:.0f} %" if isinstance(p.get(k), int | float) else "–"
+                           for k in ("success", "fluent_rate", "language_rate")),
+                         str(p.get("n", "?")), "chosen" if mark else ""])  # fmt: skip
+    return Table(["target", "setting (dev)", "success", "fluent", "in target language", "prompts", ""], rows)
 
 
 def steer_table(data: dict[str, Any], bars: list[ev.SteerBar]) -> Table:
@@ -114,4 +151,4 @@ def _pct(bar: ev.SteerBar | None) -> str:
     return f"{100 * bar.rate:.0f} % [{100 * low:.0f}–{100 * high:.0f}] of {bar.n}"
 
 
-__all__ = ["steer_examples", "steer_section", "steer_table"]
+__all__ = ["calibration_table", "steer_examples", "steer_section", "steer_table"]
