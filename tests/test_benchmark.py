@@ -11,8 +11,9 @@ from tiny import WORDS, tiny_model
 from typer.testing import CliRunner
 
 from langneurons.cli import app
+from langneurons.data.prompts import split_prompts
 from langneurons.errors import LangneuronsError
-from langneurons.evaluation.benchmark import METHODS, STEERING_ONLY, BenchmarkSettings, benchmark, split_prompts
+from langneurons.evaluation.benchmark import METHODS, STEERING_ONLY, BenchmarkSettings, benchmark
 from langneurons.reporting import write_report
 from langneurons.reporting.benchmark import benchmark_figure, markdown_table
 

@@ -88,12 +88,15 @@ def test_the_test_split_runs_each_targets_own_setting_with_its_control(model):
         [row] = rows.values()
         assert row["steered"]["success"] == 1.0 and row["steered"]["n"] == 2
         assert row["random"]["language_rate"] == 0.0  # the matched control does not switch
-        assert [g["prompt"] for g in row["steered"]["generations"]] == PROMPTS[4:]
+    dev, test = split_prompts(PROMPTS, 4)
+    for rows in (bb, cc):
+        [row] = rows.values()
+        assert [g["prompt"] for g in row["steered"]["generations"]] == test
     cal = result["calibration"]
-    assert cal["dev_prompts"] == PROMPTS[:4] and cal["test_prompts"] == PROMPTS[4:]
+    assert cal["dev_prompts"] == dev and cal["test_prompts"] == test and len(test) == len(PROMPTS) - 4
     assert set(cal) >= {"grid", "curve", "chosen", "rule", "dev_baseline", "wall_seconds"}
     assert result["provenance"]["n_prompts"] == 2 and result["provenance"]["settings"]["mode"] == "calibrated"
-    assert [g["prompt"] for g in result["baseline_generations"]] == PROMPTS[4:]
+    assert [g["prompt"] for g in result["baseline_generations"]] == test
 
 
 def test_report_shows_the_calibration_curve(model, tmp_path):
@@ -137,7 +140,7 @@ def test_grid_and_split():
     assert calibration_grid("force", [2.0]) == [("force", 2.0)]
     with pytest.raises(LangneuronsError, match="--strength"):
         calibration_grid("force")
-    assert split_prompts(list("abcde"), 3) == (["a", "b", "c"], ["d", "e"])
+    assert split_prompts(list("abcde"), 3) == (["a", "c", "d"], ["b", "e"])  # evenly spaced: 0, 5/3, 10/3 rounded
     with pytest.raises(LangneuronsError, match="more than --dev-prompts 5"):
         split_prompts(list("abcde"), 5)
 

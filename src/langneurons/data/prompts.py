@@ -33,13 +33,25 @@ def load_prompts(spec: str | None = None, lang: str = "en") -> list[str]:
     return prompts
 
 
-def split_prompts(prompts: list[str], dev_prompts: int) -> tuple[list[str], list[str]]:
-    """(dev, test): the first ``dev_prompts`` prompts and the rest (at least one)."""
+def split_prompts(prompts: list[str], dev_prompts: int, test_prompts: int | None = None) -> tuple[list[str], list[str]]:
+    """(dev, test) from the first ``dev_prompts + test_prompts`` prompts (``test_prompts`` None: all of them):
+    ``dev_prompts`` evenly spaced ones (0, 3, 6, … for 10 of 30) are the dev split, the rest the test split, so
+    both mix a prompt file's kinds (the default English file: sentence starts, then questions). One rule for
+    `steer --calibrate` and `benchmark`."""
     if dev_prompts < 1:
         raise LangneuronsError(f"--dev-prompts must be 1 or more, got {dev_prompts}")
-    if len(prompts) < dev_prompts + 1:
-        raise LangneuronsError(
-            f"calibration needs more than --dev-prompts {dev_prompts} prompts (dev split + a test split), got "
-            f"{len(prompts)}: pass more prompts, a smaller --dev-prompts, or --no-calibrate"
-        )
-    return prompts[:dev_prompts], prompts[dev_prompts:]
+    if test_prompts is None:
+        if len(prompts) < dev_prompts + 1:
+            raise LangneuronsError(
+                f"calibration needs more than --dev-prompts {dev_prompts} prompts (dev split + a test split), got "
+                f"{len(prompts)}: pass more prompts, a smaller --dev-prompts, or --no-calibrate"
+            )
+        n = len(prompts)
+    else:
+        n = dev_prompts + test_prompts
+        if len(prompts) < n:
+            raise LangneuronsError(f"need {n} steering prompts ({dev_prompts} dev + {test_prompts} test), the "
+                                   f"prompt file has {len(prompts)}: pass a longer --prompt-file or fewer "
+                                   "--prompts")  # fmt: skip
+    chosen = {round(i * n / dev_prompts) for i in range(dev_prompts)}
+    return [prompts[i] for i in sorted(chosen)], [prompts[i] for i in range(n) if i not in chosen]

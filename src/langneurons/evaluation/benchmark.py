@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from langneurons.data import load_corpus
-from langneurons.data.prompts import load_prompts
+from langneurons.data.prompts import load_prompts, split_prompts
 from langneurons.errors import LangneuronsError
 from langneurons.evaluation.langid import to_label
 from langneurons.evaluation.nll import sentence_nll
@@ -163,17 +163,6 @@ FULL = dict(sentences=1000, attribution_sentences=200, eval_sentences=100, promp
             translate_sentences=50, max_new_tokens=32, strengths=[0.5, 1.0, 1.5, 2.0, 3.0],
             direction_strengths=[0.025, 0.05, 0.1, 0.25, 0.5], head_strengths=[1.5, 2.0, 4.0, 8.0, 16.0],
             shots=5)  # fmt: skip
-
-
-def split_prompts(prompts: list[str], dev: int, test: int) -> tuple[list[str], list[str]]:
-    """(dev, test) from the first ``dev + test`` prompts: ``dev`` of them evenly spaced (0, 3, 6, … for 10 of
-    30), so both splits mix the prompt file's kinds (sentence starts, questions); the rest are the test split."""
-    n = dev + test
-    if len(prompts) < n:
-        raise LangneuronsError(f"need {n} steering prompts ({dev} dev + {test} test), the prompt file has "
-                               f"{len(prompts)}: pass a longer --prompt-file or fewer --prompts")  # fmt: skip
-    chosen = {round(i * n / dev) for i in range(dev)}
-    return [prompts[i] for i in sorted(chosen)], [prompts[i] for i in range(n) if i not in chosen]
 
 
 # Settings that decide the identification data (the "data" stage); every other stage depends on all.
