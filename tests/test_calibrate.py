@@ -255,3 +255,17 @@ def test_a_calibrated_result_turns_into_a_tidy_frame(model):
     steered = frame[frame["condition"] == "steered"].set_index("target")
     assert steered.loc["bb", "mode"] == "force" and steered.loc["bb", "strength"] == 2.0
     assert steered.loc["cc", "strength"] == 0.2 and steered.loc["cc", "success"] == 1.0
+
+
+def test_default_prompts_and_their_first_n():
+    """The default English file: 60 prompts whose first 20 are the set the README's earlier runs used
+    (`--prompts default:20`); a bad count is a one-line error."""
+    from langneurons.data.prompts import load_prompts
+
+    every = load_prompts("default", "en")
+    assert len(every) == 60 and len(set(every)) == 60
+    assert every[0] == "Yesterday I went to the market and" and every[19] == "The new museum in the centre of town"
+    assert load_prompts("default:20", "en") == every[:20]
+    for bad in ("default:0", "default:x", "default:61"):
+        with pytest.raises(LangneuronsError, match="default"):
+            load_prompts(bad, "en")

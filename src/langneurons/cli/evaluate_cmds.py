@@ -229,7 +229,10 @@ def steer_cmd(
         Path | None, opt.out_option("Result JSON to write (default: steer-<set>.json next to the set).")
     ] = None,
     source: str | None = typer.Option("en", "--from", help="Language of the prompts (its neurons are deactivated)."),
-    prompts: str = typer.Option("default", "--prompts", help="Text file, one prompt per line, or 'default'."),
+    prompts: str = typer.Option(
+        "default", "--prompts", help="Text file, one prompt per line, 'default' (60 English), or 'default:N' (its "
+        "first N)."
+    ),
     model: opt.ModelOptions = opt.ModelOptions(),
     stats: Path | None = typer.Option(
         None, "--stats", help="Run folder with mean activations (default: the run the set came from)."

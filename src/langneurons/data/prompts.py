@@ -15,7 +15,15 @@ def prompt_languages() -> list[str]:
 
 
 def load_prompts(spec: str | None = None, lang: str = "en") -> list[str]:
-    """Prompts from a text file (one per line), or ``lang``'s default set for ``spec`` None/"default"."""
+    """Prompts from a text file (one per line), or ``lang``'s default set for ``spec`` None/"default", or its
+    first N for "default:N" (the default English file had 20 prompts before it grew to 60: "default:20" is
+    that set)."""
+    first = None
+    if spec is not None and spec.startswith("default:"):
+        count = spec.removeprefix("default:")
+        if not count.isdigit() or int(count) < 1:
+            raise LangneuronsError(f"--prompts {spec}: default:N takes a positive number of prompts")
+        spec, first = "default", int(count)
     if spec in (None, "", "default"):
         if lang not in prompt_languages():
             raise LangneuronsError(
@@ -30,7 +38,9 @@ def load_prompts(spec: str | None = None, lang: str = "en") -> list[str]:
     prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise LangneuronsError(f"no prompts in {spec or lang}")
-    return prompts
+    if first is not None and first > len(prompts):
+        raise LangneuronsError(f"--prompts default:{first}: the default {lang} file has {len(prompts)} prompts")
+    return prompts if first is None else prompts[:first]
 
 
 def split_prompts(prompts: list[str], dev_prompts: int, test_prompts: int | None = None) -> tuple[list[str], list[str]]:
