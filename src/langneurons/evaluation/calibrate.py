@@ -1,6 +1,7 @@
 """Calibrated steering (docs/evaluation.md, "Calibrated steering"): each target's setting chosen on dev prompts.
 
-The prompts are split: the first ``dev_prompts`` are the **dev** split, the rest the **test** split. On the
+The prompts are split (`data.prompts.split_prompts`): ``dev_prompts`` evenly spaced ones are the **dev** split,
+the rest the **test** split. On the
 dev split every (mode, strength) of a grid is run for every target (packed, no controls: `steer` with
 per-target conditions); per target the setting with the highest fluency-gated success is chosen (ties: the
 higher fluent rate, then the weaker strength, then the earlier in the grid). The test split is then run at each
