@@ -56,6 +56,14 @@ SHORT = {"entropy-lambda": "entropy−λ", "key-neurons": "key neurons", "attrib
          "attribution-heads": "attribution\nheads", "diffmean": "DiffMean\n(ours)", "diffmean-clas": "DiffMean\n(CLaS)"}
 
 
+def _not_tested(ax, x, missing: list[bool]) -> None:
+    """Say "not tested" where a method has no bars in a panel (a steering-only recipe), not a silent gap."""
+    for pos, gone in zip(x, missing, strict=True):
+        if gone:
+            ax.text(pos, 0.5, "not tested\n(steering\nrecipe)", transform=ax.get_xaxis_transform(), ha="center",
+                    va="center", fontsize=7, color="#555555")  # fmt: skip
+
+
 def benchmark_figure(result: dict[str, Any]) -> bytes:
     """Three panels, one bar per method and measure with what varies beside it (PNG bytes):
     PPL factors (bars: medians over languages; dots: each language), steering success pooled over the
@@ -78,6 +86,7 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
         ax.bar(pos, [np.nan if v is None else v for v in medians], width, color=colour, label=label)
         for j, values in enumerate(per):
             ax.plot([pos[j]] * len(values), values, "o", ms=2.5, color="black", alpha=0.6)
+    _not_tested(ax, x, [not _ppl_factors(result, m, "off") for m in methods])
     ax.set_yscale("log")
     ax.axhline(1.0, color="black", lw=0.6)
     ax.set_ylabel("PPL with it off / PPL without")
@@ -122,6 +131,7 @@ def benchmark_figure(result: dict[str, Any]) -> bytes:
                                 lw=0.6, capsize=1.5, alpha=0.7)  # fmt: skip
                 else:
                     ax.plot(pos[j] + off, d, "o", ms=2.5, color="black", alpha=0.7)
+    _not_tested(ax, x, [not _chrf_drops(result, m, "off") for m in methods])
     ax.axhline(0.0, color="black", lw=0.6)
     ax.set_ylabel("chrF drop (points)")
     ax.set_title("switched off: chrF drop (bars: median over targets; dots: each target, 95 % CI)", fontsize=9)
@@ -174,14 +184,16 @@ LEGEND = ("[a, b]: 95 % interval (steering: Wilson over the pooled test generati
           "test (diffmean-clas is a steering recipe).")  # fmt: skip
 
 
-def fmt_cell(key: str, value: Any) -> str:
-    """A table cell: ΔPPL as a signed %, rates as %, chrF with one decimal."""
+def fmt_cell(key: str, value: Any, like: float | None = None) -> str:
+    """A table cell: ΔPPL as a signed % (× the factor from +1000 %), rates as %, chrF with one decimal. ``like``:
+    write ``value`` in the style of that value (an interval's bounds as its point value)."""
     if value is None:
         return "n/a"
     if isinstance(value, str):
         return value
     if key.startswith("ppl_") and key not in ("ppl_selectivity", "ppl_vs_random"):
-        return f"{value:+.0%}" if abs(value) < 10 else f"×{value + 1:,.0f}"
+        style = value if like is None else like
+        return f"{value:+.0%}" if abs(style) < 10 else f"×{value + 1:,.0f}"
     if key in ("ppl_selectivity", "ppl_vs_random"):
         return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
     if key.startswith("steer_"):
@@ -195,14 +207,15 @@ def fmt_cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def _interval(result: dict[str, Any], method: str, key: str) -> str:
+def _interval(result: dict[str, Any], method: str, key: str, point: Any) -> str:
     cells = (result.get("intervals") or {}).get(method) or {}
     ci = cells.get(f"{key}_wilson") or cells.get(key)
     if not ci or ci[0] is None:
         return ""
     if key.startswith("steer_"):
         return f" [{ci[0]:.0%}, {ci[1]:.0%}]".replace("%", "")
-    return f" [{fmt_cell(key, ci[0])}, {fmt_cell(key, ci[1])}]"
+    like = point if isinstance(point, float) else None
+    return f" [{fmt_cell(key, ci[0], like)}, {fmt_cell(key, ci[1], like)}]"
 
 
 def _mark(result: dict[str, Any], method: str, key: str, text: str, markdown: bool) -> str:
@@ -225,7 +238,7 @@ def table_rows(result: dict[str, Any], markdown: bool = True) -> list[list[str]]
             if key == "units_per_language" and row.get("unit"):
                 text += f" {row['unit'].split()[-1]}"
             elif text != "n/a":
-                text += _interval(result, method, key)
+                text += _interval(result, method, key, row.get(key))
                 if key == "steer_success_pooled" and row.get("steer_successes"):
                     text += " ({}/{})".format(*row["steer_successes"])
             cells.append(_mark(result, method, key, text, markdown))
