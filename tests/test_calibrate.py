@@ -14,7 +14,7 @@ import importlib
 import json
 
 import pytest
-from tiny import steerable_model, tiny_model
+from tiny import planted_language, steerable_model, tiny_model
 from typer.testing import CliRunner
 
 from langneurons.cli import app
@@ -43,14 +43,7 @@ def model():
 
 @pytest.fixture(autouse=True)
 def planted_identifier(monkeypatch):
-    def identify(text: str):
-        words = text.split()
-        if not words:
-            return "none", 0.0
-        share_b = sum(w.startswith("b") for w in words) / len(words)
-        return ("bb", share_b) if share_b > 0.5 else ("aa", 1 - share_b)
-
-    monkeypatch.setattr(steer_module, "identify_language", identify)
+    monkeypatch.setattr(steer_module, "identify_language", planted_language)
     monkeypatch.setattr(steer_module, "to_label", lambda target: "bb" if target in ("bb", "cc") else target)
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from tiny import planted_attribution_model, tiny_model
+from tiny import planted_attribution_model, planted_language, tiny_model
 from typer.testing import CliRunner
 
 import langneurons.cli.options as opt
@@ -114,14 +114,7 @@ def test_modes_are_checked_per_kind_of_set():
 
 @pytest.fixture
 def planted_identifier(monkeypatch):
-    def identify(text: str):
-        words = text.split()
-        if not words:
-            return "none", 0.0
-        share_b = sum(w.startswith("b") for w in words) / len(words)
-        return ("bb", share_b) if share_b > 0.5 else ("aa", 1 - share_b)
-
-    monkeypatch.setattr(steer_module, "identify_language", identify)
+    monkeypatch.setattr(steer_module, "identify_language", planted_language)
 
 
 def test_steer_with_a_head_set_runs_every_condition(planted_identifier):

@@ -11,7 +11,7 @@ import importlib
 
 import pytest
 import torch
-from tiny import steerable_model
+from tiny import planted_language, steerable_model
 
 from langneurons.evaluation.steer import SteerSettings, steer, steering_interventions
 from langneurons.formats.neuronset import NeuronSet
@@ -28,14 +28,7 @@ def model():
 
 @pytest.fixture(autouse=True)
 def planted_identifier(monkeypatch):
-    def identify(text: str):
-        words = text.split()
-        if not words:
-            return "none", 0.0
-        share_b = sum(w.startswith("b") for w in words) / len(words)
-        return ("bb", share_b) if share_b > 0.5 else ("aa", 1 - share_b)
-
-    monkeypatch.setattr(steer_module, "identify_language", identify)
+    monkeypatch.setattr(steer_module, "identify_language", planted_language)
 
 
 def planted_set(model, bb: list[int], params: dict | None = None) -> NeuronSet:

@@ -116,6 +116,16 @@ def integer_pattern(shape: tuple[int, ...] | torch.Size, seed: int = 0) -> torch
     return ((h % 9) - 4).to(torch.float32).reshape(tuple(shape)) / 4
 
 
+def planted_language(text: str) -> tuple[str, float]:
+    """The language identifier of the steering tests' planted vocabulary: "bb" when most words are b-words,
+    else "aa" (with the share as the score); "none" for an empty text."""
+    words = text.split()
+    if not words:
+        return "none", 0.0
+    share_b = sum(w.startswith("b") for w in words) / len(words)
+    return ("bb", share_b) if share_b > 0.5 else ("aa", 1 - share_b)
+
+
 def steerable_model() -> LoadedModel:
     """A one-layer LLaMA whose output language is set by two MLP neurons (ground truth for steering).
 

@@ -257,40 +257,37 @@ def _identify_all(loaded, out: Path, s: BenchmarkSettings, stages: _Stages, prog
     """Each method's component (NeuronSet or DirectionSet) and its size and timings."""
     corpus = load_corpus(s.identify_corpus, s.languages, s.sentences)
     timing = stages.get("data") or {}
-    run_dir = out / "run"
-    if "record_seconds" in timing and (run_dir / "manifest.json").exists():
-        stats = load_stats(run_dir)
-    else:
-        t = time.time()
-        stats = record(loaded, corpus, run_dir, RecordSettings(max_length=s.max_length, batch_size=s.batch_size),
-                       overwrite=(run_dir / "manifest.json").exists(), progress=progress)  # fmt: skip
-        timing["record_seconds"] = round(time.time() - t, 3)
+
+    def data_pass(key: str, marker: Path, load: Callable[[], Any], make: Callable[[], Any]) -> Any:
+        """A shared data pass: reused when it finished before (its time is in the data stage), else run and timed."""
+        if key in timing and marker.exists():
+            return load()
+        started = time.time()
+        result = make()
+        timing[key] = round(time.time() - started, 3)
         stages.put("data", timing)
+        return result
+
+    run_dir, pooled_dir, attr_dir = out / "run", out / "pooled", out / "attribution"
+    stats = data_pass("record_seconds", run_dir / "manifest.json", lambda: load_stats(run_dir),
+                      lambda: record(loaded, corpus, run_dir, RecordSettings(max_length=s.max_length,
+                                                                             batch_size=s.batch_size),
+                                     overwrite=(run_dir / "manifest.json").exists(), progress=progress))  # fmt: skip
     pooled = None
     if any(m in POOLED_METHODS for m in s.methods):
-        pooled_dir = out / "pooled"
-        if "pooled_seconds" in timing and (pooled_dir / "pooled.json").exists():
-            pooled = load_pooled(pooled_dir)
-        else:
-            t = time.time()
-            pooled = record_pooled(loaded, corpus, pooled_dir, batch_size=s.batch_size, max_length=s.max_length,
-                                   progress=progress, overwrite=True)  # fmt: skip
-            timing["pooled_seconds"] = round(time.time() - t, 3)
-            stages.put("data", timing)
+        pooled = data_pass("pooled_seconds", pooled_dir / "pooled.json", lambda: load_pooled(pooled_dir),
+                           lambda: record_pooled(loaded, corpus, pooled_dir, batch_size=s.batch_size,
+                                                 max_length=s.max_length, progress=progress,
+                                                 overwrite=True))  # fmt: skip
     attribution = None
-    if any(m in ATTRIBUTION_METHODS for m in s.methods):
-        attr_dir = out / "attribution"
-        if "attribution_seconds" in timing and (attr_dir / "attribution.json").exists():
-            attribution = load_attribution(attr_dir)
-        else:
-            t = time.time()
-            units = tuple(sorted({ATTRIBUTION_METHODS[m] for m in s.methods if m in ATTRIBUTION_METHODS}))
-            attribution = attribute(loaded, load_corpus(s.identify_corpus, s.languages, s.attribution_sentences),
-                                    attr_dir, AttributionSettings(units=units, batch_size=8, max_length=s.max_length,
-                                                                  seed=s.seed),
-                                    overwrite=True, progress=progress)  # fmt: skip
-            timing["attribution_seconds"] = round(time.time() - t, 3)
-            stages.put("data", timing)
+    units = tuple(sorted({ATTRIBUTION_METHODS[m] for m in s.methods if m in ATTRIBUTION_METHODS}))
+    if units:
+        attribution = data_pass(
+            "attribution_seconds", attr_dir / "attribution.json", lambda: load_attribution(attr_dir),
+            lambda: attribute(loaded, load_corpus(s.identify_corpus, s.languages, s.attribution_sentences), attr_dir,
+                              AttributionSettings(units=units, batch_size=8, max_length=s.max_length, seed=s.seed),
+                              overwrite=True, progress=progress),
+        )  # fmt: skip
     components: dict[str, NeuronSet | DirectionSet] = {}
     ident: dict[str, Any] = {}
     for method in s.methods:
