@@ -10,6 +10,17 @@ from langneurons.reporting.sections.common import Figure, Section, Table
 TEMPLATE = "section_benchmark.html"
 
 
+def _nested(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """The Markdown list of significant pairs as (test, [pairs]) for the template's nested list."""
+    out: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith("  - "):
+            out[-1][1].append(line[4:])
+        else:
+            out.append((line.removeprefix("- ").replace("**", ""), []))
+    return out
+
+
 def benchmark_section(data: dict[str, Any]) -> Section:
     """Every method through the same causal tests: the figure and the table of the numbers behind it."""
     heading = "Benchmark: every method, the same tests"  # the figure's; the section is "Benchmark"
@@ -21,7 +32,7 @@ def benchmark_section(data: dict[str, Any]) -> Section:
         figures=[Figure("benchmark.png", benchmark_figure(data), heading, benchmark_caption(data))],
         data={"table": Table([str(h) for h in head], [[str(c) for c in r] for r in body]),
               "legend": LEGEND.replace("**bold**", "(best)") if data.get("paired") else None,
-              "paired": [line.replace("**", "").strip("- ").strip() for line in paired_lines(data)]},
+              "paired": _nested(paired_lines(data))},
     )
 
 

@@ -35,15 +35,16 @@ def set_order(run: Run) -> list[str]:
 
 def neuron_set_section(run: Run, name: str, ns: NeuronSet) -> Section:
     """Counts per layer and language, classes over depth with the phases, overlap; an empty set in words."""
-    how = f"{set_settings(ns)}; {ns.n_pairs()} (language, neuron) pairs, {ns.n_distinct()} distinct neurons"
+    unit = {"heads": "head", "experts": "expert"}.get(ns.site or "", "neuron")  # head and expert sets share the file
+    how = f"{set_settings(ns)}; {ns.n_pairs()} (language, {unit}) pairs, {ns.n_distinct()} distinct {unit}s"
     src = ns.source.get("corpus")
     model = ns.model or run.info.get("model") or "unknown model"
     on = f"model {model}, site {ns.site or '?'}" + (f", statistics from corpus {src}" if src else "")
     per_lang = ", ".join(f"{lang} {ns.count(lang)}" for lang in ns.languages)
     classes = ", ".join(f"{k} {v}" for k, v in ns.class_counts().items() if v)
-    intro = f"{how}. Neurons per language: {per_lang}." + (f" Classes: {classes}." if classes else "")
+    intro = f"{how}. {unit.capitalize()}s per language: {per_lang}." + (f" Classes: {classes}." if classes else "")
     intro += warnings_text(ns)
-    section = Section(f"set-{anchor(name)}", f"Neuron set {name}", TEMPLATE, intro)
+    section = Section(f"set-{anchor(name)}", f"{unit.capitalize()} set {name}", TEMPLATE, intro)
     if ns.n_distinct() == 0:
         section.note = empty_set_text(ns)
         return section
