@@ -223,7 +223,9 @@ def test_identify_diffmean_cli(tmp_path):
     assert old.exit_code == 2 and "no residual-stream sums" in old.output
 
 
-def test_steer_and_translate_cli_with_directions(tmp_path):
+def saved_direction_set(tmp_path):
+    """The planted residual model saved to ``tmp_path/model``, its DiffMean set identified by the CLI from a
+    recording (``tmp_path/dm.json``) and a two-line prompt file (``tmp_path/prompts.txt``): (model path, set)."""
     from langneurons.models.loading import load_model
 
     planted, _ = planted_residual_model()
@@ -231,11 +233,15 @@ def test_steer_and_translate_cli_with_directions(tmp_path):
     planted.tokenizer.save_pretrained(tmp_path / "model")
     loaded = load_model(str(tmp_path / "model"), device="cpu")
     record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
-    runner = CliRunner()
     dm = tmp_path / "dm.json"
-    assert runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "-o", str(dm)]).exit_code == 0
+    assert CliRunner().invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "-o", str(dm)]).exit_code == 0
     (tmp_path / "prompts.txt").write_text("b1 s1 b2\nb3 b4\n")
-    model = str(tmp_path / "model")
+    return str(tmp_path / "model"), dm
+
+
+def test_steer_and_translate_cli_with_directions(tmp_path):
+    model, dm = saved_direction_set(tmp_path)
+    runner = CliRunner()
     res = runner.invoke(app, ["steer", "--model", model, "--directions", str(dm), "--from", "bb", "--to", "aa",
                               "--layers", "0,1", "--strength", "2", "--prompts", str(tmp_path / "prompts.txt"),
                               "--max-new-tokens", "3", "--device", "cpu",

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from test_diffmean import corpus, planted_residual_model, settings
+from test_diffmean import corpus, saved_direction_set, settings
 from tiny import WORDS, tiny_model
 from typer.testing import CliRunner
 
@@ -143,18 +143,8 @@ def test_builder_keys_ranges_and_seeds(tiny3):
 
 
 def test_steer_clas_cli(tmp_path):
-    from langneurons.models.loading import load_model
-
-    planted, _ = planted_residual_model()
-    planted.model.save_pretrained(tmp_path / "model")
-    planted.tokenizer.save_pretrained(tmp_path / "model")
-    loaded = load_model(str(tmp_path / "model"), device="cpu")
-    record(loaded, corpus(), tmp_path / "run", settings(), progress=False)
+    model, dm = saved_direction_set(tmp_path)
     runner = CliRunner()
-    dm = tmp_path / "dm.json"
-    assert runner.invoke(app, ["identify", str(tmp_path / "run"), "-m", "diffmean", "-o", str(dm)]).exit_code == 0
-    (tmp_path / "prompts.txt").write_text("b1 s1 b2\nb3 b4\n")
-    model = str(tmp_path / "model")
     base = ["steer", "--model", model, "--directions", str(dm), "--from", "bb", "--to", "aa", "--prompts",
             str(tmp_path / "prompts.txt"), "--max-new-tokens", "3", "--device", "cpu"]  # fmt: skip
     res = runner.invoke(app, [*base, "--recipe", "clas", "--layers", "0-1,1-1", "--strength", "4",

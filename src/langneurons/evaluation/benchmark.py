@@ -330,11 +330,10 @@ def key_threshold(k: int) -> float:
 
 
 def _size(comp: NeuronSet | DirectionSet, langs: list[str], method: str) -> dict[str, Any]:
-    if method == "diffmean-clas":
-        note = "steering adds one unit direction (target − source) after every layer of the chosen range"
-        return {"unit": "residual directions", "per_language": dict.fromkeys(langs, comp.num_layers), "note": note}
     if isinstance(comp, DirectionSet):
-        note = "deactivation projects out one direction per layer; steering adds one at one layer"
+        note = ("steering adds one unit direction (target − source) after every layer of the chosen range"
+                if method == "diffmean-clas"
+                else "deactivation projects out one direction per layer; steering adds one at one layer")  # fmt: skip
         return {"unit": "residual directions", "per_language": dict.fromkeys(langs, comp.num_layers), "note": note}
     unit = "heads" if comp.site == HEADS else "neurons"
     return {"unit": unit, "per_language": {lang: comp.count(lang) for lang in langs}}
@@ -635,18 +634,17 @@ def uncertainty(ppl: dict, steer: dict, trans: dict, s: BenchmarkSettings) -> di
     n_sent = [len(tok[lang]) for lang in langs]
     n_lines = [len(hyps["none"][p]) for p in pairs]
     n_prompts = [len(o) for o in outcomes[s.methods[0]]["steered"]]
-    measures = [Measure(f"ppl_{w}", n_sent, {m: ppl_stat(m, w) for m in off})
-                for w in ("own", "others", "selectivity", "random")]  # fmt: skip
-    measures += [Measure(f"chrf_drop_{w}", n_lines, {m: chrf_stat(m, w) for m in off}) for w in ("own", "others",
-                                                                                                "random")]  # fmt: skip
+    measures = [Measure(key, n_sent, {m: ppl_stat(m, w) for m in off}) for key, w in (
+        ("ppl_own", "own"), ("ppl_others", "others"), ("ppl_selectivity", "selectivity"), ("ppl_random_own", "random"))]
+    measures += [Measure(key, n_lines, {m: chrf_stat(m, w) for m in off}) for key, w in (
+        ("chrf_drop_own", "own"), ("chrf_drop_others", "others"), ("chrf_drop_random_own", "random"))]
     measures += [Measure("steer_success_pooled", n_prompts, {m: steer_stat(m, "steered") for m in s.methods}),
                  Measure("steer_random_success_pooled", n_prompts, {m: steer_stat(m, "random") for m in s.methods})]
     tests = {m.name: paired_bootstrap(m, s.bootstrap, s.seed) for m in measures if m.statistics}
-    rename = {"ppl_random": "ppl_random_own", "chrf_drop_random": "chrf_drop_random_own"}
     intervals: dict[str, dict[str, Any]] = {m: {} for m in s.methods}
     for name, test in tests.items():
         for method, cell in test["methods"].items():
-            intervals[method][rename.get(name, name)] = cell["ci"]
+            intervals[method][name] = cell["ci"]
     for method in s.methods:
         for key, kind in (("steer_success_pooled", "steered"), ("steer_random_success_pooled", "random")):
             hits = int(sum(o.sum() for o in outcomes[method][kind]))
